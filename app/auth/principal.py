@@ -1,0 +1,34 @@
+"""Who is calling. Identities come from the Manager's tokens; the proxy stores none."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class PrincipalKind(enum.StrEnum):
+    SERVICE = "service"
+    USER = "user"
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: PrincipalKind
+    # For a service key: a non-secret label of the key ("service-key-1"); for a user: `sub`.
+    id: str
+    groups: frozenset[str] = field(default_factory=frozenset)
+    role: Role = Role.USER
+
+    @property
+    def is_admin(self) -> bool:
+        """Service keys (the Manager, operators) and admin users see and change everything."""
+        return self.kind is PrincipalKind.SERVICE or self.role is Role.ADMIN
+
+    @property
+    def user_id(self) -> str | None:
+        return self.id if self.kind is PrincipalKind.USER else None

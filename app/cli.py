@@ -1,0 +1,130 @@
+"""The ``storage-proxy`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from app import __version__
+from app.auth.principal import Role
+from app.auth.tokens import mint_user_token
+from app.config import ConfigurationError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.handler(args)
+    except ConfigurationError as exc:
+        print(f"storage-proxy: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storage-proxy", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="listen address (default: STORAGE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default: STORAGE_PORT or 6021)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="apply pending migrations first (always done on the embedded SQLite)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    migrate.set_defaults(handler=_migrate)
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI spec")
+    openapi.add_argument(
+        "--output", type=Path, default=Path("openapi/openapi.yaml"), help="'-' for stdout"
+    )
+    openapi.set_defaults(handler=_openapi)
+
+    token = commands.add_parser("token", help="mint a user JWT signed with the configured secret")
+    token.add_argument("--user", required=True, help="user id (the token's sub)")
+    token.add_argument("--group", action="append", default=[], help="group id (repeatable)")
+    token.add_argument("--role", choices=[r.value for r in Role], default=Role.USER.value)
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.set_defaults(handler=_token)
+
+    version = commands.add_parser("version", help="print the version")
+    version.set_defaults(handler=lambda _args: print(__version__) or 0)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.db.migrate import upgrade_to_head_blocking
+
+    settings = Settings()
+    settings.check_safe_to_start()
+    settings.volumes()  # fail here, readably, on a broken STORAGE_CONFIG
+    if settings.uses_embedded_database or args.migrate:
+        upgrade_to_head_blocking(settings.effective_database_url)
+    uvicorn.run(
+        "app.main:create_app_from_environment",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        log_config=None,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from app.db.migrate import head_revision, upgrade_to_head_blocking
+
+    settings = Settings()
+    upgrade_to_head_blocking(settings.effective_database_url)
+    print(f"database at revision {head_revision()}")
+    return 0
+
+
+def render_openapi_yaml() -> str:
+    """The spec exactly as committed in openapi/openapi.yaml."""
+    from app.main import create_app
+
+    spec = create_app(Settings(env="dev")).openapi()
+    return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    text = render_openapi_yaml()
+    if str(args.output) == "-":
+        sys.stdout.write(text)
+    else:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = Settings()
+    print(
+        mint_user_token(
+            secret=settings.jwt_secret,
+            audience=settings.jwt_audience,
+            user_id=args.user,
+            groups=args.group,
+            role=Role(args.role),
+            ttl_seconds=args.ttl,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

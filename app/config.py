@@ -1,0 +1,123 @@
+"""Settings: environment variables prefixed ``STORAGE_``, a ``.env`` file, and an optional TOML
+file (named by ``STORAGE_CONFIG``) holding volume definitions."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values that ship in the code: fine on a laptop, refused anywhere else.
+PLACEHOLDER_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105
+PLACEHOLDER_SERVICE_KEY = "dev-insecure-service-key"
+PLACEHOLDERS = frozenset({PLACEHOLDER_JWT_SECRET, PLACEHOLDER_SERVICE_KEY, "", "change-me"})
+MIN_SECRET_BYTES = 32
+
+VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+class VolumeConfig(BaseModel):
+    """One ``[volumes.<name>]`` table of the TOML file."""
+
+    driver: str = "posix"
+    path: Path
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STORAGE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["dev", "prod"] | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=6021, ge=1, le=65535)
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+    redis_key_prefix: str = "storage-proxy:"
+    cache_ttl_seconds: int = Field(default=60, ge=1)
+    service_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [PLACEHOLDER_SERVICE_KEY]
+    )
+    jwt_secret: str = PLACEHOLDER_JWT_SECRET
+    jwt_audience: str = "storage-proxy"
+    jwt_leeway_seconds: int = Field(default=30, ge=0)
+    config: Path | None = None
+    trash_purge_interval_seconds: float = Field(default=30.0, gt=0)
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("service_keys", mode="before")
+    @classmethod
+    def _split_service_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'storage-proxy.sqlite3').resolve()}"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_env(self) -> Literal["dev", "prod"]:
+        """Unset means dev on the embedded SQLite (a laptop) and prod on anything else."""
+        if self.env is not None:
+            return self.env
+        return "dev" if self.uses_embedded_database else "prod"
+
+    def volumes(self) -> dict[str, VolumeConfig]:
+        """Volumes from the TOML file, or the single default ``local`` volume."""
+        if self.config is None:
+            return {"local": VolumeConfig(path=self.data_dir / "volumes" / "local")}
+        try:
+            raw = tomllib.loads(self.config.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read STORAGE_CONFIG {self.config}: {exc}") from exc
+        tables = raw.get("volumes")
+        if not isinstance(tables, dict) or not tables:
+            raise ConfigurationError(f"{self.config} defines no [volumes.<name>] tables")
+        volumes: dict[str, VolumeConfig] = {}
+        for name, table in tables.items():
+            if not re.fullmatch(VOLUME_NAME_PATTERN, name):
+                raise ConfigurationError(f"{self.config}: bad volume name {name!r}")
+            try:
+                volumes[name] = VolumeConfig.model_validate(table)
+            except ValidationError as exc:
+                raise ConfigurationError(f"{self.config}: volume {name!r}: {exc}") from exc
+        return volumes
+
+    def check_safe_to_start(self) -> None:
+        """Refuse shipped placeholder or weak secrets outside dev."""
+        if self.effective_env == "dev":
+            return
+        problems = []
+        if self.jwt_secret in PLACEHOLDERS or len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"STORAGE_JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes")
+        if not self.service_keys or any(
+            key in PLACEHOLDERS or len(key.encode()) < MIN_SECRET_BYTES for key in self.service_keys
+        ):
+            problems.append(
+                f"STORAGE_SERVICE_KEYS must list keys of at least {MIN_SECRET_BYTES} bytes"
+            )
+        if problems:
+            raise ConfigurationError(
+                "refusing to start with placeholder secrets in prod: "
+                + "; ".join(problems)
+                + " (or set STORAGE_ENV=dev on a development machine)"
+            )

@@ -1,0 +1,113 @@
+"""The one domain error hierarchy and its mapping to RFC 9457 problem types.
+
+Domain errors are plain exceptions: they carry what went wrong, never an HTTP class. Each base
+class names its problem (a stable ``type`` slug, a title and a status code) as data; the web
+layer (``app.problems``) renders them. Subclasses refine the slug where clients need to tell
+cases apart (``/problems/vfolder-name-conflict`` vs ``/problems/vfolder-id-conflict``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    problem_type: ClassVar[str] = "/problems/internal"
+    title: ClassVar[str] = "Internal error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        # Extra members of the problem body that help a client act (ids, limits…).
+        self.extensions = extensions
+
+
+class InvalidRequest(DomainError):
+    problem_type = "/problems/invalid-request"
+    title = "Invalid request"
+    status = 400
+
+
+class InvalidCursor(InvalidRequest):
+    problem_type = "/problems/invalid-cursor"
+    title = "Invalid pagination cursor"
+
+
+class Unauthenticated(DomainError):
+    problem_type = "/problems/unauthenticated"
+    title = "Authentication required"
+    status = 401
+
+
+class Forbidden(DomainError):
+    problem_type = "/problems/forbidden"
+    title = "Forbidden"
+    status = 403
+
+
+class NotFound(DomainError):
+    problem_type = "/problems/not-found"
+    title = "Not found"
+    status = 404
+
+
+class VolumeNotFound(NotFound):
+    problem_type = "/problems/volume-not-found"
+    title = "Volume not found"
+
+
+class VFolderNotFound(NotFound):
+    problem_type = "/problems/vfolder-not-found"
+    title = "Virtual folder not found"
+
+
+class Conflict(DomainError):
+    problem_type = "/problems/conflict"
+    title = "Conflict"
+    status = 409
+
+
+class VFolderNameConflict(Conflict):
+    problem_type = "/problems/vfolder-name-conflict"
+    title = "Virtual folder name already in use"
+
+
+class VFolderIdConflict(Conflict):
+    problem_type = "/problems/vfolder-id-conflict"
+    title = "Virtual folder id already used for a different folder"
+
+
+class Gone(DomainError):
+    problem_type = "/problems/gone"
+    title = "Gone"
+    status = 410
+
+
+class VFolderDeleted(Gone):
+    problem_type = "/problems/vfolder-deleted"
+    title = "Virtual folder deleted"
+
+
+class StorageUnavailable(DomainError):
+    problem_type = "/problems/storage-unavailable"
+    title = "Storage backend unavailable"
+    status = 503
+
+
+class ServiceNotReady(DomainError):
+    problem_type = "/problems/not-ready"
+    title = "Not ready"
+    status = 503
+
+
+# Problems the web layer raises itself, outside any domain error.
+VALIDATION_PROBLEM = ("/problems/validation", "Request validation failed", 422)
+INTERNAL_PROBLEM = (DomainError.problem_type, DomainError.title, DomainError.status)
+HTTP_STATUS_PROBLEMS: dict[int, tuple[str, str]] = {
+    404: ("/problems/not-found", "Not found"),
+    405: ("/problems/method-not-allowed", "Method not allowed"),
+    406: ("/problems/not-acceptable", "Not acceptable"),
+    413: ("/problems/content-too-large", "Content too large"),
+    415: ("/problems/unsupported-media-type", "Unsupported media type"),
+}

@@ -1,0 +1,142 @@
+"""``create_app(settings)``: the whole service. Nothing connects at import time; the lifespan
+builds the engine, cache and volumes and tears them down."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import __version__
+from app.auth.tokens import Authenticator
+from app.cache import build_cache
+from app.config import Settings
+from app.db.engine import create_engine, create_session_factory
+from app.db.migrate import current_revision, head_revision
+from app.health.router import router as health_router
+from app.observability.logging import configure_logging
+from app.observability.metrics import Metrics
+from app.observability.middleware import RequestContextMiddleware
+from app.openapi_docs import install_openapi
+from app.problems import install_problem_handlers
+from app.runtime import Runtime
+from app.swagger import install_swagger_ui
+from app.vfolders.purge import TrashPurger
+from app.vfolders.router import router as vfolders_router
+from app.volumes.registry import VolumeRegistry
+from app.volumes.router import router as volumes_router
+
+log = logging.getLogger(__name__)
+
+TITLE = "storage-proxy"
+DESCRIPTION = """One HTTP API over many storage backends: volumes, virtual folders (vfolders),
+files and resumable uploads.
+
+Every `/v1` call needs `Authorization: Bearer <service key or user JWT>`. Errors are
+[RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` bodies whose
+`type` is stable."""
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def create_app(settings: Settings | None = None, *, setup_logging: bool = False) -> FastAPI:
+    settings = settings or Settings()
+    settings.check_safe_to_start()
+    if setup_logging:
+        configure_logging(level=settings.log_level, fmt=settings.log_format)
+    volumes = VolumeRegistry.from_config(settings.volumes())
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(
+            settings.effective_database_url, pool_size=settings.database_pool_size
+        )
+        try:
+            await _require_current_schema(engine)
+            await volumes.initialize()
+            cache = build_cache(
+                settings.redis_url,
+                key_prefix=settings.redis_key_prefix,
+                on_availability_change=lambda up: metrics.cache_available.set(1 if up else 0),
+            )
+            metrics.cache_available.set(1)
+            sessions = create_session_factory(engine)
+            purger = TrashPurger(
+                volumes=volumes,
+                sessions=sessions,
+                metrics=metrics,
+                interval_seconds=settings.trash_purge_interval_seconds,
+            )
+            app.state.runtime = Runtime(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                cache=cache,
+                volumes=volumes,
+                metrics=metrics,
+                authenticator=Authenticator(
+                    service_keys=settings.service_keys,
+                    jwt_secret=settings.jwt_secret,
+                    audience=settings.jwt_audience,
+                    leeway_seconds=settings.jwt_leeway_seconds,
+                ),
+                purger=purger,
+            )
+            purger.start()
+            log.info(
+                "storage-proxy ready",
+                extra={"env": settings.effective_env, "volumes": volumes.names()},
+            )
+            try:
+                yield
+            finally:
+                await purger.stop()
+                await cache.close()
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title=TITLE,
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.include_router(health_router)
+    app.include_router(volumes_router)
+    app.include_router(vfolders_router)
+    install_swagger_ui(app, title=TITLE)
+    install_openapi(app)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(_request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _require_current_schema(engine: AsyncEngine) -> None:
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDate(
+            f"database schema is at {current or 'nothing'}, this version needs {head}: "
+            "run `storage-proxy migrate` (or `serve --migrate`)"
+        )
+
+
+def create_app_from_environment() -> FastAPI:
+    """Factory for uvicorn (``--factory``), used by ``storage-proxy serve`` workers."""
+    return create_app(setup_logging=True)

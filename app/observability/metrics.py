@@ -1,0 +1,36 @@
+"""Prometheus metrics. Each app owns a registry, so two apps in one process (tests, several
+workers' children) never collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REQUEST_LABELS = ("method", "endpoint", "domain", "operation", "error_detail", "status_code")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.request_count = Counter(
+            "backendai_api_request_count",
+            "API requests handled",
+            REQUEST_LABELS,
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            "backendai_api_request_duration_sec",
+            "API request handling time in seconds",
+            REQUEST_LABELS,
+            registry=self.registry,
+        )
+        self.cache_available = Gauge(
+            "storage_cache_available",
+            "1 when the configured cache backend answers, 0 while it is bypassed",
+            registry=self.registry,
+        )
+        self.trash_purged = Counter(
+            "storage_trash_purged_total",
+            "Deleted vfolder directories purged from a volume's trash",
+            ("volume",),
+            registry=self.registry,
+        )

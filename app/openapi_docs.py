@@ -1,0 +1,76 @@
+"""OpenAPI building blocks: the problem schema and per-route error declarations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.problems import PROBLEM_CONTENT_TYPE
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details. Clients branch on `type`, which is stable."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["/problems/vfolder-not-found"])
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = Field(default=None, description="Quote it when reporting a bug.")
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request (bad cursor, missing owner…)",
+    401: "Missing, expired or invalid credentials",
+    403: "Authenticated, but not allowed",
+    404: "Not found, or not visible to the caller",
+    409: "Conflicts with the current state (name or id taken)",
+    410: "The resource was deleted",
+    422: "The request failed validation",
+    503: "A storage backend or dependency is unavailable",
+}
+
+
+def problem_responses(*statuses: int, authenticated: bool = True) -> dict[int | str, Any]:
+    """Error responses to declare on a route; 401 and 422 apply to every /v1 route."""
+    wanted = sorted({*statuses, *((401, 422) if authenticated else ())})
+    return {
+        status: {
+            "model": Problem,
+            "description": _DESCRIPTIONS[status],
+            "content": {PROBLEM_CONTENT_TYPE: {}},
+        }
+        for status in wanted
+    }
+
+
+def problem_json_only(spec: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI files every response model under ``application/json``; error responses are
+    ``application/problem+json`` only, so move their schema there."""
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if PROBLEM_CONTENT_TYPE in content and "application/json" in content:
+                    content[PROBLEM_CONTENT_TYPE] = content.pop("application/json")
+    return spec
+
+
+def install_openapi(app: FastAPI) -> None:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_json_only(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]

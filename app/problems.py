@@ -1,0 +1,126 @@
+"""Renders every error as RFC 9457 ``application/problem+json`` and installs the handlers.
+
+Handlers are registered per base class; Starlette finds them by walking the exception's class
+hierarchy, so a new domain error needs no new handler."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from app.errors import HTTP_STATUS_PROBLEMS, INTERNAL_PROBLEM, VALIDATION_PROBLEM, DomainError
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+log = logging.getLogger(__name__)
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_CONTENT_TYPE
+
+
+def problem_response(
+    *,
+    problem_type: str,
+    title: str,
+    status: int,
+    detail: str,
+    request_id: str | None,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": problem_type,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extensions)
+    return ProblemResponse(jsonable_encoder(body), status_code=status, headers=headers)
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _remember(request: Request, problem_type: str) -> None:
+    # The metrics middleware labels the request with it (``error_detail``).
+    request.state.problem_type = problem_type
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, DomainError)
+    _remember(request, exc.problem_type)
+    if exc.status >= 500:
+        log.error("request failed: %s", exc.detail, extra={"problem": exc.problem_type})
+    headers = {"WWW-Authenticate": 'Bearer realm="storage-proxy"'} if exc.status == 401 else None
+    return problem_response(
+        problem_type=exc.problem_type,
+        title=exc.title,
+        status=exc.status,
+        detail=exc.detail,
+        request_id=_request_id(request),
+        headers=headers,
+        **exc.extensions,
+    )
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    problem_type, title, status = VALIDATION_PROBLEM
+    _remember(request, problem_type)
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"])
+    return problem_response(
+        problem_type=problem_type,
+        title=title,
+        status=status,
+        detail=f"{where}: {first['msg']}" if where else str(first["msg"]),
+        request_id=_request_id(request),
+        errors=errors,
+    )
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    problem_type, title = HTTP_STATUS_PROBLEMS.get(
+        exc.status_code, (f"/problems/http-{exc.status_code}", "HTTP error")
+    )
+    _remember(request, problem_type)
+    return problem_response(
+        problem_type=problem_type,
+        title=title,
+        status=exc.status_code,
+        detail=str(exc.detail),
+        request_id=_request_id(request),
+        headers=dict(exc.headers) if exc.headers else None,
+    )
+
+
+def internal_error_response(request_id: str | None) -> ProblemResponse:
+    problem_type, title, status = INTERNAL_PROBLEM
+    return problem_response(
+        problem_type=problem_type,
+        title=title,
+        status=status,
+        detail="An unexpected error occurred; quote the request id when reporting it.",
+        request_id=request_id,
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, handle_domain_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)

@@ -1,0 +1,26 @@
+"""Everything the lifespan builds once per process, read by the dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.auth.tokens import Authenticator
+from app.cache import Cache
+from app.config import Settings
+from app.observability.metrics import Metrics
+from app.vfolders.purge import TrashPurger
+from app.volumes.registry import VolumeRegistry
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    cache: Cache
+    volumes: VolumeRegistry
+    metrics: Metrics
+    authenticator: Authenticator
+    purger: TrashPurger

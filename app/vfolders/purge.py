@@ -1,0 +1,116 @@
+"""Background purge of deleted vfolders' directories from each volume's trash.
+
+The trash lives on disk, so the work survives restarts: whatever a crash left behind is found
+on the next pass, which runs at startup. Each entry is checked against the metadata store:
+- row ``deleted``: purge the directory for good;
+- row live: the delete that trashed it never committed; after a grace period (longer than any
+  request) the directory is put back;
+- no row: not ours to judge (an orphan, e.g. a database restored from backup): reported, kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.observability.metrics import Metrics
+from app.vfolders.models import VFolderStatus
+from app.vfolders.repository import VFolderRepository
+from app.volumes.registry import VolumeRegistry
+from drivers.base import TrashEntry, VolumeDriver
+from drivers.errors import DriverError
+
+log = logging.getLogger(__name__)
+
+RESTORE_GRACE_SECONDS = 600.0
+
+
+class TrashPurger:
+    def __init__(
+        self,
+        *,
+        volumes: VolumeRegistry,
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+        interval_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._volumes = volumes
+        self._sessions = sessions
+        self._metrics = metrics
+        self._interval = interval_seconds
+        self._clock = clock
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._first_entry_seen: dict[str, float] = {}
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="trash-purger")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("trash purge pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._interval)
+            self._wakeup.clear()
+
+    async def run_once(self) -> int:
+        """One pass over every volume; returns how many directories were purged."""
+        purged = 0
+        for volume, driver in self._volumes.items():
+            try:
+                entries = await driver.list_trash()
+            except DriverError as exc:
+                log.warning("cannot list trash of volume %s: %s", volume, exc)
+                continue
+            for entry in entries:
+                purged += await self._handle(volume, driver, entry)
+        return purged
+
+    async def _handle(self, volume: str, driver: VolumeDriver, entry: TrashEntry) -> int:
+        async with self._sessions() as session:
+            row = await VFolderRepository(session).get(entry.vfolder_id)
+            status = None if row is None else row.status
+        extra = {"vfolder_id": str(entry.vfolder_id), "volume": volume, "trash_entry": entry.name}
+        try:
+            if status == VFolderStatus.DELETED.value:
+                await driver.purge(entry)
+                self._metrics.trash_purged.labels(volume=volume).inc()
+                log.info("purged deleted vfolder", extra=extra)
+                return 1
+            if status is None:
+                log.warning("trash entry without a metadata row left in place", extra=extra)
+                return 0
+            await self._maybe_restore(driver, entry, extra)
+        except DriverError as exc:
+            log.warning("trash entry not handled: %s", exc, extra=extra)
+        return 0
+
+    async def _maybe_restore(
+        self, driver: VolumeDriver, entry: TrashEntry, extra: dict[str, str]
+    ) -> None:
+        # The entry may belong to a delete still in flight; only an old one is an aborted one.
+        first_seen = self._first_entry_seen.setdefault(entry.name, self._clock())
+        if self._clock() - first_seen < RESTORE_GRACE_SECONDS:
+            return
+        await driver.restore_from_trash(entry)
+        self._first_entry_seen.pop(entry.name, None)
+        log.warning("restored a trashed vfolder whose deletion never committed", extra=extra)

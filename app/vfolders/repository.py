@@ -1,0 +1,120 @@
+"""All SQL about vfolders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, false, or_, select, tuple_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.permissions.policy import VisibilityScope
+from app.vfolders.models import OwnerType, VFolderRow, VFolderStatus
+
+VFolderSelect = Select[VFolderRow]
+
+
+class DuplicateVFolder(Exception):
+    """An insert or rename hit a unique constraint (id, or live name per owner)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VFolderFilter:
+    visibility: VisibilityScope | None = None
+    volume: str | None = None
+    owner_type: OwnerType | None = None
+    owner_id: str | None = None
+    name: str | None = None
+    status: VFolderStatus | None = VFolderStatus.READY
+
+
+class VFolderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def get(self, vfolder_id: uuid.UUID) -> VFolderRow | None:
+        return await self._session.get(VFolderRow, vfolder_id)
+
+    async def get_for_update(self, vfolder_id: uuid.UUID) -> VFolderRow | None:
+        # populate_existing: a row cached in this session must not hide a concurrent change.
+        stmt = (
+            select(VFolderRow)
+            .where(VFolderRow.id == vfolder_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self._session.execute(stmt)).scalar_one_or_none()
+
+    async def get_live_by_name(
+        self, *, owner_type: OwnerType, owner_id: str, name: str
+    ) -> VFolderRow | None:
+        stmt = select(VFolderRow).where(
+            VFolderRow.owner_type == owner_type.value,
+            VFolderRow.owner_id == owner_id,
+            VFolderRow.name == name,
+            VFolderRow.status != VFolderStatus.DELETED.value,
+        )
+        return (await self._session.execute(stmt)).scalar_one_or_none()
+
+    async def add(self, row: VFolderRow) -> None:
+        """Raises ``DuplicateVFolder`` when the id or the live name is taken."""
+        try:
+            # A savepoint keeps the outer transaction usable after a unique violation.
+            async with self._session.begin_nested():
+                self._session.add(row)
+                await self._session.flush()
+        except IntegrityError as exc:
+            raise DuplicateVFolder(str(exc.orig)) from exc
+
+    async def save(self, row: VFolderRow) -> None:
+        """Flush changes to ``row``; raises ``DuplicateVFolder`` on a name collision."""
+        try:
+            async with self._session.begin_nested():
+                await self._session.flush([row])
+        except IntegrityError as exc:
+            raise DuplicateVFolder(str(exc.orig)) from exc
+
+    async def list_page(
+        self,
+        where: VFolderFilter,
+        *,
+        after: tuple[str, uuid.UUID] | None,
+        limit: int,
+    ) -> Sequence[VFolderRow]:
+        """Up to ``limit`` rows ordered by (name, id), strictly after the ``after`` key."""
+        stmt = self._filtered(select(VFolderRow), where)
+        if after is not None:
+            stmt = stmt.where(tuple_(VFolderRow.name, VFolderRow.id) > tuple_(*after))
+        stmt = stmt.order_by(VFolderRow.name, VFolderRow.id).limit(limit)
+        return (await self._session.execute(stmt)).scalars().all()
+
+    @staticmethod
+    def _filtered(stmt: VFolderSelect, where: VFolderFilter) -> VFolderSelect:
+        if where.visibility is not None:
+            owned = []
+            if where.visibility.user_id is not None:
+                owned.append(
+                    (VFolderRow.owner_type == OwnerType.USER.value)
+                    & (VFolderRow.owner_id == where.visibility.user_id)
+                )
+            if where.visibility.group_ids:
+                owned.append(
+                    (VFolderRow.owner_type == OwnerType.GROUP.value)
+                    & VFolderRow.owner_id.in_(sorted(where.visibility.group_ids))
+                )
+            if not owned:
+                return stmt.where(false())
+            stmt = stmt.where(or_(*owned))
+        if where.volume is not None:
+            stmt = stmt.where(VFolderRow.volume == where.volume)
+        if where.owner_type is not None:
+            stmt = stmt.where(VFolderRow.owner_type == where.owner_type.value)
+        if where.owner_id is not None:
+            stmt = stmt.where(VFolderRow.owner_id == where.owner_id)
+        if where.name is not None:
+            stmt = stmt.where(VFolderRow.name == where.name)
+        if where.status is not None:
+            stmt = stmt.where(VFolderRow.status == where.status.value)
+        return stmt

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.config import VOLUME_NAME_PATTERN
+from app.vfolders.models import OwnerType, VFolderStatus
+
+MAX_NAME_BYTES = 255
+
+
+def _check_vfolder_name(name: str) -> str:
+    if not name:
+        raise ValueError("name must not be empty")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise ValueError(f"name must be at most {MAX_NAME_BYTES} bytes in UTF-8")
+    if "/" in name or "\\" in name:
+        raise ValueError("name must not contain '/' or '\\'")
+    if any(unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} for ch in name):
+        raise ValueError("name must not contain NUL, control or invisible format characters")
+    if name in {".", ".."}:
+        raise ValueError("name must not be '.' or '..'")
+    if name != name.strip():
+        raise ValueError("name must not start or end with whitespace")
+    return name
+
+
+VFolderName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_NAME_BYTES),
+    AfterValidator(_check_vfolder_name),
+    Field(
+        description="Unique per owner among live vfolders; 1-255 UTF-8 bytes, "
+        "no '/', '\\\\', control characters, leading or trailing spaces.",
+        examples=["datasets"],
+    ),
+]
+VolumeName = Annotated[str, StringConstraints(pattern=VOLUME_NAME_PATTERN)]
+OwnerId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class VFolderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: UUID | None = Field(
+        default=None,
+        description="Caller-chosen id (a Manager keeps its own ids). Repeating a create with "
+        "the same id and body returns the existing vfolder.",
+    )
+    name: VFolderName
+    volume: VolumeName = Field(examples=["local"])
+    owner_type: OwnerType | None = Field(
+        default=None, description="Defaults to `user` (the caller) for user tokens."
+    )
+    owner_id: OwnerId | None = Field(
+        default=None,
+        description="Required for service keys; users may name themselves or one of their groups.",
+    )
+
+
+class VFolderUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: VFolderName | None = None
+
+
+class VFolder(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    name: str
+    volume: str
+    owner_type: OwnerType
+    owner_id: str
+    status: VFolderStatus
+    quota_bytes: int | None
+    cloned_from: UUID | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+
+class VFolderList(BaseModel):
+    items: list[VFolder]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class VFolderMount(BaseModel):
+    """What an Agent needs to bind-mount the vfolder into a container."""
+
+    vfolder_id: UUID
+    volume: str
+    backend: str
+    host_path: str = Field(description="Absolute path on the storage host / Agent mount.")
+    mount_options: list[str]
+    extra: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,290 @@
+"""Vfolder lifecycle: the rules between the API and the metadata store and the drivers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from app.auth.principal import Principal
+from app.cache import Cache
+from app.errors import (
+    InvalidCursor,
+    InvalidRequest,
+    StorageUnavailable,
+    VFolderDeleted,
+    VFolderIdConflict,
+    VFolderNameConflict,
+    VFolderNotFound,
+)
+from app.observability.context import bind_log_fields
+from app.pagination import decode_cursor, encode_cursor
+from app.permissions.policy import (
+    Owner,
+    VFolderOperation,
+    authorize,
+    authorize_create,
+    visibility_scope,
+)
+from app.vfolders.models import OwnerType, VFolderRow, VFolderStatus
+from app.vfolders.repository import DuplicateVFolder, VFolderFilter, VFolderRepository
+from app.vfolders.schemas import VFolder, VFolderCreate, VFolderList, VFolderMount, VFolderUpdate
+from app.volumes.registry import VolumeRegistry
+from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEYS = ("name", "id")
+
+AfterCommit = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+def vfolder_cache_key(vfolder_id: uuid.UUID) -> str:
+    return f"vfolder:{vfolder_id}:meta"
+
+
+class VFolderService:
+    def __init__(
+        self,
+        *,
+        repository: VFolderRepository,
+        volumes: VolumeRegistry,
+        cache: Cache,
+        cache_ttl_seconds: float,
+        after_commit: AfterCommit,
+        on_trashed: Callable[[], None],
+    ) -> None:
+        self._repo = repository
+        self._volumes = volumes
+        self._cache = cache
+        self._cache_ttl = cache_ttl_seconds
+        self._after_commit = after_commit
+        self._on_trashed = on_trashed
+
+    async def create(self, principal: Principal, data: VFolderCreate) -> tuple[VFolder, bool]:
+        """Returns the vfolder and whether it was created now (False: an idempotent replay)."""
+        driver = self._volumes.get(data.volume)
+        owner = _resolve_owner(principal, data)
+        authorize_create(principal, owner)
+        vfolder_id = data.id or uuid.uuid4()
+        bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation="create")
+
+        if data.id is not None:
+            existing = await self._repo.get(data.id)
+            if existing is not None:
+                return self._replay(existing, data, owner), False
+        await self._ensure_name_free(owner, data.name)
+
+        row = VFolderRow(
+            id=vfolder_id,
+            name=data.name,
+            volume=data.volume,
+            owner_type=owner.type,
+            owner_id=owner.id,
+            status=VFolderStatus.READY.value,
+        )
+        try:
+            await self._repo.add(row)
+        except DuplicateVFolder:
+            # Lost a race with a concurrent create: same id (maybe the same request retried)
+            # or the same name.
+            concurrent = await self._repo.get(vfolder_id)
+            if concurrent is not None:
+                return self._replay(concurrent, data, owner), False
+            raise self._name_conflict(owner, data.name) from None
+        try:
+            await driver.create_vfolder(vfolder_id)
+        except BackendUnavailable as exc:
+            raise StorageUnavailable(str(exc), volume=data.volume) from exc
+        log.info("vfolder created", extra={"vfolder_name": data.name, "volume": data.volume})
+        return VFolder.model_validate(row), True
+
+    def _replay(self, existing: VFolderRow, data: VFolderCreate, owner: Owner) -> VFolder:
+        same = (
+            existing.name == data.name
+            and existing.volume == data.volume
+            and existing.owner_type == owner.type
+            and existing.owner_id == owner.id
+            and existing.status != VFolderStatus.DELETED.value
+        )
+        if not same:
+            raise VFolderIdConflict(
+                f"vfolder id {existing.id} is already used by a different vfolder",
+                vfolder_id=str(existing.id),
+            )
+        return VFolder.model_validate(existing)
+
+    async def _ensure_name_free(self, owner: Owner, name: str) -> None:
+        taken = await self._repo.get_live_by_name(
+            owner_type=OwnerType(owner.type), owner_id=owner.id, name=name
+        )
+        if taken is not None:
+            raise self._name_conflict(owner, name)
+
+    @staticmethod
+    def _name_conflict(owner: Owner, name: str) -> VFolderNameConflict:
+        return VFolderNameConflict(
+            f"{owner.type} {owner.id!r} already has a vfolder named {name!r}",
+            name=name,
+            owner_type=owner.type,
+            owner_id=owner.id,
+        )
+
+    async def get(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolder:
+        bind_log_fields(vfolder_id=vfolder_id, operation="get")
+        vfolder = await self._load(vfolder_id)
+        self._authorize(principal, vfolder, VFolderOperation.READ)
+        return vfolder
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        where: VFolderFilter,
+        cursor: str | None,
+        limit: int,
+    ) -> VFolderList:
+        after = None
+        if cursor is not None:
+            position = decode_cursor(cursor, keys=CURSOR_KEYS)
+            try:
+                after = (str(position["name"]), uuid.UUID(str(position["id"])))
+            except ValueError:
+                raise InvalidCursor("cursor is not one this server issued") from None
+        scoped = VFolderFilter(
+            visibility=visibility_scope(principal),
+            volume=where.volume,
+            owner_type=where.owner_type,
+            owner_id=where.owner_id,
+            name=where.name,
+            status=where.status,
+        )
+        rows = await self._repo.list_page(scoped, after=after, limit=limit + 1)
+        page = [VFolder.model_validate(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = page[-1]
+            next_cursor = encode_cursor({"name": last.name, "id": str(last.id)})
+        return VFolderList(items=page, next_cursor=next_cursor)
+
+    async def update(
+        self, principal: Principal, vfolder_id: uuid.UUID, changes: VFolderUpdate
+    ) -> VFolder:
+        bind_log_fields(vfolder_id=vfolder_id, operation="update")
+        row = await self._get_row_for_update(principal, vfolder_id, VFolderOperation.RENAME)
+        if row.status == VFolderStatus.DELETED.value:
+            raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
+        if changes.name is not None and changes.name != row.name:
+            owner = Owner(type=row.owner_type, id=row.owner_id)
+            await self._ensure_name_free(owner, changes.name)
+            row.name = changes.name
+            try:
+                await self._repo.save(row)
+            except DuplicateVFolder:
+                raise self._name_conflict(owner, changes.name) from None
+            await self._invalidate(vfolder_id)
+        return VFolder.model_validate(row)
+
+    async def delete(self, principal: Principal, vfolder_id: uuid.UUID) -> None:
+        """Marks the vfolder deleted and moves its directory to the volume's trash in one
+        step; the purge of its files happens in the background. Deleting twice is a no-op."""
+        bind_log_fields(vfolder_id=vfolder_id, operation="delete")
+        row = await self._get_row_for_update(principal, vfolder_id, VFolderOperation.DELETE)
+        if row.status == VFolderStatus.DELETED.value:
+            return
+        driver = self._volumes.get(row.volume)
+        bind_log_fields(backend=driver.backend)
+        row.status = VFolderStatus.DELETED.value
+        row.deleted_at = datetime.now(UTC)
+        await self._repo.save(row)
+        # The directory moves before the commit. Should the commit fail afterwards, the trash
+        # purger finds a live row for the trashed directory and puts it back.
+        try:
+            await driver.move_to_trash(vfolder_id)
+        except VFolderDirectoryMissing:
+            log.warning("deleted vfolder had no directory on its volume")
+        except BackendUnavailable as exc:
+            raise StorageUnavailable(str(exc), volume=row.volume) from exc
+        await self._invalidate(vfolder_id)
+
+        async def wake_purger() -> None:
+            self._on_trashed()
+
+        self._after_commit(wake_purger)
+        log.info("vfolder deleted")
+
+    async def mount_info(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderMount:
+        bind_log_fields(vfolder_id=vfolder_id, operation="mount")
+        vfolder = await self._load(vfolder_id)
+        self._authorize(principal, vfolder, VFolderOperation.MOUNT)
+        if vfolder.status == VFolderStatus.DELETED:
+            raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
+        driver = self._volumes.get(vfolder.volume)
+        bind_log_fields(backend=driver.backend)
+        info = await driver.mount_info(vfolder_id)
+        return VFolderMount(
+            vfolder_id=vfolder_id,
+            volume=vfolder.volume,
+            backend=info.backend,
+            host_path=str(info.host_path),
+            mount_options=list(info.mount_options),
+            extra=info.extra,
+        )
+
+    async def _load(self, vfolder_id: uuid.UUID) -> VFolder:
+        key = vfolder_cache_key(vfolder_id)
+        cached = await self._cache.get(key)
+        if cached is not None:
+            return VFolder.model_validate_json(cached)
+        row = await self._repo.get(vfolder_id)
+        if row is None:
+            raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
+        vfolder = VFolder.model_validate(row)
+        await self._cache.set(key, vfolder.model_dump_json().encode(), ttl_seconds=self._cache_ttl)
+        return vfolder
+
+    async def _get_row_for_update(
+        self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
+    ) -> VFolderRow:
+        row = await self._repo.get_for_update(vfolder_id)
+        if row is None:
+            raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
+        authorize(
+            principal,
+            vfolder_id=vfolder_id,
+            owner=Owner(type=row.owner_type, id=row.owner_id),
+            operation=operation,
+        )
+        return row
+
+    @staticmethod
+    def _authorize(principal: Principal, vfolder: VFolder, operation: VFolderOperation) -> None:
+        authorize(
+            principal,
+            vfolder_id=vfolder.id,
+            owner=Owner(type=vfolder.owner_type.value, id=vfolder.owner_id),
+            operation=operation,
+        )
+
+    async def _invalidate(self, vfolder_id: uuid.UUID) -> None:
+        key = vfolder_cache_key(vfolder_id)
+        await self._cache.delete(key)
+
+        # Again once committed: a reader between the first delete and the commit may have
+        # cached the old row.
+        async def invalidate_again() -> None:
+            await self._cache.delete(key)
+
+        self._after_commit(invalidate_again)
+
+
+def _resolve_owner(principal: Principal, data: VFolderCreate) -> Owner:
+    if data.owner_id is None:
+        if principal.user_id is None or data.owner_type == OwnerType.GROUP:
+            raise InvalidRequest(
+                "owner_id is required"
+                + ("" if principal.user_id is not None else " when calling with a service key")
+            )
+        return Owner(type=OwnerType.USER.value, id=principal.user_id)
+    return Owner(type=(data.owner_type or OwnerType.USER).value, id=data.owner_id)

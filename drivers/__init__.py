@@ -1,0 +1,1 @@
+"""Storage backends behind one interface (see ``drivers.base``). No HTTP, no database here."""

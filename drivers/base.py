@@ -1,0 +1,134 @@
+"""The driver contract: a small required core every backend implements, and one Protocol per
+optional capability. A driver *has* a capability by implementing its protocol; what a volume
+advertises is derived with ``isinstance`` (see ``capabilities_of``), never kept by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MountInfo:
+    """What an Agent needs to bind-mount a vfolder into a container."""
+
+    host_path: Path
+    backend: str
+    mount_options: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrashEntry:
+    """A deleted vfolder's directory waiting in the volume's trash area to be purged."""
+
+    name: str
+    vfolder_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    name: str
+    created_at: float
+    size_bytes: int | None
+
+
+@runtime_checkable
+class VolumeDriver(Protocol):
+    """Required core. Every method that touches storage is async and never blocks the loop.
+
+    Contract shared by all drivers:
+    - a vfolder lives at ``vfolder_path(id)``; creating an existing one is a no-op;
+    - ``move_to_trash`` is one atomic step that takes the vfolder out of sight at once and
+      raises ``VFolderDirectoryMissing`` when there is nothing to move;
+    - the proxy's own areas (staging, trash) are on the same filesystem but outside every
+      vfolder;
+    - I/O failures surface as ``BackendUnavailable``.
+    """
+
+    backend: str
+    root: Path
+
+    async def initialize(self) -> None:
+        """Prepare the volume (its own areas); safe to call on every start."""
+        ...
+
+    def vfolder_path(self, vfolder_id: UUID) -> Path: ...
+
+    async def create_vfolder(self, vfolder_id: UUID) -> None: ...
+
+    async def vfolder_exists(self, vfolder_id: UUID) -> bool: ...
+
+    async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry: ...
+
+    async def list_trash(self) -> list[TrashEntry]: ...
+
+    async def restore_from_trash(self, entry: TrashEntry) -> None:
+        """Put a trashed directory back at its vfolder path (undo of ``move_to_trash``)."""
+        ...
+
+    async def purge(self, entry: TrashEntry) -> None:
+        """Remove a trashed directory for good; a missing entry is not an error."""
+        ...
+
+    async def mount_info(self, vfolder_id: UUID) -> MountInfo: ...
+
+    async def capacity(self) -> Capacity: ...
+
+    async def check_writable(self) -> None:
+        """Raise ``BackendUnavailable`` unless a file can be created on the volume now."""
+        ...
+
+
+@runtime_checkable
+class QuotaCapable(Protocol):
+    """The backend enforces per-vfolder byte limits natively (XFS project quota, qgroups…)."""
+
+    async def set_quota(self, vfolder_id: UUID, *, limit_bytes: int | None) -> None: ...
+
+    async def get_quota(self, vfolder_id: UUID) -> int | None: ...
+
+
+@runtime_checkable
+class FastUsageCapable(Protocol):
+    """The backend reports a vfolder's usage without walking its files."""
+
+    async def usage_bytes(self, vfolder_id: UUID) -> int: ...
+
+
+@runtime_checkable
+class SnapshotCapable(Protocol):
+    async def create_snapshot(self, vfolder_id: UUID, *, name: str) -> SnapshotInfo: ...
+
+    async def list_snapshots(self, vfolder_id: UUID) -> list[SnapshotInfo]: ...
+
+    async def delete_snapshot(self, vfolder_id: UUID, *, name: str) -> None: ...
+
+
+@runtime_checkable
+class FastCloneCapable(Protocol):
+    """The backend copies a vfolder in (near) constant time: reflinks, snapshots, file clones."""
+
+    async def clone_vfolder(self, source_id: UUID, target_id: UUID) -> None: ...
+
+
+CAPABILITY_PROTOCOLS: dict[str, type] = {
+    "quota": QuotaCapable,
+    "fast-usage": FastUsageCapable,
+    "snapshot": SnapshotCapable,
+    "fast-clone": FastCloneCapable,
+}
+
+
+def capabilities_of(driver: object) -> list[str]:
+    """The capability names a driver really implements, derived from its methods."""
+    return sorted(name for name, proto in CAPABILITY_PROTOCOLS.items() if isinstance(driver, proto))

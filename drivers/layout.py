@@ -1,0 +1,44 @@
+"""Where things live on a volume: the sharded vfolder tree and the proxy's own areas."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+STAGING_DIR = ".staging"
+TRASH_DIR = ".trash"
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeLayout:
+    """``<root>/<hex[0:2]>/<hex[2:4]>/<hex>`` for vfolders; ``.staging`` and ``.trash`` beside
+    them, on the same filesystem, so finishing an upload or deleting a vfolder is one rename
+    and no container mounting a vfolder can see either area."""
+
+    root: Path
+
+    @property
+    def staging(self) -> Path:
+        return self.root / STAGING_DIR
+
+    @property
+    def trash(self) -> Path:
+        return self.root / TRASH_DIR
+
+    def vfolder_path(self, vfolder_id: UUID) -> Path:
+        hex_id = vfolder_id.hex
+        return self.root / hex_id[0:2] / hex_id[2:4] / hex_id
+
+    def new_trash_name(self, vfolder_id: UUID) -> str:
+        # The random suffix keeps two deletions of the same id (restored, deleted again) apart.
+        return f"{vfolder_id.hex}.{secrets.token_hex(4)}"
+
+    @staticmethod
+    def parse_trash_name(name: str) -> UUID | None:
+        hex_id, _, _suffix = name.partition(".")
+        try:
+            return UUID(hex=hex_id)
+        except ValueError:
+            return None

@@ -1,0 +1,169 @@
+"""The generic POSIX driver: local disk, NFS, any mounted filesystem."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from anyio import to_thread
+
+from drivers.base import Capacity, MountInfo, TrashEntry
+from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
+from drivers.layout import VolumeLayout
+
+
+class PosixDriver:
+    """Implements the required core only; quota, usage, snapshots and clones fall back to the
+    services layer's generic code."""
+
+    backend = "posix"
+
+    def __init__(self, root: Path, *, options: dict[str, Any] | None = None) -> None:
+        self.root = root.resolve()
+        self.layout = VolumeLayout(self.root)
+        opts = options or {}
+        self._dir_mode = int(str(opts.get("dir_mode", "0o755")), 0)
+        self._mount_options = tuple(str(o) for o in opts.get("mount_options", ()))
+
+    async def initialize(self) -> None:
+        await to_thread.run_sync(self._initialize_sync)
+
+    def _initialize_sync(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            # The proxy's own areas are private: no container user may browse them.
+            self.layout.staging.mkdir(mode=0o700, exist_ok=True)
+            self.layout.trash.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot prepare volume at {self.root}: {exc}") from exc
+
+    def vfolder_path(self, vfolder_id: UUID) -> Path:
+        return self.layout.vfolder_path(vfolder_id)
+
+    async def create_vfolder(self, vfolder_id: UUID) -> None:
+        await to_thread.run_sync(self._create_vfolder_sync, vfolder_id)
+
+    def _create_vfolder_sync(self, vfolder_id: UUID) -> None:
+        path = self.vfolder_path(vfolder_id)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=self._dir_mode, exist_ok=True)
+            # mkdir's mode is filtered by the umask; the configured mode is what Agents expect.
+            path.chmod(self._dir_mode)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot create {path}: {exc}") from exc
+
+    async def vfolder_exists(self, vfolder_id: UUID) -> bool:
+        return await to_thread.run_sync(self.vfolder_path(vfolder_id).is_dir)
+
+    async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
+        return await to_thread.run_sync(self._move_to_trash_sync, vfolder_id)
+
+    def _move_to_trash_sync(self, vfolder_id: UUID) -> TrashEntry:
+        name = self.layout.new_trash_name(vfolder_id)
+        try:
+            self.vfolder_path(vfolder_id).rename(self.layout.trash / name)
+        except FileNotFoundError as exc:
+            raise VFolderDirectoryMissing(str(vfolder_id)) from exc
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot move vfolder {vfolder_id} to trash: {exc}") from exc
+        return TrashEntry(name=name, vfolder_id=vfolder_id)
+
+    async def list_trash(self) -> list[TrashEntry]:
+        return await to_thread.run_sync(self._list_trash_sync)
+
+    def _list_trash_sync(self) -> list[TrashEntry]:
+        entries = []
+        try:
+            with os.scandir(self.layout.trash) as it:
+                for item in it:
+                    vfolder_id = self.layout.parse_trash_name(item.name)
+                    if vfolder_id is not None:
+                        entries.append(TrashEntry(name=item.name, vfolder_id=vfolder_id))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot list trash of {self.root}: {exc}") from exc
+        return entries
+
+    async def restore_from_trash(self, entry: TrashEntry) -> None:
+        await to_thread.run_sync(self._restore_sync, entry)
+
+    def _restore_sync(self, entry: TrashEntry) -> None:
+        target = self.vfolder_path(entry.vfolder_id)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # rename() would silently replace an empty directory; refuse to clobber anything.
+            if target.exists():
+                raise BackendUnavailable(f"cannot restore {entry.name}: {target} exists")
+            (self.layout.trash / entry.name).rename(target)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot restore {entry.name}: {exc}") from exc
+
+    async def purge(self, entry: TrashEntry) -> None:
+        await to_thread.run_sync(self._purge_sync, entry)
+
+    def _purge_sync(self, entry: TrashEntry) -> None:
+        # A purge cut short leaves the entry under the same name, so the next pass finishes
+        # it; purgers on several nodes may race, and whoever loses just finds files gone.
+        self._remove_tree(self.layout.trash / entry.name)
+
+    @staticmethod
+    def _remove_tree(path: Path) -> None:
+        # shutil.rmtree walks with file descriptors on Linux and never follows symlinks, so a
+        # symlink planted inside a vfolder cannot redirect the purge outside it.
+        def on_error(_func: object, failed: str, exc: BaseException) -> None:
+            if isinstance(exc, FileNotFoundError):
+                return
+            raise BackendUnavailable(f"cannot remove {failed}: {exc}") from exc
+
+        if not path.exists() and not path.is_symlink():
+            return
+
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=on_error)
+        else:
+            shutil.rmtree(path, onerror=lambda f, p, info: on_error(f, p, info[1]))
+
+    async def mount_info(self, vfolder_id: UUID) -> MountInfo:
+        return MountInfo(
+            host_path=self.vfolder_path(vfolder_id),
+            backend=self.backend,
+            mount_options=self._mount_options,
+        )
+
+    async def capacity(self) -> Capacity:
+        return await to_thread.run_sync(self._capacity_sync)
+
+    def _capacity_sync(self) -> Capacity:
+        try:
+            stat = os.statvfs(self.root)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot stat {self.root}: {exc}") from exc
+        total = stat.f_blocks * stat.f_frsize
+        free = stat.f_bavail * stat.f_frsize
+        return Capacity(
+            total_bytes=total, used_bytes=total - stat.f_bfree * stat.f_frsize, free_bytes=free
+        )
+
+    async def check_writable(self) -> None:
+        await to_thread.run_sync(self._check_writable_sync)
+
+    def _check_writable_sync(self) -> None:
+        probe = self.layout.staging / f".probe-{secrets.token_hex(8)}"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, b"ok")
+            finally:
+                os.close(fd)
+            probe.unlink()
+        except OSError as exc:
+            detail = "read-only filesystem" if exc.errno == errno.EROFS else str(exc)
+            raise BackendUnavailable(f"volume at {self.root} is not writable: {detail}") from exc
