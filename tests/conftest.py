@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from app.config import Settings
+from app.db.engine import create_engine
+from app.db.migrate import upgrade_to_head
+from tests.support.app import client_for, make_settings
+from tests.support.services import postgres_schema, redis_url
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """One migrated private schema per test session."""
+    with postgres_schema() as url:
+        anyio.run(_migrate, url)
+        yield url
+
+
+async def _truncate(url: str) -> None:
+    from sqlalchemy import text
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM vfolders"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every metadata test runs on the embedded SQLite and on the real PostgreSQL, on a schema
+    built by the real migrations."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}"
+        anyio.run(_migrate, url)
+        yield url
+        return
+    url = request.getfixturevalue("postgres_url")
+    yield url
+    anyio.run(_truncate, url)
+
+
+@pytest.fixture
+def redis() -> str:
+    return redis_url()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(settings) as client:
+        yield client

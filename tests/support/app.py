@@ -1,0 +1,70 @@
+"""Build the real app for a test and talk to it in-process."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+
+from app.auth.principal import Role
+from app.auth.tokens import mint_user_token
+from app.config import Settings
+from app.main import create_app
+
+SERVICE_KEY = "test-service-key-0123456789abcdef0123456789"
+JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789ab"
+AUDIENCE = "storage-proxy"
+
+
+def make_settings(
+    *, data_dir: Path, database_url: str, redis_url: str | None = None, **overrides: object
+) -> Settings:
+    values: dict[str, object] = {
+        "env": "prod",
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "redis_key_prefix": f"sp-test-{secrets.token_hex(6)}:",
+        "service_keys": [SERVICE_KEY],
+        "jwt_secret": JWT_SECRET,
+        "trash_purge_interval_seconds": 0.2,
+        "log_format": "text",
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+def user_token(user: str, *groups: str, role: Role = Role.USER, ttl: int = 300) -> str:
+    return mint_user_token(
+        secret=JWT_SECRET,
+        audience=AUDIENCE,
+        user_id=user,
+        groups=groups,
+        role=role,
+        ttl_seconds=ttl,
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+SERVICE = bearer(SERVICE_KEY)
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            yield client
+
+
+@asynccontextmanager
+async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running(create_app(settings)) as client:
+        yield client
