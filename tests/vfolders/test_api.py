@@ -185,9 +185,7 @@ async def test_another_users_vfolder_is_404_not_403(client: httpx.AsyncClient) -
     vfolder_id = (await create(client, "private")).json()["id"]
     for method in ("GET", "PATCH", "DELETE"):
         kwargs: dict[str, Any] = {"json": {"name": "mine"}} if method == "PATCH" else {}
-        response = await client.request(
-            method, f"/v1/vfolders/{vfolder_id}", headers=BOB, **kwargs
-        )
+        response = await client.request(method, f"/v1/vfolders/{vfolder_id}", headers=BOB, **kwargs)
         problem(response, 404, "/problems/vfolder-not-found")
     problem(
         await client.get(f"/v1/vfolders/{vfolder_id}/mount", headers=BOB),
@@ -222,14 +220,10 @@ async def test_admins_and_service_keys_see_everything(client: httpx.AsyncClient)
 async def test_rename(client: httpx.AsyncClient) -> None:
     first = (await create(client, "old")).json()
     await create(client, "taken")
-    renamed = await client.patch(
-        f"/v1/vfolders/{first['id']}", json={"name": "new"}, headers=ALICE
-    )
+    renamed = await client.patch(f"/v1/vfolders/{first['id']}", json={"name": "new"}, headers=ALICE)
     assert renamed.status_code == 200 and renamed.json()["name"] == "new"
     assert (await client.get(f"/v1/vfolders/{first['id']}", headers=ALICE)).json()["name"] == "new"
-    clash = await client.patch(
-        f"/v1/vfolders/{first['id']}", json={"name": "taken"}, headers=ALICE
-    )
+    clash = await client.patch(f"/v1/vfolders/{first['id']}", json={"name": "taken"}, headers=ALICE)
     problem(clash, 409, "/problems/vfolder-name-conflict")
     problem(
         await client.patch(f"/v1/vfolders/{first['id']}", json={"name": "a/b"}, headers=ALICE),

@@ -1,0 +1,95 @@
+"""The cache contract on the in-process cache and on real Redis."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+
+from app.cache import Cache, CacheStatus
+from app.cache.memory import MemoryCache
+from app.cache.redis import RedisCache
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    if request.param == "memory":
+        built: Cache = MemoryCache(max_entries=100)
+    else:
+        url: str = request.getfixturevalue("redis")
+        built = RedisCache(url, key_prefix=f"sp-test-{secrets.token_hex(6)}:")
+    yield built
+    await built.close()
+
+
+async def test_set_get_delete(cache: Cache) -> None:
+    assert await cache.get("k") is None
+    await cache.set("k", b"v1", ttl_seconds=30)
+    assert await cache.get("k") == b"v1"
+    await cache.set("k", b"v2", ttl_seconds=30)
+    assert await cache.get("k") == b"v2"
+    await cache.delete("k", "never-set")
+    assert await cache.get("k") is None
+    assert await cache.status() is CacheStatus.OK
+
+
+async def test_entries_expire(cache: Cache) -> None:
+    await cache.set("short", b"v", ttl_seconds=0.05)
+    await anyio.sleep(0.15)
+    assert await cache.get("short") is None
+
+
+async def test_memory_cache_is_bounded() -> None:
+    cache = MemoryCache(max_entries=3)
+    for i in range(5):
+        await cache.set(f"k{i}", b"v", ttl_seconds=30)
+    assert [await cache.get(f"k{i}") for i in range(5)] == [None, None, b"v", b"v", b"v"]
+
+
+async def test_keys_are_prefixed_so_deployments_share_a_redis(redis: str) -> None:
+    one = RedisCache(redis, key_prefix=f"sp-a-{secrets.token_hex(4)}:")
+    two = RedisCache(redis, key_prefix=f"sp-b-{secrets.token_hex(4)}:")
+    try:
+        await one.set("k", b"one", ttl_seconds=30)
+        assert await two.get("k") is None
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_unreachable_redis_is_bypassed_and_reported() -> None:
+    changes: list[bool] = []
+    cache = RedisCache(UNREACHABLE_REDIS, key_prefix="x:", on_availability_change=changes.append)
+    try:
+        await cache.set("k", b"v", ttl_seconds=30)
+        assert await cache.get("k") is None
+        await cache.delete("k")
+        assert await cache.status() is CacheStatus.DEGRADED
+        assert changes == [False]
+    finally:
+        await cache.close()
+
+
+async def test_recovery_drops_entries_whose_invalidation_was_lost(redis: str) -> None:
+    """While a node cannot reach Redis its invalidations are lost; when Redis answers again,
+    entries written before the outage must not be served."""
+    prefix = f"sp-test-{secrets.token_hex(6)}:"
+    cache = RedisCache(redis, key_prefix=prefix)
+    raw: Redis = Redis.from_url(redis)
+    try:
+        await cache.set("vfolder:1:meta", b"old", ttl_seconds=60)
+        # Simulate the outage as the cache sees it: a failed call.
+        cache._mark_down(ConnectionError("network partition"))
+        await cache.delete("vfolder:1:meta")  # lost: Redis is "away"
+        assert await raw.get(prefix + "vfolder:1:meta") == b"old"
+        assert await cache.status() is CacheStatus.OK  # Redis answers again
+        assert await cache.get("vfolder:1:meta") is None
+        assert await raw.get(prefix + "vfolder:1:meta") is None
+    finally:
+        await cache.close()
+        await raw.aclose()
