@@ -12,6 +12,7 @@ import pytest
 
 from app.config import Settings
 from tests.support.app import SERVICE, bearer, user_token
+from tests.support.polling import wait_until
 
 ALICE = bearer(user_token("alice", "lab"))
 BOB = bearer(user_token("bob"))
@@ -81,9 +82,7 @@ async def test_delete_frees_name_at_once_and_purges_in_background(
     assert again.json()["id"] != first["id"]
 
     trash = settings.data_dir / "volumes" / "local" / ".trash"
-    with anyio.fail_after(10):
-        while any(trash.iterdir()):
-            await anyio.sleep(0.05)
+    await wait_until(lambda: not any(trash.iterdir()))
 
 
 async def test_idempotent_create_with_caller_id(client: httpx.AsyncClient) -> None:

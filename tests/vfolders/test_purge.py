@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import anyio
 from sqlalchemy import update
 
 from app.config import Settings
@@ -15,6 +14,7 @@ from app.vfolders.models import VFolderRow
 from app.vfolders.purge import RESTORE_GRACE_SECONDS, TrashPurger
 from app.volumes.registry import VolumeRegistry
 from tests.support.app import SERVICE, client_for
+from tests.support.polling import wait_until
 
 
 async def _create(settings: Settings, name: str) -> uuid.UUID:
@@ -55,9 +55,7 @@ async def test_trash_left_by_a_crash_is_purged_on_next_start(settings: Settings)
 
     slow_purge = settings.model_copy(update={"trash_purge_interval_seconds": 3600})
     async with client_for(slow_purge):
-        with anyio.fail_after(10):
-            while any(_trash(settings).iterdir()):
-                await anyio.sleep(0.05)
+        await wait_until(lambda: not any(_trash(settings).iterdir()))
 
 
 async def test_trashed_directory_of_a_live_row_is_restored_after_grace(

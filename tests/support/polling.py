@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+
+
+async def wait_until(condition: Callable[[], bool], *, within_seconds: float = 10.0) -> None:
+    """For effects that only the disk shows (a background purge): poll, with a deadline."""
+    with anyio.fail_after(within_seconds):
+        while not condition():  # noqa: ASYNC110 - nothing to await on but the filesystem
+            await anyio.sleep(0.05)
