@@ -72,7 +72,7 @@ def test_user_token_round_trip() -> None:
         ("Bearer " + jwt.encode(claims(exp=None), JWT_SECRET), "'exp'"),
         ("Bearer " + jwt.encode(claims(sub=None), JWT_SECRET), "'sub'"),
         ("Bearer " + jwt.encode(claims(), "a-different-secret-of-enough-length!"), "invalid"),
-        ("Bearer " + jwt.encode(claims(), key=None, algorithm="none"), "invalid"),
+        ("Bearer " + jwt.encode(claims(), key="", algorithm="none"), "invalid"),
         ("Bearer " + jwt.encode(claims(groups="lab"), JWT_SECRET), "'groups'"),
         ("Bearer " + jwt.encode(claims(role="root"), JWT_SECRET), "'role'"),
         ("Bearer " + jwt.encode(claims(sub=""), JWT_SECRET), "'sub'"),

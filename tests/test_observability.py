@@ -34,7 +34,7 @@ async def test_request_id_is_generated_or_echoed(client: httpx.AsyncClient) -> N
     # Ids that could forge log lines or headers are replaced, not echoed.
     for hostile_id in ('x\xe9 "evil"', "a" * 200, "<script>"):
         hostile = await client.get(
-            "/health/live", headers={"X-Request-ID": hostile_id.encode("latin-1")}
+            "/health/live", headers={b"X-Request-ID": hostile_id.encode("latin-1")}
         )
         assert len(hostile.headers["x-request-id"]) == 32
 

@@ -1,0 +1,96 @@
+"""The command line and a real server process, as a new user meets them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+
+from app import __version__
+from tests.support.server import clean_environment, run_cli, serving
+from tests.support.services import postgres_schema
+
+pytestmark = pytest.mark.slow
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_cli(["version"], cwd=tmp_path, env=clean_environment())
+    assert result.returncode == 0
+    assert result.stdout.strip() == __version__
+
+
+def test_token_is_a_jwt_with_the_configured_secret(tmp_path: Path) -> None:
+    secret = "s" * 40
+    env = clean_environment(STORAGE_JWT_SECRET=secret)
+    result = run_cli(
+        ["token", "--user", "alice", "--group", "g1", "--group", "g2", "--role", "admin"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(
+        result.stdout.strip(), secret, algorithms=["HS256"], audience="storage-proxy"
+    )
+    assert claims["sub"] == "alice" and claims["groups"] == ["g1", "g2"]
+    assert claims["role"] == "admin"
+    assert claims["exp"] - claims["iat"] == 3600
+
+
+def test_openapi_command_writes_the_committed_spec(tmp_path: Path) -> None:
+    out = tmp_path / "spec.yaml"
+    result = run_cli(["openapi", "--output", str(out)], cwd=tmp_path, env=clean_environment())
+    assert result.returncode == 0, result.stderr
+    committed = Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml"
+    assert out.read_text() == committed.read_text()
+
+
+def test_prod_with_placeholder_secrets_refuses_to_start(tmp_path: Path) -> None:
+    result = run_cli(["serve"], cwd=tmp_path, env=clean_environment(STORAGE_ENV="prod"))
+    assert result.returncode == 2
+    assert "placeholder secrets" in result.stderr
+
+
+def test_fresh_directory_serves_the_tour(tmp_path: Path) -> None:
+    """The README's promise: zero setup, ready within 10 s, the curl tour works."""
+    env = clean_environment()
+    with serving(cwd=tmp_path, env=env, ready_within=10.0) as server:
+        token = run_cli(["token", "--user", "alice"], cwd=tmp_path, env=env).stdout.strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server.base_url, headers=auth) as http:
+            created = http.post("/v1/vfolders", json={"name": "my-data", "volume": "local"})
+            assert created.status_code == 201, created.text
+            listed = http.get("/v1/vfolders").json()
+            assert [v["name"] for v in listed["items"]] == ["my-data"]
+    assert (tmp_path / "var" / "storage-proxy.sqlite3").is_file()
+    assert (tmp_path / "var" / "volumes" / "local").is_dir()
+
+
+def test_swagger_ui_needs_no_outside_network(tmp_path: Path) -> None:
+    with serving(cwd=tmp_path, env=clean_environment()) as server:
+        page = httpx.get(f"{server.base_url}/docs")
+        assert page.status_code == 200
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: *["']([^"']+)["']""", page.text)
+        assets = [a or b for a, b in urls]
+        assert any(a.endswith("swagger-ui-bundle.js") for a in assets)
+        for asset in assets:
+            assert asset.startswith("/"), f"/docs loads {asset} from outside the proxy"
+            assert httpx.get(f"{server.base_url}{asset}").status_code == 200, asset
+        assert "cdn" not in page.text.lower()
+
+
+def test_postgres_needs_migrate_then_serves(tmp_path: Path) -> None:
+    with postgres_schema() as url:
+        env = clean_environment(STORAGE_ENV="dev", STORAGE_DATABASE_URL=url)
+        # Port 1 is never bound: the schema check stops the server before it listens.
+        refused = run_cli(["serve", "--port", "1"], cwd=tmp_path, env=env)
+        assert refused.returncode != 0
+        assert "storage-proxy migrate" in refused.stdout + refused.stderr
+
+        migrated = run_cli(["migrate"], cwd=tmp_path, env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        with serving(cwd=tmp_path, env=env, extra_args=["--workers", "2"]) as server:
+            ready = httpx.get(f"{server.base_url}/health/ready").json()
+            assert ready["checks"]["database"]["status"] == "ok"
