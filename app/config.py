@@ -34,7 +34,11 @@ class VolumeConfig(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="STORAGE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="STORAGE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
     )
 
     env: Literal["dev", "prod"] | None = None

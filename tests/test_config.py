@@ -105,3 +105,16 @@ def test_unknown_driver_is_a_configuration_error(tmp_path: Path) -> None:
     config.write_text('[volumes.v]\ndriver = "tape"\npath = "/x"\n')
     with pytest.raises(ConfigurationError, match="unknown driver 'tape'"):
         create_app(Settings(config=config))
+
+
+def test_env_example_lists_every_setting() -> None:
+    example = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    listed = {line.split("=", 1)[0] for line in example.splitlines() if line.startswith("STORAGE_")}
+    expected = {f"STORAGE_{name.upper()}" for name in Settings.model_fields}
+    assert listed == expected
+
+
+def test_env_example_copied_to_dotenv_gives_the_defaults(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    (tmp_path / ".env").write_text(example.read_text())
+    assert Settings() == Settings(_env_file=None)
