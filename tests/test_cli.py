@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -94,3 +96,31 @@ def test_postgres_needs_migrate_then_serves(tmp_path: Path) -> None:
         with serving(cwd=tmp_path, env=env, extra_args=["--workers", "2"]) as server:
             ready = httpx.get(f"{server.base_url}/health/ready").json()
             assert ready["checks"]["database"]["status"] == "ok"
+
+
+def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    tour = readme.split("## A 60-second tour", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    env = clean_environment()
+    with serving(cwd=tmp_path, env=env) as server:
+        # Only the port differs from the README (6021 may be taken on a test machine).
+        assert "API=http://127.0.0.1:6021\n" in tour
+        result = subprocess.run(
+            [
+                "bash",
+                "-euo",
+                "pipefail",
+                "-c",
+                tour.replace("http://127.0.0.1:6021", server.base_url),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert '"name":"my-data"' in result.stdout
+        assert '"backend":"posix"' in result.stdout

@@ -49,7 +49,11 @@ class Server:
 
 @contextmanager
 def serving(
-    *, cwd: Path, env: dict[str, str], extra_args: Sequence[str] = (), ready_within: float = 10.0
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    extra_args: Sequence[str] = (),
+    ready_within: float = 10.0,
 ) -> Iterator[Server]:
     port = free_port()
     started = time.monotonic()
