@@ -20,6 +20,7 @@ from app.config import Settings
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
 from app.health.router import router as health_router
+from app.observability.body_limit import BodySizeLimitMiddleware
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestContextMiddleware
@@ -114,6 +115,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
         openapi_url="/openapi.json",
     )
     install_problem_handlers(app)
+    # Added last = outermost: the request id and metrics cover every other layer.
+    app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(health_router)
     app.include_router(volumes_router)

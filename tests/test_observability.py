@@ -96,3 +96,23 @@ async def test_malformed_json_body_is_422_problem(client: httpx.AsyncClient) -> 
     )
     assert response.status_code == 422
     assert response.json()["type"] == "/problems/validation"
+
+
+async def test_absurd_bodies_are_refused_before_buffering(client: httpx.AsyncClient) -> None:
+    huge = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'", "volume": "local"}'
+    declared = await client.post(
+        "/v1/vfolders", content=huge, headers={**SERVICE, "content-type": "application/json"}
+    )
+    assert declared.status_code == 413
+    assert declared.json()["type"] == "/problems/content-too-large"
+    assert declared.json()["request_id"] == declared.headers["x-request-id"]
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    streamed = await client.post(
+        "/v1/vfolders", content=chunked(), headers={**SERVICE, "content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert streamed.headers["content-type"] == "application/problem+json"
