@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from app.cache import Cache, CacheStatus
 from app.cache.memory import MemoryCache
 from app.cache.redis import RedisCache
+from tests.support.services import REDIS_HOST, REDIS_PORT
+from tests.support.tcp_proxy import TcpProxy
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -78,18 +80,28 @@ async def test_unreachable_redis_is_bypassed_and_reported() -> None:
 async def test_recovery_drops_entries_whose_invalidation_was_lost(redis: str) -> None:
     """While a node cannot reach Redis its invalidations are lost; when Redis answers again,
     entries written before the outage must not be served."""
+    proxy = TcpProxy(REDIS_HOST, REDIS_PORT)
+    await proxy.start()
     prefix = f"sp-test-{secrets.token_hex(6)}:"
-    cache = RedisCache(redis, key_prefix=prefix)
+    changes: list[bool] = []
+    cache = RedisCache(
+        f"redis://{proxy.url_host}/0", key_prefix=prefix, on_availability_change=changes.append
+    )
     raw: Redis = Redis.from_url(redis)
     try:
         await cache.set("vfolder:1:meta", b"old", ttl_seconds=60)
-        # Simulate the outage as the cache sees it: a failed call.
-        cache._mark_down(ConnectionError("network partition"))
-        await cache.delete("vfolder:1:meta")  # lost: Redis is "away"
+        await proxy.cut()
+        await cache.delete("vfolder:1:meta")  # lost: Redis is out of reach
+        assert await cache.get("vfolder:1:meta") is None  # bypassed, not an error
         assert await raw.get(prefix + "vfolder:1:meta") == b"old"
-        assert await cache.status() is CacheStatus.OK  # Redis answers again
+        assert await cache.status() is CacheStatus.DEGRADED
+
+        await proxy.start()
+        assert await cache.status() is CacheStatus.OK
         assert await cache.get("vfolder:1:meta") is None
         assert await raw.get(prefix + "vfolder:1:meta") is None
+        assert changes == [False, True]
     finally:
         await cache.close()
         await raw.aclose()
+        await proxy.cut()
