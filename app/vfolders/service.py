@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from app.auth.principal import Principal
 from app.cache import Cache
+from app.db.session import AfterCommit
 from app.errors import (
     InvalidCursor,
     InvalidRequest,
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 CURSOR_KEYS = ("name", "id")
 
-AfterCommit = Callable[[Callable[[], Awaitable[None]]], None]
+ScheduleAfterCommit = Callable[[AfterCommit], None]
 
 
 def vfolder_cache_key(vfolder_id: uuid.UUID) -> str:
@@ -52,7 +53,7 @@ class VFolderService:
         volumes: VolumeRegistry,
         cache: Cache,
         cache_ttl_seconds: float,
-        after_commit: AfterCommit,
+        after_commit: ScheduleAfterCommit,
         on_trashed: Callable[[], None],
     ) -> None:
         self._repo = repository
