@@ -68,7 +68,7 @@ def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderServ
         repository=VFolderRepository(session),
         volumes=runtime.volumes,
         cache=runtime.cache,
-        cache_ttl_seconds=runtime.settings.cache_ttl_seconds,
+        reader=runtime.vfolder_reader,
         after_commit=lambda hook: after_commit(session, hook),
         on_trashed=runtime.purger.wake,
     )

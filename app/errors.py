@@ -10,6 +10,22 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from drivers import errors as driver_errors
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details. Clients branch on `type`, which is stable."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["/problems/vfolder-not-found"])
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = Field(default=None, description="Quote it when reporting a bug.")
+
 
 class DomainError(Exception):
     problem_type: ClassVar[str] = "/problems/internal"
@@ -78,6 +94,26 @@ class VFolderIdConflict(Conflict):
     title = "Virtual folder id already used for a different folder"
 
 
+class PreconditionFailed(DomainError):
+    problem_type = "/problems/precondition-failed"
+    title = "Precondition failed"
+    status = 412
+
+
+class RequestAborted(DomainError):
+    """The client went away mid-request; nobody will read this answer."""
+
+    problem_type = "/problems/request-aborted"
+    title = "Request aborted by the client"
+    status = 400
+
+
+class InsufficientStorage(DomainError):
+    problem_type = "/problems/insufficient-storage"
+    title = "Insufficient storage"
+    status = 507
+
+
 class Gone(DomainError):
     problem_type = "/problems/gone"
     title = "Gone"
@@ -99,6 +135,52 @@ class ServiceNotReady(DomainError):
     problem_type = "/problems/not-ready"
     title = "Not ready"
     status = 503
+
+
+# Driver errors are not domain errors (drivers know nothing of HTTP or of this module); this
+# table gives each its problem. Looked up along the exception's class hierarchy.
+DRIVER_PROBLEMS: dict[type[driver_errors.DriverError], tuple[str, str, int]] = {
+    driver_errors.DriverError: ("/problems/storage-error", "Storage error", 500),
+    driver_errors.BackendUnavailable: (
+        StorageUnavailable.problem_type,
+        StorageUnavailable.title,
+        503,
+    ),
+    driver_errors.VFolderDirectoryMissing: (
+        "/problems/vfolder-directory-missing",
+        "The vfolder's directory is missing on its volume",
+        503,
+    ),
+    driver_errors.UnsafePath: ("/problems/unsafe-path", "Unsafe path", 400),
+    driver_errors.SymlinkNotFollowed: (
+        "/problems/symlink-not-followed",
+        "Symlinks are never followed",
+        400,
+    ),
+    driver_errors.PathNotFound: ("/problems/path-not-found", "Path not found", 404),
+    driver_errors.NotADirectory: ("/problems/not-a-directory", "Not a directory", 409),
+    driver_errors.NotARegularFile: ("/problems/not-a-regular-file", "Not a regular file", 409),
+    driver_errors.PathExists: ("/problems/path-exists", "Path exists", 409),
+    driver_errors.PreconditionMismatch: (
+        PreconditionFailed.problem_type,
+        PreconditionFailed.title,
+        412,
+    ),
+    driver_errors.DirectoryNotEmpty: (
+        "/problems/directory-not-empty",
+        "Directory not empty",
+        409,
+    ),
+    driver_errors.InvalidMove: ("/problems/invalid-move", "Invalid move", 400),
+    driver_errors.FileChanged: ("/problems/file-changed", "File changed while read", 409),
+}
+
+
+def driver_problem(exc: driver_errors.DriverError) -> tuple[str, str, int]:
+    for cls in type(exc).__mro__:
+        if cls in DRIVER_PROBLEMS:
+            return DRIVER_PROBLEMS[cls]
+    return DRIVER_PROBLEMS[driver_errors.DriverError]
 
 
 # Problems the web layer raises itself, outside any domain error.

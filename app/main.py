@@ -19,6 +19,7 @@ from app.cache import build_cache
 from app.config import Settings
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
+from app.files.router import router as files_router
 from app.health.router import router as health_router
 from app.observability.body_limit import BodySizeLimitMiddleware
 from app.observability.logging import configure_logging
@@ -29,6 +30,7 @@ from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.swagger import install_swagger_ui
 from app.vfolders.purge import TrashPurger
+from app.vfolders.reader import VFolderReader
 from app.vfolders.router import router as vfolders_router
 from app.volumes.registry import VolumeRegistry
 from app.volumes.router import router as volumes_router
@@ -42,6 +44,10 @@ files and resumable uploads.
 Every `/v1` call needs `Authorization: Bearer <service key or user JWT>`. Errors are
 [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json` bodies whose
 `type` is stable."""
+
+
+# Routes whose bodies stream to disk instead of being buffered: exempt from the 1 MiB cap.
+STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload)$"
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -91,6 +97,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                     leeway_seconds=settings.jwt_leeway_seconds,
                 ),
                 purger=purger,
+                vfolder_reader=VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds),
             )
             purger.start()
             log.info(
@@ -116,11 +123,12 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     )
     install_problem_handlers(app)
     # Added last = outermost: the request id and metrics cover every other layer.
-    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, streaming_paths=STREAMING_UPLOAD_PATHS)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(health_router)
     app.include_router(volumes_router)
     app.include_router(vfolders_router)
+    app.include_router(files_router)
     install_swagger_ui(app, title=TITLE)
     install_openapi(app)
 

@@ -6,22 +6,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, ConfigDict, Field
 
+from app.errors import Problem
 from app.problems import PROBLEM_CONTENT_TYPE
-
-
-class Problem(BaseModel):
-    """RFC 9457 problem details. Clients branch on `type`, which is stable."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str = Field(examples=["/problems/vfolder-not-found"])
-    title: str
-    status: int
-    detail: str
-    request_id: str | None = Field(default=None, description="Quote it when reporting a bug.")
-
 
 _DESCRIPTIONS = {
     400: "Malformed request (bad cursor, missing owner…)",
@@ -30,8 +17,10 @@ _DESCRIPTIONS = {
     404: "Not found, or not visible to the caller",
     409: "Conflicts with the current state (name or id taken)",
     410: "The resource was deleted",
+    412: "A precondition (If-Match, If-None-Match) failed",
     422: "The request failed validation",
     503: "A storage backend or dependency is unavailable",
+    507: "Not enough space left on the volume",
 }
 
 

@@ -14,7 +14,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from app.errors import HTTP_STATUS_PROBLEMS, INTERNAL_PROBLEM, VALIDATION_PROBLEM, DomainError
+from app.errors import (
+    HTTP_STATUS_PROBLEMS,
+    INTERNAL_PROBLEM,
+    VALIDATION_PROBLEM,
+    DomainError,
+    driver_problem,
+)
+from drivers.errors import DriverError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -73,6 +80,24 @@ async def handle_domain_error(request: Request, exc: Exception) -> ProblemRespon
     )
 
 
+async def handle_driver_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, DriverError)
+    problem_type, title, status = driver_problem(exc)
+    _remember(request, problem_type)
+    if status >= 500:
+        log.error("storage failure: %s", exc, extra={"problem": problem_type})
+    else:
+        # Refusals of client input are logged too: path tricks are worth seeing.
+        log.info("refused: %s", exc, extra={"problem": problem_type})
+    return problem_response(
+        problem_type=problem_type,
+        title=title,
+        status=status,
+        detail=str(exc),
+        request_id=_request_id(request),
+    )
+
+
 async def handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
     problem_type, title, status = VALIDATION_PROBLEM
@@ -122,5 +147,6 @@ def internal_error_response(request_id: str | None) -> ProblemResponse:
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, handle_domain_error)
+    app.add_exception_handler(DriverError, handle_driver_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)

@@ -11,6 +11,7 @@ from app.cache import Cache
 from app.config import Settings
 from app.observability.metrics import Metrics
 from app.vfolders.purge import TrashPurger
+from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 
 
@@ -24,3 +25,4 @@ class Runtime:
     metrics: Metrics
     authenticator: Authenticator
     purger: TrashPurger
+    vfolder_reader: VFolderReader

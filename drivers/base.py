@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from drivers.fsops import PosixFileOps
+
 
 @dataclass(frozen=True, slots=True)
 class Capacity:
@@ -29,10 +31,12 @@ class MountInfo:
 
 @dataclass(frozen=True, slots=True)
 class TrashEntry:
-    """A deleted vfolder's directory waiting in the volume's trash area to be purged."""
+    """A deleted directory waiting in the volume's trash area to be purged: a whole deleted
+    vfolder, or (``holds_files``) a directory deleted from inside a live one."""
 
     name: str
     vfolder_id: UUID
+    holds_files: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,9 @@ class VolumeDriver(Protocol):
 
     backend: str
     root: Path
+    # Every backend serves file data over a POSIX path (local disk, NFS, the mounted export
+    # of a vendor system), so all of them share the one safe implementation.
+    files: PosixFileOps
 
     async def initialize(self) -> None:
         """Prepare the volume (its own areas); safe to call on every start."""

@@ -16,3 +16,43 @@ class VFolderDirectoryMissing(DriverError):
 
 class UnknownDriver(DriverError):
     """No driver is registered under the configured name."""
+
+
+class UnsafePath(DriverError):
+    """A client-supplied path that could leave the vfolder or cannot name a file safely."""
+
+
+class SymlinkNotFollowed(DriverError):
+    """The path goes through, or ends at, a symlink; the proxy never follows one."""
+
+
+class PathNotFound(DriverError):
+    """Nothing exists at the path (or a parent directory is missing)."""
+
+
+class NotADirectory(DriverError):
+    """A directory was needed (listing, a parent component) but something else is there."""
+
+
+class NotARegularFile(DriverError):
+    """A regular file was needed (download) but a directory or a special file is there."""
+
+
+class PathExists(DriverError):
+    """The destination exists and the operation was asked not to replace it."""
+
+
+class PreconditionMismatch(PathExists):
+    """The file at the path is not the version the client named (If-Match)."""
+
+
+class DirectoryNotEmpty(DriverError):
+    """A directory has entries and the operation was not recursive."""
+
+
+class InvalidMove(DriverError):
+    """A move that cannot be done: into itself, onto the root, directory over file…"""
+
+
+class FileChanged(DriverError):
+    """The file changed while it was being read; the data read so far is inconsistent."""

@@ -9,6 +9,7 @@ from uuid import UUID
 
 STAGING_DIR = ".staging"
 TRASH_DIR = ".trash"
+FILES_MARK = "files-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,15 @@ class VolumeLayout:
         # The random suffix keeps two deletions of the same id (restored, deleted again) apart.
         return f"{vfolder_id.hex}.{secrets.token_hex(4)}"
 
+    def new_file_trash_name(self, vfolder_id: UUID) -> str:
+        """For a directory deleted from inside a vfolder: removed at once, never restored."""
+        return f"{vfolder_id.hex}.{FILES_MARK}{secrets.token_hex(4)}"
+
     @staticmethod
-    def parse_trash_name(name: str) -> UUID | None:
-        hex_id, _, _suffix = name.partition(".")
+    def parse_trash_name(name: str) -> tuple[UUID, bool] | None:
+        """(vfolder id, whether it holds files deleted from a live vfolder), or None."""
+        hex_id, _, suffix = name.partition(".")
         try:
-            return UUID(hex=hex_id)
+            return UUID(hex=hex_id), suffix.startswith(FILES_MARK)
         except ValueError:
             return None

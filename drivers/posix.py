@@ -15,6 +15,7 @@ from anyio import to_thread
 
 from drivers.base import Capacity, MountInfo, TrashEntry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
+from drivers.fsops import PosixFileOps
 from drivers.layout import VolumeLayout
 
 
@@ -27,6 +28,7 @@ class PosixDriver:
     def __init__(self, root: Path, *, options: dict[str, Any] | None = None) -> None:
         self.root = root.resolve()
         self.layout = VolumeLayout(self.root)
+        self.files = PosixFileOps(self.layout)
         opts = options or {}
         self._dir_mode = int(str(opts.get("dir_mode", "0o755")), 0)
         self._mount_options = tuple(str(o) for o in opts.get("mount_options", ()))
@@ -83,9 +85,14 @@ class PosixDriver:
         try:
             with os.scandir(self.layout.trash) as it:
                 for item in it:
-                    vfolder_id = self.layout.parse_trash_name(item.name)
-                    if vfolder_id is not None:
-                        entries.append(TrashEntry(name=item.name, vfolder_id=vfolder_id))
+                    parsed = self.layout.parse_trash_name(item.name)
+                    if parsed is not None:
+                        vfolder_id, holds_files = parsed
+                        entries.append(
+                            TrashEntry(
+                                name=item.name, vfolder_id=vfolder_id, holds_files=holds_files
+                            )
+                        )
         except FileNotFoundError:
             return []
         except OSError as exc:

@@ -6,6 +6,8 @@ body to disk (file uploads) must be exempted here and enforce their own limits."
 
 from __future__ import annotations
 
+import re
+
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,12 +18,15 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES, streaming_paths: str = "(?!)"
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streaming_paths = re.compile(streaming_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self.streaming_paths.match(scope["path"]):
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)

@@ -15,10 +15,12 @@ from app.errors import Forbidden, VFolderNotFound
 
 
 class VFolderOperation(enum.StrEnum):
-    READ = "read"
+    READ = "read"  # metadata, listing, stat, download
     MOUNT = "mount"
     RENAME = "rename"
-    DELETE = "delete"
+    DELETE = "delete"  # the vfolder itself
+    WRITE_FILES = "write-files"  # upload, mkdir, move
+    DELETE_FILES = "delete-files"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,10 @@ class VFolderRow(Base):
     status: Mapped[str] = mapped_column(String(16), default=VFolderStatus.READY.value)
     # Set by the quota issue; stored now so the schema and API stay stable.
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The usage ledger, kept exact by every write through the API (bytes of regular files;
+    # entries of any kind: files, directories, symlinks).
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    file_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cloned_from: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

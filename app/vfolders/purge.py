@@ -86,6 +86,10 @@ class TrashPurger:
         return purged
 
     async def _handle(self, volume: str, driver: VolumeDriver, entry: TrashEntry) -> int:
+        if entry.holds_files:
+            # Files deleted from a live vfolder: already gone from its usage, never restored.
+            await driver.purge(entry)
+            return 1
         async with self._sessions() as session:
             row = await VFolderRepository(session).get(entry.vfolder_id)
             status = None if row is None else row.status

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, false, or_, select, tuple_
+from sqlalchemy import Select, false, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +36,9 @@ class VFolderRepository:
 
     async def get(self, vfolder_id: uuid.UUID) -> VFolderRow | None:
         return await self._session.get(VFolderRow, vfolder_id)
+
+    async def refresh(self, row: VFolderRow) -> None:
+        await self._session.refresh(row)
 
     async def get_for_update(self, vfolder_id: uuid.UUID) -> VFolderRow | None:
         # populate_existing: a row cached in this session must not hide a concurrent change.
@@ -75,6 +78,19 @@ class VFolderRepository:
                 await self._session.flush([row])
         except IntegrityError as exc:
             raise DuplicateVFolder(str(exc.orig)) from exc
+
+    async def add_usage(self, vfolder_id: uuid.UUID, *, bytes_delta: int, count_delta: int) -> None:
+        """Apply a usage change in SQL (``x = x + d``), so concurrent writers never lose one."""
+        if bytes_delta == 0 and count_delta == 0:
+            return
+        await self._session.execute(
+            update(VFolderRow)
+            .where(VFolderRow.id == vfolder_id)
+            .values(
+                used_bytes=VFolderRow.used_bytes + bytes_delta,
+                file_count=VFolderRow.file_count + count_delta,
+            )
+        )
 
     async def list_page(
         self,

@@ -16,6 +16,7 @@ from app.vfolders.schemas import (
     VFolderList,
     VFolderMount,
     VFolderUpdate,
+    VFolderUsage,
     VolumeName,
 )
 
@@ -113,3 +114,11 @@ async def get_mount_info(
 ) -> VFolderMount:
     """Where an Agent finds the vfolder to mount it into a container."""
     return await service.mount_info(principal, vfolder_id)
+
+
+@router.get("/{vfolder_id}/usage", operation_id="vfolders-usage", responses=problem_responses(404))
+async def get_usage(
+    vfolder_id: UUID, principal: PrincipalDep, service: VFolderServiceDep
+) -> VFolderUsage:
+    """Bytes and entries in the vfolder, from the usage ledger."""
+    return await service.usage(principal, vfolder_id)

@@ -100,3 +100,12 @@ class VFolderMount(BaseModel):
     host_path: str = Field(description="Absolute path on the storage host / Agent mount.")
     mount_options: list[str]
     extra: dict[str, str] = Field(default_factory=dict)
+
+
+class VFolderUsage(BaseModel):
+    """The usage ledger: exact for every change made through this API; changes made inside a
+    mounted container are picked up by reconciliation scans."""
+
+    vfolder_id: UUID
+    used_bytes: int = Field(description="Bytes in regular files.")
+    file_count: int = Field(description="Entries of every kind: files, directories, symlinks.")

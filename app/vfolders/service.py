@@ -29,8 +29,16 @@ from app.permissions.policy import (
     visibility_scope,
 )
 from app.vfolders.models import OwnerType, VFolderRow, VFolderStatus
+from app.vfolders.reader import VFolderReader, vfolder_cache_key
 from app.vfolders.repository import DuplicateVFolder, VFolderFilter, VFolderRepository
-from app.vfolders.schemas import VFolder, VFolderCreate, VFolderList, VFolderMount, VFolderUpdate
+from app.vfolders.schemas import (
+    VFolder,
+    VFolderCreate,
+    VFolderList,
+    VFolderMount,
+    VFolderUpdate,
+    VFolderUsage,
+)
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 
@@ -41,10 +49,6 @@ CURSOR_KEYS = ("name", "id")
 ScheduleAfterCommit = Callable[[AfterCommit], None]
 
 
-def vfolder_cache_key(vfolder_id: uuid.UUID) -> str:
-    return f"vfolder:{vfolder_id}:meta"
-
-
 class VFolderService:
     def __init__(
         self,
@@ -52,14 +56,14 @@ class VFolderService:
         repository: VFolderRepository,
         volumes: VolumeRegistry,
         cache: Cache,
-        cache_ttl_seconds: float,
+        reader: VFolderReader,
         after_commit: ScheduleAfterCommit,
         on_trashed: Callable[[], None],
     ) -> None:
         self._repo = repository
         self._volumes = volumes
         self._cache = cache
-        self._cache_ttl = cache_ttl_seconds
+        self._reader = reader
         self._after_commit = after_commit
         self._on_trashed = on_trashed
 
@@ -134,9 +138,23 @@ class VFolderService:
 
     async def get(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolder:
         bind_log_fields(vfolder_id=vfolder_id, operation="get")
-        vfolder = await self._load(vfolder_id)
-        self._authorize(principal, vfolder, VFolderOperation.READ)
-        return vfolder
+        return await self._reader.load_authorized(
+            self._repo, principal, vfolder_id, VFolderOperation.READ, live=False
+        )
+
+    async def usage(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderUsage:
+        """Read straight from the ledger (never cached: it changes with every write)."""
+        bind_log_fields(vfolder_id=vfolder_id, operation="usage")
+        await self._reader.load_authorized(
+            self._repo, principal, vfolder_id, VFolderOperation.READ, live=False
+        )
+        row = await self._repo.get(vfolder_id)
+        if row is None:
+            raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
+        await self._repo.refresh(row)
+        return VFolderUsage(
+            vfolder_id=vfolder_id, used_bytes=row.used_bytes, file_count=row.file_count
+        )
 
     async def list(
         self,
@@ -217,10 +235,9 @@ class VFolderService:
 
     async def mount_info(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderMount:
         bind_log_fields(vfolder_id=vfolder_id, operation="mount")
-        vfolder = await self._load(vfolder_id)
-        self._authorize(principal, vfolder, VFolderOperation.MOUNT)
-        if vfolder.status == VFolderStatus.DELETED:
-            raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
+        vfolder = await self._reader.load_authorized(
+            self._repo, principal, vfolder_id, VFolderOperation.MOUNT
+        )
         driver = self._volumes.get(vfolder.volume)
         bind_log_fields(backend=driver.backend)
         info = await driver.mount_info(vfolder_id)
@@ -232,18 +249,6 @@ class VFolderService:
             mount_options=list(info.mount_options),
             extra=info.extra,
         )
-
-    async def _load(self, vfolder_id: uuid.UUID) -> VFolder:
-        key = vfolder_cache_key(vfolder_id)
-        cached = await self._cache.get(key)
-        if cached is not None:
-            return VFolder.model_validate_json(cached)
-        row = await self._repo.get(vfolder_id)
-        if row is None:
-            raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
-        vfolder = VFolder.model_validate(row)
-        await self._cache.set(key, vfolder.model_dump_json().encode(), ttl_seconds=self._cache_ttl)
-        return vfolder
 
     async def _get_row_for_update(
         self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
@@ -258,15 +263,6 @@ class VFolderService:
             operation=operation,
         )
         return row
-
-    @staticmethod
-    def _authorize(principal: Principal, vfolder: VFolder, operation: VFolderOperation) -> None:
-        authorize(
-            principal,
-            vfolder_id=vfolder.id,
-            owner=Owner(type=vfolder.owner_type.value, id=vfolder.owner_id),
-            operation=operation,
-        )
 
     async def _invalidate(self, vfolder_id: uuid.UUID) -> None:
         key = vfolder_cache_key(vfolder_id)

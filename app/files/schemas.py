@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.errors import Problem
+from drivers.fsops import EntryType, FileEntry
+
+PathText = Annotated[str, Field(max_length=4096, description="Relative to the vfolder root.")]
+
+
+class FileInfo(BaseModel):
+    name: str
+    path: str = Field(description="Relative to the vfolder root.")
+    type: EntryType
+    size: int = Field(description="Bytes (for a symlink: the length of its target).")
+    mtime: datetime
+    mode: int = Field(description="Permission bits, e.g. 420 (0o644).")
+    symlink_target: str | None = Field(
+        default=None, description="Where a symlink points; never followed by the proxy."
+    )
+
+    @classmethod
+    def of(cls, entry: FileEntry) -> FileInfo:
+        return cls(
+            name=entry.name,
+            path=str(entry.path),
+            type=entry.type,
+            size=entry.size,
+            mtime=datetime.fromtimestamp(entry.mtime_ns / 1e9, UTC),
+            mode=entry.mode,
+            symlink_target=entry.target,
+        )
+
+
+class FileList(BaseModel):
+    items: list[FileInfo]
+    next_cursor: str | None = Field(
+        description="More entries follow when set: pass it as `cursor`. Never a silent cut."
+    )
+
+
+class ListingEnd(BaseModel):
+    """The last line of an NDJSON listing: whether it is complete, and why not."""
+
+    complete: bool
+    count: int
+    error: Problem | None = None
+
+
+class MkdirRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: PathText
+    parents: bool = Field(default=False, description="Create missing parent directories.")
+    exist_ok: bool = Field(default=False, description="An existing directory is not an error.")
+
+
+class MoveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: PathText
+    destination: PathText
+    overwrite: bool = Field(
+        default=False,
+        description="Replace an existing file, or an empty directory with a directory.",
+    )
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[PathText] = Field(min_length=1, max_length=1000)
+    recursive: bool = Field(default=False, description="Delete directories with their content.")
+
+
+class DeleteResult(BaseModel):
+    path: str
+    status: Literal["deleted", "failed"]
+    problem: Problem | None = None
+
+
+class DeleteResults(BaseModel):
+    results: list[DeleteResult]
+
+
+class UploadedFile(BaseModel):
+    path: str
+    size: int
+    etag: str
+    created: bool = Field(description="False when an existing file was replaced.")
+
+
+class UploadedFiles(BaseModel):
+    items: list[UploadedFile]

@@ -1,0 +1,374 @@
+"""Files inside a vfolder: the rules between the API, the usage ledger and the driver's safe
+file operations.
+
+No database connection is held while bytes flow: metadata work happens in short
+transactions before (access check) and after (ledger) a transfer. Every change to the
+vfolder's content happens inside ``_ledger``, which locks the vfolder's row, so the usage
+delta measured on disk and the ledger update are one serialised step per vfolder, on every
+node."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.principal import Principal
+from app.errors import (
+    InsufficientStorage,
+    InvalidCursor,
+    InvalidRequest,
+    Problem,
+    VFolderDeleted,
+    VFolderNotFound,
+    driver_problem,
+)
+from app.files.form_stream import FileData, FileEnd, FileStart, file_events
+from app.files.http_conditions import etag_of
+from app.files.schemas import (
+    DeleteResult,
+    DeleteResults,
+    FileInfo,
+    FileList,
+    UploadedFile,
+    UploadedFiles,
+)
+from app.observability.context import bind_log_fields
+from app.pagination import decode_cursor, encode_cursor
+from app.permissions.policy import VFolderOperation
+from app.vfolders.models import VFolderStatus
+from app.vfolders.reader import VFolderReader
+from app.vfolders.repository import VFolderRepository
+from app.vfolders.schemas import VFolder
+from app.volumes.registry import VolumeRegistry
+from drivers.base import VolumeDriver
+from drivers.errors import DriverError, NotADirectory
+from drivers.fsops import (
+    Committed,
+    EntryType,
+    FileEntry,
+    FileVersion,
+    OpenFile,
+    Usage,
+)
+from drivers.paths import RelativePath, parse_relative_path
+
+log = logging.getLogger(__name__)
+
+# Writes reach the disk in pieces this large: few thread hops, flat memory.
+WRITE_BUFFER_BYTES = 1024 * 1024
+LISTING_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    vfolder: VFolder
+    driver: VolumeDriver
+
+
+class FilesService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        reader: VFolderReader,
+        volumes: VolumeRegistry,
+    ) -> None:
+        self._sessions = sessions
+        self._reader = reader
+        self._volumes = volumes
+
+    async def _target(
+        self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
+    ) -> Target:
+        async with self._sessions() as session:
+            vfolder = await self._reader.load_authorized(
+                VFolderRepository(session), principal, vfolder_id, operation
+            )
+        driver = self._volumes.get(vfolder.volume)
+        bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation=operation.value)
+        return Target(vfolder, driver)
+
+    @asynccontextmanager
+    async def _ledger(self, vfolder_id: uuid.UUID) -> AsyncIterator[VFolderRepository]:
+        """A short transaction holding the vfolder's row lock; commits on success."""
+        async with self._sessions() as session, session.begin():
+            repository = VFolderRepository(session)
+            row = await repository.get_for_update(vfolder_id)
+            if row is None:
+                raise VFolderNotFound(f"vfolder {vfolder_id} not found")
+            if row.status == VFolderStatus.DELETED.value:
+                raise VFolderDeleted(f"vfolder {vfolder_id} was deleted meanwhile")
+            yield repository
+
+    @staticmethod
+    async def _record(repository: VFolderRepository, vfolder_id: uuid.UUID, delta: Usage) -> None:
+        await repository.add_usage(vfolder_id, bytes_delta=delta.bytes, count_delta=delta.entries)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def stat(self, principal: Principal, vfolder_id: uuid.UUID, path: str) -> FileInfo:
+        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        return FileInfo.of(await target.driver.files.stat(vfolder_id, parse_relative_path(path)))
+
+    async def list_dir(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        path: str,
+        *,
+        recursive: bool,
+        cursor: str | None,
+        limit: int,
+    ) -> FileList:
+        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        rel = parse_relative_path(path)
+        after = _decode_listing_cursor(cursor, rel, recursive=recursive)
+        entries, more = await target.driver.files.list_page(
+            vfolder_id, rel, after=after, recursive=recursive, limit=limit
+        )
+        next_cursor = None
+        if more and entries:
+            position = entries[-1].path.parts[len(rel.parts) :]
+            next_cursor = encode_cursor(
+                {"path": str(rel), "recursive": recursive, "after": list(position)}
+            )
+        return FileList(items=[FileInfo.of(e) for e in entries], next_cursor=next_cursor)
+
+    async def open_listing(
+        self, principal: Principal, vfolder_id: uuid.UUID, path: str, *, recursive: bool
+    ) -> AsyncIterator[list[FileInfo]]:
+        """Batches of a whole listing, for NDJSON. Checks everything that can fail up front,
+        so that the answer is a proper problem rather than a broken stream."""
+        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        rel = parse_relative_path(path)
+        top = await target.driver.files.stat(vfolder_id, rel)
+        if top.type is not EntryType.DIR:
+            raise NotADirectory(f"{rel or '/'} is not a directory")
+        entries = target.driver.files.open_listing(vfolder_id, rel, recursive=recursive)
+        return _batches(entries)
+
+    async def open_download(
+        self, principal: Principal, vfolder_id: uuid.UUID, path: str
+    ) -> tuple[VolumeDriver, OpenFile, str]:
+        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        rel = parse_relative_path(path)
+        handle = await target.driver.files.open_for_read(vfolder_id, rel)
+        return target.driver, handle, rel.name
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        path: str,
+        body: AsyncIterator[bytes],
+        *,
+        replace: bool,
+        if_match: FileVersion | None,
+        parents: bool,
+        content_length: int | None,
+    ) -> UploadedFile:
+        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        rel = parse_relative_path(path)
+        if content_length is not None:
+            capacity = await target.driver.capacity()
+            if content_length > capacity.free_bytes:
+                raise InsufficientStorage(
+                    f"{content_length} bytes do not fit in the {capacity.free_bytes} bytes "
+                    f"free on volume {target.vfolder.volume}",
+                    requested_bytes=content_length,
+                    free_bytes=capacity.free_bytes,
+                )
+        committed = await self._store(
+            target, rel, body, replace=replace, if_match=if_match, parents=parents
+        )
+        return UploadedFile(
+            path=str(rel),
+            size=committed.added.bytes,
+            etag=etag_of(committed.version),
+            created=committed.replaced == Usage(),
+        )
+
+    async def upload_form(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        directory: str,
+        body: AsyncIterator[bytes],
+        *,
+        boundary: bytes,
+        replace: bool,
+        parents: bool,
+    ) -> UploadedFiles:
+        """Each file part of a multipart/form-data body lands at ``directory``/its filename
+        (a relative path is kept, as browsers send for folder uploads)."""
+        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        base = parse_relative_path(directory)
+        uploaded: list[UploadedFile] = []
+        events = file_events(body, boundary=boundary)
+        async for event in events:
+            if not isinstance(event, FileStart):
+                continue
+            if not event.filename:
+                continue  # an empty file input: browsers send it with no name
+            rel = RelativePath(base.parts + parse_relative_path(event.filename).parts)
+            committed = await self._store(
+                target,
+                rel,
+                _part_data(events),
+                replace=replace,
+                if_match=None,
+                parents=parents,
+            )
+            uploaded.append(
+                UploadedFile(
+                    path=str(rel),
+                    size=committed.added.bytes,
+                    etag=etag_of(committed.version),
+                    created=committed.replaced == Usage(),
+                )
+            )
+        return UploadedFiles(items=uploaded)
+
+    async def _store(
+        self,
+        target: Target,
+        rel: RelativePath,
+        body: AsyncIterator[bytes],
+        *,
+        replace: bool,
+        if_match: FileVersion | None,
+        parents: bool,
+    ) -> Committed:
+        """Stream ``body`` into a staging file, then commit it and the ledger together. On
+        any failure — the client going away included — the staging file is removed."""
+        files = target.driver.files
+        vfolder_id = target.vfolder.id
+        if rel.is_root:
+            raise NotADirectory("the vfolder root is a directory, not a file")
+        staged = await files.create_staged()
+        committed: Committed | None = None
+        try:
+            buffer = bytearray()
+            async for chunk in body:
+                buffer += chunk
+                if len(buffer) >= WRITE_BUFFER_BYTES:
+                    await files.write_staged(staged, bytes(buffer))
+                    buffer.clear()
+            if buffer:
+                await files.write_staged(staged, bytes(buffer))
+            async with self._ledger(vfolder_id) as repository:
+                committed = await files.commit_staged(
+                    staged, vfolder_id, rel, replace=replace, parents=parents, if_match=if_match
+                )
+                await self._record(repository, vfolder_id, committed.added - committed.replaced)
+        finally:
+            if committed is None:
+                with anyio.CancelScope(shield=True):
+                    await files.discard_staged(staged)
+        log.info("file stored", extra={"path": str(rel), "size": committed.added.bytes})
+        return committed
+
+    async def mkdir(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        path: str,
+        *,
+        parents: bool,
+        exist_ok: bool,
+    ) -> FileInfo:
+        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        rel = parse_relative_path(path)
+        async with self._ledger(vfolder_id) as repository:
+            created = await target.driver.files.mkdir(
+                vfolder_id, rel, parents=parents, exist_ok=exist_ok
+            )
+            await self._record(repository, vfolder_id, created)
+        return FileInfo.of(await target.driver.files.stat(vfolder_id, rel))
+
+    async def move(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        source: str,
+        destination: str,
+        *,
+        overwrite: bool,
+    ) -> FileInfo:
+        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        src, dst = parse_relative_path(source), parse_relative_path(destination)
+        async with self._ledger(vfolder_id) as repository:
+            replaced = await target.driver.files.move(vfolder_id, src, dst, overwrite=overwrite)
+            await self._record(repository, vfolder_id, -replaced)
+        return FileInfo.of(await target.driver.files.stat(vfolder_id, dst))
+
+    async def delete(
+        self, principal: Principal, vfolder_id: uuid.UUID, paths: list[str], *, recursive: bool
+    ) -> DeleteResults:
+        """Each path on its own: one failure does not stop the others."""
+        target = await self._target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
+        results: list[DeleteResult] = []
+        for path in paths:
+            try:
+                rel = parse_relative_path(path)
+                async with self._ledger(vfolder_id) as repository:
+                    freed = await target.driver.files.delete(vfolder_id, rel, recursive=recursive)
+                    await self._record(repository, vfolder_id, -freed)
+                results.append(DeleteResult(path=path, status="deleted"))
+            except DriverError as exc:
+                problem_type, title, status = driver_problem(exc)
+                problem = Problem(type=problem_type, title=title, status=status, detail=str(exc))
+                results.append(DeleteResult(path=path, status="failed", problem=problem))
+        return DeleteResults(results=results)
+
+
+async def _part_data(events: AsyncIterator[object]) -> AsyncIterator[bytes]:
+    """The data of the current file part, up to its end."""
+    async for event in events:
+        if isinstance(event, FileData):
+            yield event.data
+        elif isinstance(event, FileEnd):
+            return
+    raise InvalidRequest("the multipart body ended inside a file part")
+
+
+async def _batches(entries: Generator[FileEntry]) -> AsyncIterator[list[FileInfo]]:
+    try:
+        while True:
+            batch = await anyio.to_thread.run_sync(
+                lambda: list(itertools.islice(entries, LISTING_BATCH))
+            )
+            if not batch:
+                return
+            yield [FileInfo.of(entry) for entry in batch]
+    finally:
+        with contextlib.suppress(Exception):
+            await anyio.to_thread.run_sync(entries.close)
+
+
+def _decode_listing_cursor(
+    cursor: str | None, rel: RelativePath, *, recursive: bool
+) -> tuple[str, ...] | None:
+    if cursor is None:
+        return None
+    position = decode_cursor(cursor, keys=("path", "recursive", "after"))
+    after = position["after"]
+    if (
+        position["path"] != str(rel)
+        or position["recursive"] is not recursive
+        or not isinstance(after, list)
+        or not after
+        or not all(isinstance(part, str) and part for part in after)
+    ):
+        raise InvalidCursor("cursor belongs to a different listing")
+    return tuple(after)

@@ -1,0 +1,678 @@
+"""POSIX file operations inside a vfolder, the containment helper's second half.
+
+Every operation starts from a file descriptor of the vfolder root and walks the (already
+normalised, see ``drivers.paths``) components one ``openat(O_NOFOLLOW)`` at a time, then acts
+on the last component with the ``*at`` system calls (``dir_fd=``), none of which follows a
+final symlink. So no symlink is ever followed — not a symlinked parent, not one swapped in
+between a check and its use — and nothing outside the vfolder can be reached.
+
+The methods here are blocking; ``PosixFileOps`` exposes them as coroutines that run in the
+thread pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno
+import heapq
+import itertools
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from uuid import UUID
+
+from anyio import to_thread
+
+from drivers.errors import (
+    BackendUnavailable,
+    DirectoryNotEmpty,
+    FileChanged,
+    InvalidMove,
+    NotADirectory,
+    NotARegularFile,
+    PathExists,
+    PathNotFound,
+    PreconditionMismatch,
+    SymlinkNotFollowed,
+    UnsafePath,
+    VFolderDirectoryMissing,
+)
+from drivers.layout import VolumeLayout
+from drivers.paths import RelativePath
+
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted in a vfolder must not hang a worker thread.
+O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+# Names of one directory held in memory at once while listing in sorted order; bigger
+# directories are read in several sorted passes, so memory stays bounded.
+SORT_BATCH = 65_536
+
+
+class EntryType(enum.StrEnum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    path: RelativePath
+    type: EntryType
+    size: int
+    mtime_ns: int
+    mode: int
+    inode: int
+    target: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Bytes of regular files and number of entries (files, directories, symlinks…)."""
+
+    bytes: int = 0
+    entries: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.bytes + other.bytes, self.entries + other.entries)
+
+    def __neg__(self) -> Usage:
+        return Usage(-self.bytes, -self.entries)
+
+    def __sub__(self, other: Usage) -> Usage:
+        return self + (-other)
+
+
+@dataclass(frozen=True, slots=True)
+class FileVersion:
+    """What identifies one version of a file's content (for ETags and change detection)."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileVersion:
+        return cls(inode=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a committed upload changed: usage added, usage of what it replaced, and the
+    version now at the path."""
+
+    added: Usage
+    replaced: Usage
+    version: FileVersion
+
+
+class OpenFile:
+    """A regular file opened for reading; raises ``FileChanged`` if it changes under us."""
+
+    def __init__(self, fd: int, version: FileVersion) -> None:
+        self.fd = fd
+        self.version = version
+
+    def read(self, offset: int, size: int) -> bytes:
+        data = os.pread(self.fd, size, offset)
+        if FileVersion.of(os.fstat(self.fd)) != self.version:
+            raise FileChanged("file changed while being read")
+        return data
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class StagedFile:
+    """An upload being written in the volume's staging area, invisible to every vfolder."""
+
+    def __init__(self, staging_fd: int, name: str, fd: int) -> None:
+        self.staging_fd = staging_fd
+        self.name = name
+        self.fd = fd
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+        self.size += len(data)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.name, dir_fd=self.staging_fd)
+        with contextlib.suppress(OSError):
+            os.close(self.staging_fd)
+
+
+def _classify(exc: OSError, what: RelativePath) -> Exception:
+    if exc.errno == errno.ENOENT:
+        return PathNotFound(f"{what or '/'} does not exist")
+    if exc.errno == errno.ELOOP:
+        return SymlinkNotFollowed(f"{what} is or goes through a symlink")
+    if exc.errno == errno.ENOTDIR:
+        return NotADirectory(f"{what} is not a directory")
+    if exc.errno == errno.ENAMETOOLONG:
+        return UnsafePath(f"{what}: name too long for this filesystem")
+    return BackendUnavailable(f"{what}: {exc.strerror or exc}")
+
+
+def _entry(dir_fd: int, path: RelativePath) -> FileEntry:
+    st = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+    return _entry_from_stat(dir_fd, path, st)
+
+
+def _entry_from_stat(dir_fd: int, path: RelativePath, st: os.stat_result) -> FileEntry:
+    target = None
+    if stat.S_ISREG(st.st_mode):
+        kind = EntryType.FILE
+    elif stat.S_ISDIR(st.st_mode):
+        kind = EntryType.DIR
+    elif stat.S_ISLNK(st.st_mode):
+        kind = EntryType.SYMLINK
+        with contextlib.suppress(OSError):
+            target = os.readlink(path.name, dir_fd=dir_fd)
+    else:
+        kind = EntryType.OTHER
+    return FileEntry(
+        path=path,
+        type=kind,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        mode=stat.S_IMODE(st.st_mode),
+        inode=st.st_ino,
+        target=target,
+    )
+
+
+def _usage_of_stat(st: os.stat_result) -> Usage:
+    return Usage(st.st_size if stat.S_ISREG(st.st_mode) else 0, 1)
+
+
+class PosixFileOpsSync:
+    """The blocking implementation."""
+
+    def __init__(self, layout: VolumeLayout) -> None:
+        self.layout = layout
+
+    # -- walking -------------------------------------------------------------------------
+
+    def _open_root(self, vfolder_id: UUID) -> int:
+        try:
+            return os.open(self.layout.vfolder_path(vfolder_id), O_DIR)
+        except FileNotFoundError:
+            raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory") from None
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot open vfolder {vfolder_id}: {exc}") from exc
+
+    def _open_dir(
+        self, root_fd: int, path: RelativePath, *, create: bool = False
+    ) -> tuple[int, int]:
+        """A new fd for the directory at ``path``, walked without following any symlink, and
+        how many directories were made on the way (only with ``create``)."""
+        fd = os.dup(root_fd)
+        created = 0
+        try:
+            for depth, name in enumerate(path.parts, start=1):
+                try:
+                    next_fd = os.open(name, O_DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    try:
+                        os.mkdir(name, DIR_MODE, dir_fd=fd)
+                        created += 1
+                    except FileExistsError:
+                        pass  # made concurrently: fine, it is opened (never followed) next
+                    next_fd = os.open(name, O_DIR, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise self._not_a_dir(fd, RelativePath(path.parts[:depth])) from None
+                    raise
+                os.close(fd)
+                fd = next_fd
+        except OSError as exc:
+            os.close(fd)
+            raise _classify(exc, path) from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, created
+
+    @staticmethod
+    def _not_a_dir(parent_fd: int, path: RelativePath) -> Exception:
+        try:
+            st = os.stat(path.name, dir_fd=parent_fd, follow_symlinks=False)
+        except OSError as exc:
+            return _classify(exc, path)
+        if stat.S_ISLNK(st.st_mode):
+            return SymlinkNotFollowed(f"{path} is a symlink; the proxy never follows one")
+        return NotADirectory(f"{path} is not a directory")
+
+    @contextlib.contextmanager
+    def _parent(self, vfolder_id: UUID, path: RelativePath) -> Iterator[int]:
+        """The fd of ``path``'s parent directory."""
+        with self._parent_creating(vfolder_id, path, create=False) as (parent_fd, _created):
+            yield parent_fd
+
+    @contextlib.contextmanager
+    def _parent_creating(
+        self, vfolder_id: UUID, path: RelativePath, *, create: bool
+    ) -> Iterator[tuple[int, int]]:
+        """The fd of ``path``'s parent directory and how many directories were made for it."""
+        if path.is_root:
+            raise UnsafePath("the vfolder root itself cannot be the target of this operation")
+        root_fd = self._open_root(vfolder_id)
+        try:
+            parent_fd, created = self._open_dir(root_fd, path.parent, create=create)
+        finally:
+            os.close(root_fd)
+        try:
+            yield parent_fd, created
+        finally:
+            os.close(parent_fd)
+
+    @contextlib.contextmanager
+    def _directory(self, vfolder_id: UUID, path: RelativePath) -> Iterator[int]:
+        root_fd = self._open_root(vfolder_id)
+        try:
+            fd, _ = self._open_dir(root_fd, path)
+        finally:
+            os.close(root_fd)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _lstat(self, parent_fd: int, path: RelativePath) -> os.stat_result | None:
+        try:
+            return os.stat(path.name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _classify(exc, path) from exc
+
+    # -- reading -------------------------------------------------------------------------
+
+    def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
+        if path.is_root:
+            root_fd = self._open_root(vfolder_id)
+            try:
+                st = os.fstat(root_fd)
+            finally:
+                os.close(root_fd)
+            return _entry_from_stat(-1, path, st)
+        with self._parent(vfolder_id, path) as parent_fd:
+            found = self._lstat(parent_fd, path)
+            if found is None:
+                raise PathNotFound(f"{path} does not exist")
+            return _entry_from_stat(parent_fd, path, found)
+
+    def open_for_read(self, vfolder_id: UUID, path: RelativePath) -> OpenFile:
+        with self._parent(vfolder_id, path) as parent_fd:
+            try:
+                fd = os.open(path.name, O_READ, dir_fd=parent_fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise SymlinkNotFollowed(f"{path} is a symlink") from None
+                raise _classify(exc, path) from exc
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise NotARegularFile(f"{path} is not a regular file")
+        return OpenFile(fd, FileVersion.of(st))
+
+    def iter_tree(
+        self,
+        vfolder_id: UUID,
+        path: RelativePath,
+        *,
+        after: tuple[str, ...] | None,
+        recursive: bool,
+    ) -> Generator[FileEntry]:
+        """Entries below ``path`` in depth-first order, each directory's children sorted by
+        name, starting strictly after ``after`` (components relative to ``path``). Keyed by
+        name, not position: entries added or removed meanwhile never shift a later page."""
+        with self._directory(vfolder_id, path) as fd:
+            yield from self._iter_dir(fd, path, after=after, recursive=recursive)
+
+    def _iter_dir(
+        self,
+        fd: int,
+        base: RelativePath,
+        *,
+        after: tuple[str, ...] | None,
+        recursive: bool,
+    ) -> Iterator[FileEntry]:
+        resume_after = None
+        if after:
+            resume_after = after[0]
+            if recursive:
+                # ``after[0]`` was already listed; what follows it is its own subtree (from
+                # where the cursor stopped inside it), then its later siblings.
+                yield from self._descend(fd, base.child(after[0]), after=after[1:] or None)
+        for name in self._sorted_names(fd, after=resume_after):
+            child = base.child(name)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed while we were listing
+            entry = _entry_from_stat(fd, child, st)
+            yield entry
+            if recursive and entry.type is EntryType.DIR:
+                yield from self._descend(fd, child, after=None)
+
+    def _descend(
+        self, parent_fd: int, path: RelativePath, *, after: tuple[str, ...] | None
+    ) -> Iterator[FileEntry]:
+        try:
+            fd = os.open(path.name, O_DIR, dir_fd=parent_fd)
+        except OSError:
+            return  # gone, or replaced by a file or a symlink since: nothing below to list
+        try:
+            yield from self._iter_dir(fd, path, after=after, recursive=True)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _sorted_names(fd: int, *, after: str | None) -> Iterator[str]:
+        """Names in ``fd`` greater than ``after``, ascending, holding at most
+        ``SORT_BATCH`` names at a time."""
+        while True:
+            with os.scandir(fd) as it:
+                names = (e.name for e in it)
+                if after is not None:
+                    bound = after
+                    names = (n for n in names if n > bound)
+                batch = heapq.nsmallest(SORT_BATCH + 1, names)
+            yield from batch[:SORT_BATCH]
+            if len(batch) <= SORT_BATCH:
+                return
+            after = batch[SORT_BATCH - 1]
+
+    def usage(self, vfolder_id: UUID) -> Usage:
+        """Usage of the whole vfolder by walking it (the fallback without FastUsageCapable)."""
+        root_fd = self._open_root(vfolder_id)
+        try:
+            return self._tree_usage(root_fd)
+        finally:
+            os.close(root_fd)
+
+    def _tree_usage(self, dir_fd: int) -> Usage:
+        total = Usage()
+        with os.scandir(dir_fd) as it:
+            names = [e.name for e in it]
+        for name in names:
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            total += _usage_of_stat(st)
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    child = os.open(name, O_DIR, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                try:
+                    total += self._tree_usage(child)
+                finally:
+                    os.close(child)
+        return total
+
+    # -- writing -------------------------------------------------------------------------
+
+    def create_staged(self) -> StagedFile:
+        staging_fd = os.open(self.layout.staging, O_DIR)
+        name = f"put-{secrets.token_hex(12)}"
+        try:
+            fd = os.open(
+                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=staging_fd
+            )
+        except OSError as exc:
+            os.close(staging_fd)
+            raise BackendUnavailable(f"cannot create a staging file: {exc}") from exc
+        return StagedFile(staging_fd, name, fd)
+
+    def commit_staged(
+        self,
+        staged: StagedFile,
+        vfolder_id: UUID,
+        path: RelativePath,
+        *,
+        replace: bool,
+        parents: bool,
+        if_match: FileVersion | None = None,
+    ) -> Committed:
+        """Make the staged file durable and move it to ``path`` in one atomic step.
+
+        Raises ``PathExists`` when ``replace`` is
+        false and something is there, ``PreconditionMismatch`` when ``if_match`` is given
+        and the current file is not that version."""
+        os.fchmod(staged.fd, FILE_MODE)
+        os.fsync(staged.fd)
+        # The same inode and mtime after the rename: this is the version clients will see.
+        version = FileVersion.of(os.fstat(staged.fd))
+        with self._parent_creating(vfolder_id, path, create=parents) as (parent_fd, made):
+            current = self._lstat(parent_fd, path)
+            if current is not None and stat.S_ISDIR(current.st_mode):
+                raise NotARegularFile(f"{path} is a directory")
+            if if_match is not None and (
+                current is None
+                or not stat.S_ISREG(current.st_mode)
+                or FileVersion.of(current) != if_match
+            ):
+                raise PreconditionMismatch(f"{path} is not the version named by If-Match")
+            if replace:
+                os.rename(
+                    staged.name, path.name, src_dir_fd=staged.staging_fd, dst_dir_fd=parent_fd
+                )
+                replaced = _usage_of_stat(current) if current is not None else Usage()
+            else:
+                # link() refuses an existing name atomically, which rename() cannot.
+                try:
+                    os.link(
+                        staged.name,
+                        path.name,
+                        src_dir_fd=staged.staging_fd,
+                        dst_dir_fd=parent_fd,
+                        follow_symlinks=False,
+                    )
+                except FileExistsError:
+                    raise PathExists(f"{path} exists") from None
+                os.unlink(staged.name, dir_fd=staged.staging_fd)
+                replaced = Usage()
+            os.fsync(parent_fd)
+        staged.discard()  # closes the fds; the name is gone already
+        return Committed(added=Usage(staged.size, 1 + made), replaced=replaced, version=version)
+
+    def mkdir(
+        self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool
+    ) -> Usage:
+        """Returns the usage of the directories it created."""
+        if path.is_root:
+            if exist_ok:
+                return Usage()
+            raise PathExists("the vfolder root exists")
+        with self._parent_creating(vfolder_id, path, create=parents) as (parent_fd, made):
+            try:
+                os.mkdir(path.name, DIR_MODE, dir_fd=parent_fd)
+            except FileExistsError:
+                st = self._lstat(parent_fd, path)
+                if st is None or not stat.S_ISDIR(st.st_mode) or not exist_ok:
+                    raise PathExists(f"{path} exists") from None
+                return Usage(0, made)
+            except OSError as exc:
+                raise _classify(exc, path) from exc
+            return Usage(0, made + 1)
+
+    def move(
+        self, vfolder_id: UUID, source: RelativePath, target: RelativePath, *, overwrite: bool
+    ) -> Usage:
+        """Rename within the vfolder; returns the usage of what was replaced at ``target``."""
+        if source.is_root or target.is_root:
+            raise InvalidMove("the vfolder root cannot be moved or replaced")
+        if target.is_within(source):
+            raise InvalidMove(f"cannot move {source} into itself")
+        with (
+            self._parent(vfolder_id, source) as src_parent,
+            self._parent(vfolder_id, target) as dst_parent,
+        ):
+            src = self._lstat(src_parent, source)
+            if src is None:
+                raise PathNotFound(f"{source} does not exist")
+            dst = self._lstat(dst_parent, target)
+            replaced = Usage()
+            if dst is not None:
+                if not overwrite:
+                    raise PathExists(f"{target} exists")
+                if stat.S_ISDIR(dst.st_mode) != stat.S_ISDIR(src.st_mode):
+                    raise InvalidMove(f"cannot replace {target} with a different kind of entry")
+                replaced = _usage_of_stat(dst)
+            try:
+                os.rename(source.name, target.name, src_dir_fd=src_parent, dst_dir_fd=dst_parent)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise DirectoryNotEmpty(f"{target} is a non-empty directory") from None
+                raise _classify(exc, target) from exc
+            os.fsync(dst_parent)
+            return replaced
+
+    def delete(self, vfolder_id: UUID, path: RelativePath, *, recursive: bool) -> Usage:
+        """Remove a file, symlink or directory; returns the usage freed."""
+        with self._parent(vfolder_id, path) as parent_fd:
+            st = self._lstat(parent_fd, path)
+            if st is None:
+                raise PathNotFound(f"{path} does not exist")
+            if not stat.S_ISDIR(st.st_mode):
+                os.unlink(path.name, dir_fd=parent_fd)
+                return _usage_of_stat(st)
+            if not recursive:
+                try:
+                    os.rmdir(path.name, dir_fd=parent_fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise DirectoryNotEmpty(f"{path} is not empty") from None
+                    raise _classify(exc, path) from exc
+                return Usage(0, 1)
+            # Out of sight in one rename, then measured and removed at leisure; a crash in
+            # between leaves it in the trash, which the purger empties.
+            trash_fd = os.open(self.layout.trash, O_DIR)
+            try:
+                trash_name = self.layout.new_file_trash_name(vfolder_id)
+                os.rename(path.name, trash_name, src_dir_fd=parent_fd, dst_dir_fd=trash_fd)
+                tree_fd = os.open(trash_name, O_DIR, dir_fd=trash_fd)
+                try:
+                    freed = self._tree_usage(tree_fd) + _usage_of_stat(st)
+                finally:
+                    os.close(tree_fd)
+                shutil.rmtree(trash_name, dir_fd=trash_fd)
+            finally:
+                os.close(trash_fd)
+            return freed
+
+
+# -- the async face --------------------------------------------------------------------------
+
+
+class PosixFileOps:
+    """File operations for the services layer: every blocking call runs in the thread pool."""
+
+    def __init__(self, layout: VolumeLayout) -> None:
+        self.sync = PosixFileOpsSync(layout)
+
+    async def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
+        return await to_thread.run_sync(self.sync.stat, vfolder_id, path)
+
+    async def open_for_read(self, vfolder_id: UUID, path: RelativePath) -> OpenFile:
+        return await to_thread.run_sync(self.sync.open_for_read, vfolder_id, path)
+
+    async def read(self, handle: OpenFile, offset: int, size: int) -> bytes:
+        return await to_thread.run_sync(handle.read, offset, size)
+
+    async def list_page(
+        self,
+        vfolder_id: UUID,
+        path: RelativePath,
+        *,
+        after: tuple[str, ...] | None,
+        recursive: bool,
+        limit: int,
+    ) -> tuple[list[FileEntry], bool]:
+        """Up to ``limit`` entries and whether more follow."""
+
+        def page() -> tuple[list[FileEntry], bool]:
+            entries = self.sync.iter_tree(vfolder_id, path, after=after, recursive=recursive)
+            try:
+                taken = list(itertools.islice(entries, limit + 1))
+            finally:
+                entries.close()
+            return taken[:limit], len(taken) > limit
+
+        return await to_thread.run_sync(page)
+
+    def open_listing(
+        self, vfolder_id: UUID, path: RelativePath, *, recursive: bool
+    ) -> Generator[FileEntry]:
+        """A lazy iterator over a whole listing; advance it in the thread pool."""
+        return self.sync.iter_tree(vfolder_id, path, after=None, recursive=recursive)
+
+    async def create_staged(self) -> StagedFile:
+        return await to_thread.run_sync(self.sync.create_staged)
+
+    async def write_staged(self, staged: StagedFile, data: bytes) -> None:
+        await to_thread.run_sync(staged.write, data)
+
+    async def discard_staged(self, staged: StagedFile) -> None:
+        await to_thread.run_sync(staged.discard)
+
+    async def commit_staged(
+        self,
+        staged: StagedFile,
+        vfolder_id: UUID,
+        path: RelativePath,
+        *,
+        replace: bool,
+        parents: bool,
+        if_match: FileVersion | None = None,
+    ) -> Committed:
+        return await to_thread.run_sync(
+            lambda: self.sync.commit_staged(
+                staged, vfolder_id, path, replace=replace, parents=parents, if_match=if_match
+            )
+        )
+
+    async def mkdir(
+        self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool
+    ) -> Usage:
+        return await to_thread.run_sync(
+            lambda: self.sync.mkdir(vfolder_id, path, parents=parents, exist_ok=exist_ok)
+        )
+
+    async def move(
+        self, vfolder_id: UUID, source: RelativePath, target: RelativePath, *, overwrite: bool
+    ) -> Usage:
+        return await to_thread.run_sync(
+            lambda: self.sync.move(vfolder_id, source, target, overwrite=overwrite)
+        )
+
+    async def delete(self, vfolder_id: UUID, path: RelativePath, *, recursive: bool) -> Usage:
+        return await to_thread.run_sync(
+            lambda: self.sync.delete(vfolder_id, path, recursive=recursive)
+        )
+
+    async def usage(self, vfolder_id: UUID) -> Usage:
+        return await to_thread.run_sync(self.sync.usage, vfolder_id)
