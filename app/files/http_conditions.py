@@ -120,9 +120,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             raise Unsatisfiable
         return ByteRange(max(0, size - suffix), size - 1)
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
-        return None
+    if last and int(last) < start:
+        return None  # syntactically invalid: ignored
     if start >= size:
         raise Unsatisfiable
+    end = int(last) if last else size - 1
     return ByteRange(start, min(end, size - 1))
