@@ -18,6 +18,7 @@ _DESCRIPTIONS = {
     409: "Conflicts with the current state (name or id taken)",
     410: "The resource was deleted",
     412: "A precondition (If-Match, If-None-Match) failed",
+    416: "Range not satisfiable (`Content-Range: bytes */size`)",
     422: "The request failed validation",
     503: "A storage backend or dependency is unavailable",
     507: "Not enough space left on the volume",

@@ -47,6 +47,11 @@ async def file_events(body: AsyncIterator[bytes], *, boundary: bytes) -> AsyncIt
     header_value = bytearray()
     headers: dict[bytes, bytes] = {}
     in_file = False
+    finished = False
+
+    def on_end() -> None:
+        nonlocal finished
+        finished = True
 
     def on_part_begin() -> None:
         headers.clear()
@@ -93,6 +98,7 @@ async def file_events(body: AsyncIterator[bytes], *, boundary: bytes) -> AsyncIt
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": on_end,
         },
     )
     try:
@@ -106,3 +112,5 @@ async def file_events(body: AsyncIterator[bytes], *, boundary: bytes) -> AsyncIt
         raise InvalidRequest(f"malformed multipart body: {exc}") from None
     for event in pending:
         yield event
+    if not finished:
+        raise InvalidRequest("the multipart body is truncated (no closing boundary)")

@@ -122,8 +122,7 @@ _DOWNLOAD_RESPONSES: dict[int | str, object] = {
     200: {"description": "The file", "content": {"application/octet-stream": {}}},
     206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
     304: {"description": "Not modified (If-None-Match / If-Modified-Since)"},
-    416: {"description": "Range not satisfiable"},
-    **problem_responses(400, 404, 409),
+    **problem_responses(400, 404, 409, 416),
 }
 
 
