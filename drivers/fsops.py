@@ -12,6 +12,7 @@ thread pool.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import enum
 import errno
@@ -21,6 +22,9 @@ import os
 import secrets
 import shutil
 import stat
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from uuid import UUID
@@ -51,7 +55,7 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 # Names of one directory held in memory at once while listing in sorted order; bigger
 # directories are read in several sorted passes, so memory stays bounded.
-SORT_BATCH = 65_536
+SORT_BATCH = 131_072
 
 
 class EntryType(enum.StrEnum):
@@ -203,11 +207,51 @@ def _usage_of_stat(st: os.stat_result) -> Usage:
     return Usage(st.st_size if stat.S_ISREG(st.st_mode) else 0, 1)
 
 
+class SortedNamesCache:
+    """Sorted names of recently listed directories, so that paging through a big directory
+    costs one scan and sort, not one per page. An entry is valid while the directory's
+    mtime and ctime are unchanged (any entry added, removed or renamed changes them) and
+    for a few seconds at most, against filesystems with coarse timestamps."""
+
+    def __init__(self, *, max_names: int = 4 * SORT_BATCH, ttl_seconds: float = 10.0) -> None:
+        self._entries: OrderedDict[tuple[int, int], tuple[tuple[int, int], float, list[str]]]
+        self._entries = OrderedDict()
+        self._max_names = max_names
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(st: os.stat_result) -> tuple[tuple[int, int], tuple[int, int]]:
+        return (st.st_dev, st.st_ino), (st.st_mtime_ns, st.st_ctime_ns)
+
+    def get(self, fd: int) -> list[str] | None:
+        key, version = self._key(os.fstat(fd))
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            cached_version, stored_at, names = found
+            if cached_version != version or time.monotonic() - stored_at > self._ttl:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return names
+
+    def put(self, fd: int, names: list[str]) -> None:
+        key, version = self._key(os.fstat(fd))
+        with self._lock:
+            self._entries[key] = (version, time.monotonic(), names)
+            self._entries.move_to_end(key)
+            while sum(len(v[2]) for v in self._entries.values()) > self._max_names:
+                self._entries.popitem(last=False)
+
+
 class PosixFileOpsSync:
     """The blocking implementation."""
 
     def __init__(self, layout: VolumeLayout) -> None:
         self.layout = layout
+        self._names_cache = SortedNamesCache()
 
     # -- walking -------------------------------------------------------------------------
 
@@ -388,10 +432,32 @@ class PosixFileOpsSync:
         finally:
             os.close(fd)
 
+    def _sorted_names(self, fd: int, *, after: str | None) -> Iterator[str]:
+        """Names in ``fd`` greater than ``after``, ascending."""
+        names = self._names_cache.get(fd)
+        if names is None:
+            names = self._read_names(fd)
+        if names is None:
+            yield from self._sorted_names_in_batches(fd, after=after)
+            return
+        start = 0 if after is None else bisect.bisect_right(names, after)
+        yield from itertools.islice(names, start, None)
+
+    def _read_names(self, fd: int) -> list[str] | None:
+        """All names, sorted, or None for a directory too big to hold (over SORT_BATCH)."""
+        names: list[str] = []
+        with os.scandir(fd) as it:
+            for entry in it:
+                names.append(entry.name)
+                if len(names) > SORT_BATCH:
+                    return None
+        names.sort()
+        self._names_cache.put(fd, names)
+        return names
+
     @staticmethod
-    def _sorted_names(fd: int, *, after: str | None) -> Iterator[str]:
-        """Names in ``fd`` greater than ``after``, ascending, holding at most
-        ``SORT_BATCH`` names at a time."""
+    def _sorted_names_in_batches(fd: int, *, after: str | None) -> Iterator[str]:
+        """For huge directories: several sorted passes, holding SORT_BATCH names at a time."""
         while True:
             with os.scandir(fd) as it:
                 names = (e.name for e in it)

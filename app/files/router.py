@@ -24,11 +24,14 @@ from app.files.schemas import (
     MoveRequest,
     UploadedFile,
     UploadedFiles,
+    file_info_json,
+    file_list_json,
 )
 from app.files.service import FilesService
 from app.openapi_docs import problem_responses
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from drivers.errors import DriverError, PathExists
+from drivers.fsops import FileEntry
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}", tags=["files"])
 
@@ -80,24 +83,25 @@ async def list_directory(
     recursive: Annotated[bool, Query(description="Walk the whole subtree, depth first.")] = False,
     cursor: Annotated[str | None, Query(max_length=8192)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-) -> FileList | Response:
+) -> Response:
     """List a directory, sorted by name, one page at a time (or all of it as NDJSON)."""
     raw_path = query_value(request, "path")
     if NDJSON in request.headers.get("accept", ""):
         batches = await service.open_listing(principal, vfolder_id, raw_path, recursive=recursive)
         return StreamingResponse(_ndjson(batches), media_type=NDJSON)
-    return await service.list_dir(
+    entries, next_cursor = await service.list_dir(
         principal, vfolder_id, raw_path, recursive=recursive, cursor=cursor, limit=limit
     )
+    return Response(file_list_json(entries, next_cursor), media_type="application/json")
 
 
-async def _ndjson(batches: AsyncIterator[list[FileInfo]]) -> AsyncIterator[bytes]:
+async def _ndjson(batches: AsyncIterator[list[FileEntry]]) -> AsyncIterator[bytes]:
     count = 0
     end = ListingEnd(complete=True, count=0)
     try:
         async for batch in batches:
             count += len(batch)
-            yield b"".join(entry.model_dump_json().encode() + b"\n" for entry in batch)
+            yield b"".join(file_info_json(entry) + b"\n" for entry in batch)
     except DriverError as exc:
         problem_type, title, status_code = driver_problem(exc)
         error = Problem(type=problem_type, title=title, status=status_code, detail=str(exc))

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from app.errors import Problem
 from drivers.fsops import EntryType, FileEntry
@@ -24,15 +25,25 @@ class FileInfo(BaseModel):
 
     @classmethod
     def of(cls, entry: FileEntry) -> FileInfo:
-        return cls(
-            name=entry.name,
-            path=str(entry.path),
-            type=entry.type,
-            size=entry.size,
-            mtime=datetime.fromtimestamp(entry.mtime_ns / 1e9, UTC),
-            mode=entry.mode,
-            symlink_target=entry.target,
-        )
+        return cls.model_construct(**_fields(entry))
+
+
+def _fields(entry: FileEntry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "path": "/".join(entry.path.parts),
+        "type": entry.type,
+        "size": entry.size,
+        "mtime": datetime.fromtimestamp(entry.mtime_ns / 1e9, UTC),
+        "mode": entry.mode,
+        "symlink_target": entry.target,
+    }
+
+
+def file_info_json(entry: FileEntry) -> bytes:
+    """The JSON of ``FileInfo.of(entry)``, without building the model: an NDJSON listing of
+    100,000 entries spends most of its time here. Same serializer, same output."""
+    return to_json(_fields(entry))
 
 
 class FileList(BaseModel):
@@ -95,3 +106,8 @@ class UploadedFile(BaseModel):
 
 class UploadedFiles(BaseModel):
     items: list[UploadedFile]
+
+
+def file_list_json(entries: list[FileEntry], next_cursor: str | None) -> bytes:
+    """The JSON of a ``FileList`` page, serialized without building 1,000 models."""
+    return to_json({"items": [_fields(e) for e in entries], "next_cursor": next_cursor})

@@ -36,7 +36,6 @@ from app.files.schemas import (
     DeleteResult,
     DeleteResults,
     FileInfo,
-    FileList,
     UploadedFile,
     UploadedFiles,
 )
@@ -127,7 +126,8 @@ class FilesService:
         recursive: bool,
         cursor: str | None,
         limit: int,
-    ) -> FileList:
+    ) -> tuple[list[FileEntry], str | None]:
+        """One page of entries and the cursor of the next page (None on the last)."""
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path)
         after = _decode_listing_cursor(cursor, rel, recursive=recursive)
@@ -140,11 +140,11 @@ class FilesService:
             next_cursor = encode_cursor(
                 {"path": str(rel), "recursive": recursive, "after": list(position)}
             )
-        return FileList(items=[FileInfo.of(e) for e in entries], next_cursor=next_cursor)
+        return entries, next_cursor
 
     async def open_listing(
         self, principal: Principal, vfolder_id: uuid.UUID, path: str, *, recursive: bool
-    ) -> AsyncIterator[list[FileInfo]]:
+    ) -> AsyncIterator[list[FileEntry]]:
         """Batches of a whole listing, for NDJSON. Checks everything that can fail up front,
         so that the answer is a proper problem rather than a broken stream."""
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
@@ -342,7 +342,7 @@ async def _part_data(events: AsyncIterator[object]) -> AsyncIterator[bytes]:
     raise InvalidRequest("the multipart body ended inside a file part")
 
 
-async def _batches(entries: Generator[FileEntry]) -> AsyncIterator[list[FileInfo]]:
+async def _batches(entries: Generator[FileEntry]) -> AsyncIterator[list[FileEntry]]:
     try:
         while True:
             batch = await anyio.to_thread.run_sync(
@@ -350,7 +350,7 @@ async def _batches(entries: Generator[FileEntry]) -> AsyncIterator[list[FileInfo
             )
             if not batch:
                 return
-            yield [FileInfo.of(entry) for entry in batch]
+            yield batch
     finally:
         with contextlib.suppress(Exception):
             await anyio.to_thread.run_sync(entries.close)

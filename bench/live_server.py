@@ -1,0 +1,99 @@
+"""A real storage-proxy process for benchmarks: one vfolder, its path on disk, and the
+server's memory figures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+KEY = "bench-service-key-0123456789abcdef0123456789"
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    pid: int
+    vfolder_url: str
+    vfolder_root: Path
+    volume_root: Path
+
+    def rss_kib(self) -> int:
+        return _status_kib(self.pid, "VmRSS")
+
+    def peak_rss_kib(self) -> int:
+        return _status_kib(self.pid, "VmHWM")
+
+    def reset_peak(self) -> None:
+        """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def live_server(workdir: Path) -> Iterator[LiveServer]:
+    """Started on the embedded SQLite in ``workdir``, with one vfolder owned by "bench"."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE_")}
+    env.update(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.1)
+        created = httpx.post(
+            f"{base_url}/v1/vfolders",
+            json={"name": "bench", "volume": "local", "owner_id": "bench"},
+            headers={"Authorization": f"Bearer {KEY}"},
+        ).json()
+        hex_id = uuid.UUID(created["id"]).hex
+        volume = (workdir / "var" / "volumes" / "local").resolve()
+        yield LiveServer(
+            base_url=base_url,
+            pid=process.pid,
+            vfolder_url=f"{base_url}/v1/vfolders/{created['id']}",
+            vfolder_root=volume / hex_id[:2] / hex_id[2:4] / hex_id,
+            volume_root=volume,
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
