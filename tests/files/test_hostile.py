@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.client
 import threading
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -245,10 +247,24 @@ def test_generated_paths_never_leave_the_root(text: str) -> None:
     assert (root / str(rel)).resolve().is_relative_to(root) if rel.parts else True
 
 
+@dataclass
+class RawServer:
+    host: str
+    port: int
+    files_prefix: str
+    vfolder_url: str
+    token: str
+    outside: Path
+
+
 @pytest.fixture(scope="module")
-def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, str]]:
-    """A real server, to send request targets no HTTP library would (literal ``..``)."""
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawServer]:
+    """A real server, to send request targets no HTTP library would (literal ``..``), with
+    a symlink inside its vfolder pointing at a directory outside."""
     cwd = tmp_path_factory.mktemp("raw")
+    outside_dir = cwd / "outside"
+    outside_dir.mkdir()
+    (outside_dir / "secret").write_bytes(SECRET)
     env = clean_environment(STORAGE_LOG_LEVEL="WARNING")
     with serving(cwd=cwd, env=env) as server:
         token = run_cli(["token", "--user", "mallory"], cwd=cwd, env=env).stdout.strip()
@@ -256,9 +272,58 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             f"{server.base_url}/v1/vfolders",
             json={"name": "raw", "volume": "local"},
             headers={"Authorization": f"Bearer {token}"},
-        )
+        ).json()
+        hex_id = uuid.UUID(created["id"]).hex
+        root = cwd / "var" / "volumes" / "local" / hex_id[:2] / hex_id[2:4] / hex_id
+        (root / "escape").symlink_to(outside_dir)
+        (root / "inside").mkdir()
         host, port = server.base_url.removeprefix("http://").split(":")
-        yield host, int(port), f"/v1/vfolders/{created.json()['id']}/files/"
+        yield RawServer(
+            host=host,
+            port=int(port),
+            files_prefix=f"/v1/vfolders/{created['id']}/files/",
+            vfolder_url=f"{server.base_url}/v1/vfolders/{created['id']}",
+            token=token,
+            outside=outside_dir,
+        )
+
+
+path_pieces = st.sampled_from(
+    ["..", ".", "escape", "inside", "secret", "%2e%2e", "%2F", "%5c", "%00", "", "x", "%ff", "%C3%A9"]
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(pieces=st.lists(path_pieces, min_size=1, max_size=6), method=st.sampled_from(["GET", "PUT"]))
+def test_generated_paths_over_the_wire(
+    real_server: RawServer, pieces: list[str], method: str
+) -> None:
+    target = real_server.files_prefix + "/".join(pieces)
+    connection = http.client.HTTPConnection(real_server.host, real_server.port, timeout=10)
+    try:
+        connection.request(
+            method,
+            target,
+            body=b"evil" if method == "PUT" else None,
+            headers={"Authorization": f"Bearer {real_server.token}"},
+        )
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status < 500, (target, response.status, body)
+    if response.status >= 400:
+        assert response.getheader("content-type") == "application/problem+json"
+    if method == "GET" and response.status == 200:
+        assert body != SECRET
+    listed = httpx.get(
+        f"{real_server.vfolder_url}/list",
+        params={"path": "/".join(p for p in pieces if "%" not in p)},
+        headers={"Authorization": f"Bearer {real_server.token}"},
+    )
+    assert listed.status_code < 500
+    assert_outside_untouched(real_server.outside)
 
 
 @pytest.mark.slow
@@ -273,9 +338,9 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         "a/./../../../x",
     ],
 )
-def test_literal_dot_dot_over_the_wire(real_server: tuple[str, int, str], suffix: str) -> None:
-    host, port, prefix = real_server
-    connection = http.client.HTTPConnection(host, port, timeout=10)
+def test_literal_dot_dot_over_the_wire(real_server: RawServer, suffix: str) -> None:
+    prefix = real_server.files_prefix
+    connection = http.client.HTTPConnection(real_server.host, real_server.port, timeout=10)
     try:
         for method in ("GET", "PUT"):
             connection.request(method, prefix + suffix, body=b"x" if method == "PUT" else None)
