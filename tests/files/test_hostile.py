@@ -289,7 +289,21 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawServer]
 
 
 path_pieces = st.sampled_from(
-    ["..", ".", "escape", "inside", "secret", "%2e%2e", "%2F", "%5c", "%00", "", "x", "%ff", "%C3%A9"]
+    [
+        "..",
+        ".",
+        "escape",
+        "inside",
+        "secret",
+        "%2e%2e",
+        "%2F",
+        "%5c",
+        "%00",
+        "",
+        "x",
+        "%ff",
+        "%C3%A9",
+    ]
 )
 
 
