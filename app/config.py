@@ -54,16 +54,19 @@ class Settings(BaseSettings):
         default_factory=lambda: [PLACEHOLDER_SERVICE_KEY]
     )
     jwt_secret: str = PLACEHOLDER_JWT_SECRET
+    jwt_previous_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    jwt_public_keys: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     jwt_audience: str = "storage-proxy"
+    jwt_issuer: str | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0)
     config: Path | None = None
     trash_purge_interval_seconds: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
 
-    @field_validator("service_keys", mode="before")
+    @field_validator("service_keys", "jwt_previous_secrets", "jwt_public_keys", mode="before")
     @classmethod
-    def _split_service_keys(cls, value: object) -> object:
+    def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value

@@ -35,6 +35,10 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 # success for a change that then failed to commit.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
+# A service key (the Manager) acts for a user by naming them; ignored for any other caller.
+ACT_AS_USER_HEADER = "X-Act-As-User"
+ACT_AS_GROUPS_HEADER = "X-Act-As-Groups"  # comma-separated group ids
+
 # Declares the scheme in OpenAPI (Swagger UI's Authorize button); the check itself reads the
 # raw header so that every failure gets the same problem response.
 _bearer_scheme = HTTPBearer(
@@ -48,7 +52,11 @@ def get_principal(
     runtime: RuntimeDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
 ) -> Principal:
-    principal = runtime.authenticator.authenticate(request.headers.get("authorization"))
+    principal = runtime.authenticator.authenticate(
+        request.headers.get("authorization"),
+        act_as_user=request.headers.get(ACT_AS_USER_HEADER),
+        act_as_groups=request.headers.get(ACT_AS_GROUPS_HEADER),
+    )
     bind_log_fields(principal=f"{principal.kind.value}:{principal.id}")
     return principal
 

@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     if setup_logging:
         configure_logging(level=settings.log_level, fmt=settings.log_format)
     volumes = VolumeRegistry.from_config(settings.volumes())
+    authenticator = Authenticator.from_settings(settings)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -90,12 +91,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 cache=cache,
                 volumes=volumes,
                 metrics=metrics,
-                authenticator=Authenticator(
-                    service_keys=settings.service_keys,
-                    jwt_secret=settings.jwt_secret,
-                    audience=settings.jwt_audience,
-                    leeway_seconds=settings.jwt_leeway_seconds,
-                ),
+                authenticator=authenticator,
                 purger=purger,
                 vfolder_reader=VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds),
             )

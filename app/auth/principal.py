@@ -23,6 +23,8 @@ class Principal:
     id: str
     groups: frozenset[str] = field(default_factory=frozenset)
     role: Role = Role.USER
+    # Set when a service key acts for this user (X-Act-As-User): the label of that key.
+    acting_service: str | None = None
 
     @property
     def is_admin(self) -> bool:
