@@ -27,6 +27,7 @@ from drivers.errors import DriverError
 
 log = logging.getLogger(__name__)
 
+# Longer than any request: an entry older than this belongs to no request in flight.
 RESTORE_GRACE_SECONDS = 600.0
 
 
@@ -87,8 +88,13 @@ class TrashPurger:
 
     async def _handle(self, volume: str, driver: VolumeDriver, entry: TrashEntry) -> int:
         if entry.holds_files:
-            # Files deleted from a live vfolder: already gone from its usage, never restored.
+            # A directory deleted from inside a live vfolder. The request that trashed it
+            # measures and removes it itself; only one a crash left behind, seen for longer
+            # than any request lasts, is ours to remove.
+            if not self._seen_for_long(entry):
+                return 0
             await driver.purge(entry)
+            self._first_entry_seen.pop(entry.name, None)
             return 1
         async with self._sessions() as session:
             row = await VFolderRepository(session).get(entry.vfolder_id)
@@ -108,12 +114,15 @@ class TrashPurger:
             log.warning("trash entry not handled: %s", exc, extra=extra)
         return 0
 
+    def _seen_for_long(self, entry: TrashEntry) -> bool:
+        first_seen = self._first_entry_seen.setdefault(entry.name, self._clock())
+        return self._clock() - first_seen >= RESTORE_GRACE_SECONDS
+
     async def _maybe_restore(
         self, driver: VolumeDriver, entry: TrashEntry, extra: dict[str, str]
     ) -> None:
         # The entry may belong to a delete still in flight; only an old one is an aborted one.
-        first_seen = self._first_entry_seen.setdefault(entry.name, self._clock())
-        if self._clock() - first_seen < RESTORE_GRACE_SECONDS:
+        if not self._seen_for_long(entry):
             return
         await driver.restore_from_trash(entry)
         self._first_entry_seen.pop(entry.name, None)

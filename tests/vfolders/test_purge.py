@@ -105,3 +105,32 @@ async def test_trash_entry_without_metadata_is_kept(settings: Settings) -> None:
         assert orphan.is_dir()
     finally:
         await engine.dispose()
+
+
+async def test_directories_deleted_from_a_live_vfolder_are_purged_after_grace(
+    settings: Settings,
+) -> None:
+    vfolder_id = await _create(settings, "live")
+    volumes = VolumeRegistry.from_config(settings.volumes())
+    driver = volumes.get("local")
+    # What a crash in the middle of a recursive file delete leaves behind.
+    leftover = _trash(settings) / driver.layout.new_file_trash_name(vfolder_id)  # type: ignore[attr-defined]
+    (leftover / "sub").mkdir(parents=True)
+    now = [1000.0]
+    engine = create_engine(settings.effective_database_url)
+    try:
+        purger = TrashPurger(
+            volumes=volumes,
+            sessions=create_session_factory(engine),
+            metrics=Metrics(),
+            interval_seconds=60,
+            clock=lambda: now[0],
+        )
+        assert await purger.run_once() == 0  # perhaps a request is still removing it
+        assert leftover.is_dir()
+        now[0] += RESTORE_GRACE_SECONDS + 1
+        assert await purger.run_once() == 1
+        assert not leftover.exists()
+        assert driver.vfolder_path(vfolder_id).is_dir()  # the vfolder itself is untouched
+    finally:
+        await engine.dispose()
