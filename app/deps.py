@@ -13,7 +13,6 @@ from app.auth.principal import Principal
 from app.db.session import after_commit, unit_of_work
 from app.observability.context import bind_log_fields
 from app.runtime import Runtime
-from app.vfolders.repository import VFolderRepository
 from app.vfolders.service import VFolderService
 from app.volumes.service import VolumeService
 
@@ -73,7 +72,7 @@ VolumeServiceDep = Annotated[VolumeService, Depends(get_volume_service)]
 
 def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderService:
     return VFolderService(
-        repository=VFolderRepository(session),
+        session=session,
         volumes=runtime.volumes,
         cache=runtime.cache,
         reader=runtime.vfolder_reader,

@@ -32,6 +32,9 @@ class DomainError(Exception):
     title: ClassVar[str] = "Internal error"
     status: ClassVar[int] = 500
 
+    # (operation, reason) when an access check refused the request: audited and counted.
+    denial: tuple[str, str] | None = None
+
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)
         self.detail = detail

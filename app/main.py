@@ -26,6 +26,7 @@ from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestContextMiddleware
 from app.openapi_docs import install_openapi
+from app.permissions.router import router as grants_router
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.swagger import install_swagger_ui
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(volumes_router)
     app.include_router(vfolders_router)
     app.include_router(files_router)
+    app.include_router(grants_router)
     install_swagger_ui(app, title=TITLE)
     install_openapi(app)
 

@@ -66,8 +66,15 @@ def _remember(request: Request, problem_type: str) -> None:
 async def handle_domain_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, DomainError)
     _remember(request, exc.problem_type)
+    denial = exc.denial or (("authenticate", "unauthenticated") if exc.status == 401 else None)
+    runtime = getattr(request.app.state, "runtime", None)
+    if denial is not None and runtime is not None:
+        operation, reason = denial
+        runtime.metrics.access_denied.labels(operation=operation, reason=reason).inc()
     if exc.status >= 500:
         log.error("request failed: %s", exc.detail, extra={"problem": exc.problem_type})
+    elif exc.status == 401:
+        log.warning("authentication refused: %s", exc.detail, extra={"audit": True})
     headers = {"WWW-Authenticate": 'Bearer realm="storage-proxy"'} if exc.status == 401 else None
     return problem_response(
         problem_type=exc.problem_type,

@@ -85,7 +85,7 @@ def test_generated_client_drives_the_vfolder_lifecycle(
             owner_id="alice",
         )
         created = sdk["api.vfolders.vfolders_create"].sync(client=client, body=body)
-        assert isinstance(created, models.VFolder), created
+        assert isinstance(created, models.VFolderView), created
         assert created.name == "from-the-sdk"
         assert created.status == models.VFolderStatus.READY
         assert isinstance(created.id, uuid.UUID)
@@ -95,7 +95,7 @@ def test_generated_client_drives_the_vfolder_lifecycle(
         assert [v.id for v in listed.items] == [created.id]
 
         got = sdk["api.vfolders.vfolders_get"].sync(created.id, client=client)
-        assert isinstance(got, models.VFolder) and got.id == created.id
+        assert isinstance(got, models.VFolderView) and got.id == created.id
 
         deleted = sdk["api.vfolders.vfolders_delete"].sync_detailed(created.id, client=client)
         assert deleted.status_code == 204

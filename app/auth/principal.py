@@ -23,6 +23,8 @@ class Principal:
     id: str
     groups: frozenset[str] = field(default_factory=frozenset)
     role: Role = Role.USER
+    # Groups whose vfolders this user may manage (share, rename, delete): JWT `managed_groups`.
+    managed_groups: frozenset[str] = field(default_factory=frozenset)
     # Set when a service key acts for this user (X-Act-As-User): the label of that key.
     acting_service: str | None = None
 

@@ -167,11 +167,15 @@ def _principal_from_claims(
         raise Unauthenticated("token 'groups' must be a list of strings")
     if role not in {r.value for r in Role}:
         raise Unauthenticated("token 'role' must be 'user' or 'admin'")
+    managed = claims.get("managed_groups", [])
+    if not isinstance(managed, list) or not all(isinstance(g, str) and g for g in managed):
+        raise Unauthenticated("token 'managed_groups' must be a list of strings")
     return Principal(
         kind=PrincipalKind.USER,
         id=sub,
         groups=frozenset(groups),
         role=Role(str(role)),
+        managed_groups=frozenset(managed) & frozenset(groups),
         acting_service=acting_service,
     )
 
@@ -186,6 +190,7 @@ def mint_user_token(
     ttl_seconds: int = 3600,
     now: float | None = None,
     issuer: str | None = None,
+    managed_groups: Sequence[str] = (),
 ) -> str:
     issued = int(time.time() if now is None else now)
     payload: dict[str, Any] = {
@@ -199,4 +204,6 @@ def mint_user_token(
     }
     if issuer:
         payload["iss"] = issuer
+    if managed_groups:
+        payload["managed_groups"] = list(managed_groups)
     return jwt.encode(payload, secret, algorithm=JWT_ALGORITHM)

@@ -7,6 +7,9 @@ from collections import OrderedDict
 
 from app.cache.base import CacheStatus
 
+# Counters outlive anything that embeds them.
+COUNTER_TTL = 7 * 24 * 3600.0
+
 
 class MemoryCache:
     backend = "memory"
@@ -35,6 +38,10 @@ class MemoryCache:
     async def delete(self, *keys: str) -> None:
         for key in keys:
             self._entries.pop(key, None)
+
+    async def incr(self, key: str) -> None:
+        current = await self.get(key)
+        await self.set(key, str(int(current or b"0") + 1).encode(), ttl_seconds=COUNTER_TTL)
 
     async def status(self) -> CacheStatus:
         return CacheStatus.OK

@@ -100,6 +100,14 @@ class RedisCache:
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
 
+    async def incr(self, key: str) -> None:
+        if not await self._usable():
+            return  # the flush before the next use drops what the counter protected
+        try:
+            await self._redis.incr(self._key(key))
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+
     async def status(self) -> CacheStatus:
         try:
             await self._redis.ping()

@@ -21,4 +21,5 @@ class Base(DeclarativeBase):
 
 def import_models() -> None:
     """Import every model module so ``Base.metadata`` knows all tables (for Alembic)."""
+    import app.permissions.models
     import app.vfolders.models  # noqa: F401

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
+ScheduleAfterCommit = Callable[[AfterCommit], None]
 _HOOKS_KEY = "after_commit"
 
 

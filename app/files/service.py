@@ -88,8 +88,8 @@ class FilesService:
         self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
     ) -> Target:
         async with self._sessions() as session:
-            vfolder = await self._reader.load_authorized(
-                VFolderRepository(session), principal, vfolder_id, operation
+            vfolder, _access = await self._reader.load_authorized(
+                session, principal, vfolder_id, operation
             )
         driver = self._volumes.get(vfolder.volume)
         bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation=operation.value)

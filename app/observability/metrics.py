@@ -28,6 +28,12 @@ class Metrics:
             "1 when the configured cache backend answers, 0 while it is bypassed",
             registry=self.registry,
         )
+        self.access_denied = Counter(
+            "storage_access_denied",
+            "Requests refused by authentication or by the access check",
+            ("operation", "reason"),
+            registry=self.registry,
+        )
         self.trash_purged = Counter(
             "storage_trash_purged_total",
             "Deleted vfolder directories purged from a volume's trash",

@@ -41,6 +41,8 @@ class VFolderRow(Base):
     status: Mapped[str] = mapped_column(String(16), default=VFolderStatus.READY.value)
     # Set by the quota issue; stored now so the schema and API stay stable.
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # What members of the owning group may do (group vfolders only): ro, rw or rwd.
+    group_mode: Mapped[str] = mapped_column(String(8), default="rw", server_default="rw")
     # The usage ledger, kept exact by every write through the API (bytes of regular files;
     # entries of any kind: files, directories, symlinks).
     used_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

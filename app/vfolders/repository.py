@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, false, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, false, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.permissions.models import GranteeType, GrantRow, Mode
 from app.permissions.policy import VisibilityScope
 from app.vfolders.models import OwnerType, VFolderRow, VFolderStatus
 
@@ -28,6 +29,7 @@ class VFolderFilter:
     owner_id: str | None = None
     name: str | None = None
     status: VFolderStatus | None = VFolderStatus.READY
+    mode: Mode | None = None  # at least this mode for the visibility scope's caller
 
 
 class VFolderRepository:
@@ -109,20 +111,7 @@ class VFolderRepository:
     @staticmethod
     def _filtered(stmt: VFolderSelect, where: VFolderFilter) -> VFolderSelect:
         if where.visibility is not None:
-            owned = []
-            if where.visibility.user_id is not None:
-                owned.append(
-                    (VFolderRow.owner_type == OwnerType.USER.value)
-                    & (VFolderRow.owner_id == where.visibility.user_id)
-                )
-            if where.visibility.group_ids:
-                owned.append(
-                    (VFolderRow.owner_type == OwnerType.GROUP.value)
-                    & VFolderRow.owner_id.in_(sorted(where.visibility.group_ids))
-                )
-            if not owned:
-                return stmt.where(false())
-            stmt = stmt.where(or_(*owned))
+            stmt = stmt.where(_visible(where.visibility, where.mode or Mode.RO))
         if where.volume is not None:
             stmt = stmt.where(VFolderRow.volume == where.volume)
         if where.owner_type is not None:
@@ -134,3 +123,39 @@ class VFolderRepository:
         if where.status is not None:
             stmt = stmt.where(VFolderRow.status == where.status.value)
         return stmt
+
+
+def _visible(scope: VisibilityScope, mode: Mode) -> ColumnElement[bool]:
+    """Rows where the scope's caller has at least ``mode``: as the owning user (``rwd``), as a
+    member of the owning group (the group mode), or through a grant to them or a group."""
+    strong_enough = [m.value for m in mode.at_least()]
+    groups = sorted(scope.group_ids)
+    grantee = []
+    owned = []
+    if scope.user_id is not None:
+        owned.append(
+            (VFolderRow.owner_type == OwnerType.USER.value) & (VFolderRow.owner_id == scope.user_id)
+        )
+        grantee.append(
+            (GrantRow.grantee_type == GranteeType.USER.value)
+            & (GrantRow.grantee_id == scope.user_id)
+        )
+    if groups:
+        owned.append(
+            (VFolderRow.owner_type == OwnerType.GROUP.value)
+            & VFolderRow.owner_id.in_(groups)
+            & VFolderRow.group_mode.in_(strong_enough)
+        )
+        grantee.append(
+            (GrantRow.grantee_type == GranteeType.GROUP.value) & GrantRow.grantee_id.in_(groups)
+        )
+    if not owned:
+        return false()
+    granted = (
+        select(GrantRow.vfolder_id)
+        .where(
+            GrantRow.vfolder_id == VFolderRow.id, or_(*grantee), GrantRow.mode.in_(strong_enough)
+        )
+        .exists()
+    )
+    return or_(*owned, granted)

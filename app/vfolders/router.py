@@ -8,15 +8,16 @@ from fastapi import APIRouter, Query, Response, status
 from app.deps import PrincipalDep, VFolderServiceDep
 from app.openapi_docs import problem_responses
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from app.permissions.models import Mode
 from app.vfolders.models import OwnerType, VFolderStatus
 from app.vfolders.repository import VFolderFilter
 from app.vfolders.schemas import (
-    VFolder,
     VFolderCreate,
     VFolderList,
     VFolderMount,
     VFolderUpdate,
     VFolderUsage,
+    VFolderView,
     VolumeName,
 )
 
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/v1/vfolders", tags=["vfolders"])
     operation_id="vfolders-create",
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"model": VFolder, "description": "Replay of an earlier create with the same id"},
+        200: {"model": VFolderView, "description": "Replay of an earlier create with the same id"},
         **problem_responses(400, 403, 404, 409, 503),
     },
 )
@@ -37,7 +38,7 @@ async def create_vfolder(
     principal: PrincipalDep,
     service: VFolderServiceDep,
     response: Response,
-) -> VFolder:
+) -> VFolderView:
     """Create a vfolder on a volume. Idempotent when the caller supplies the id."""
     vfolder, created = await service.create(principal, body)
     if not created:
@@ -58,12 +59,20 @@ async def list_vfolders(
         VFolderStatus | None,
         Query(alias="status", description="Defaults to `ready`; `deleted` lists deletions."),
     ] = VFolderStatus.READY,
+    mode: Annotated[
+        Mode | None, Query(description="Only vfolders where your mode is at least this.")
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
 ) -> VFolderList:
     """List the vfolders the caller may see, ordered by name, one page at a time."""
     where = VFolderFilter(
-        volume=volume, owner_type=owner_type, owner_id=owner_id, name=name, status=status_
+        volume=volume,
+        owner_type=owner_type,
+        owner_id=owner_id,
+        name=name,
+        status=status_,
+        mode=mode,
     )
     return await service.list(principal, where=where, cursor=cursor, limit=limit)
 
@@ -71,7 +80,7 @@ async def list_vfolders(
 @router.get("/{vfolder_id}", operation_id="vfolders-get", responses=problem_responses(404))
 async def get_vfolder(
     vfolder_id: UUID, principal: PrincipalDep, service: VFolderServiceDep
-) -> VFolder:
+) -> VFolderView:
     """One vfolder, including deleted ones (status `deleted`)."""
     return await service.get(principal, vfolder_id)
 
@@ -79,15 +88,15 @@ async def get_vfolder(
 @router.patch(
     "/{vfolder_id}",
     operation_id="vfolders-update",
-    responses=problem_responses(404, 409, 410),
+    responses=problem_responses(403, 404, 409, 410),
 )
 async def update_vfolder(
     vfolder_id: UUID,
     body: VFolderUpdate,
     principal: PrincipalDep,
     service: VFolderServiceDep,
-) -> VFolder:
-    """Rename a vfolder."""
+) -> VFolderView:
+    """Rename a vfolder, or change what members of its owning group may do."""
     return await service.update(principal, vfolder_id, body)
 
 
@@ -95,7 +104,7 @@ async def update_vfolder(
     "/{vfolder_id}",
     operation_id="vfolders-delete",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(404, 503),
+    responses=problem_responses(403, 404, 503),
 )
 async def delete_vfolder(
     vfolder_id: UUID, principal: PrincipalDep, service: VFolderServiceDep

@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.config import VOLUME_NAME_PATTERN
+from app.permissions.models import Mode
 from app.vfolders.models import OwnerType, VFolderStatus
 
 MAX_NAME_BYTES = 255
@@ -66,6 +67,9 @@ class VFolderUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: VFolderName | None = None
+    group_mode: Mode | None = Field(
+        default=None, description="What members of the owning group may do (group vfolders)."
+    )
 
 
 class VFolder(BaseModel):
@@ -77,6 +81,7 @@ class VFolder(BaseModel):
     owner_type: OwnerType
     owner_id: str
     status: VFolderStatus
+    group_mode: Mode = Field(description="What members of the owning group may do.")
     quota_bytes: int | None
     cloned_from: UUID | None
     created_at: datetime
@@ -84,8 +89,14 @@ class VFolder(BaseModel):
     deleted_at: datetime | None
 
 
+class VFolderView(VFolder):
+    """A vfolder as one caller sees it."""
+
+    mode: Mode = Field(description="The caller's effective mode on this vfolder.")
+
+
 class VFolderList(BaseModel):
-    items: list[VFolder]
+    items: list[VFolderView]
     next_cursor: str | None = Field(
         description="Pass as `cursor` to get the next page; null on the last page."
     )
@@ -99,6 +110,7 @@ class VFolderMount(BaseModel):
     backend: str
     host_path: str = Field(description="Absolute path on the storage host / Agent mount.")
     mount_options: list[str]
+    read_only: bool = Field(description="Mount read-only: the caller's mode is `ro`.")
     extra: dict[str, str] = Field(default_factory=dict)
 
 

@@ -7,9 +7,11 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.auth.principal import Principal
 from app.cache import Cache
-from app.db.session import AfterCommit
+from app.db.session import ScheduleAfterCommit
 from app.errors import (
     InvalidCursor,
     InvalidRequest,
@@ -21,15 +23,20 @@ from app.errors import (
 )
 from app.observability.context import bind_log_fields
 from app.pagination import decode_cursor, encode_cursor
+from app.permissions.models import Mode
 from app.permissions.policy import (
+    Access,
+    AccessRules,
     Owner,
     VFolderOperation,
+    access_of,
     authorize,
     authorize_create,
     visibility_scope,
 )
+from app.permissions.repository import GrantRepository
 from app.vfolders.models import OwnerType, VFolderRow, VFolderStatus
-from app.vfolders.reader import VFolderReader, vfolder_cache_key
+from app.vfolders.reader import VFolderReader, load_rules, vfolder_cache_key
 from app.vfolders.repository import DuplicateVFolder, VFolderFilter, VFolderRepository
 from app.vfolders.schemas import (
     VFolder,
@@ -38,6 +45,7 @@ from app.vfolders.schemas import (
     VFolderMount,
     VFolderUpdate,
     VFolderUsage,
+    VFolderView,
 )
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
@@ -46,28 +54,27 @@ log = logging.getLogger(__name__)
 
 CURSOR_KEYS = ("name", "id")
 
-ScheduleAfterCommit = Callable[[AfterCommit], None]
-
 
 class VFolderService:
     def __init__(
         self,
         *,
-        repository: VFolderRepository,
+        session: AsyncSession,
         volumes: VolumeRegistry,
         cache: Cache,
         reader: VFolderReader,
         after_commit: ScheduleAfterCommit,
         on_trashed: Callable[[], None],
     ) -> None:
-        self._repo = repository
+        self._session = session
+        self._repo = VFolderRepository(session)
         self._volumes = volumes
         self._cache = cache
         self._reader = reader
         self._after_commit = after_commit
         self._on_trashed = on_trashed
 
-    async def create(self, principal: Principal, data: VFolderCreate) -> tuple[VFolder, bool]:
+    async def create(self, principal: Principal, data: VFolderCreate) -> tuple[VFolderView, bool]:
         """Returns the vfolder and whether it was created now (False: an idempotent replay)."""
         driver = self._volumes.get(data.volume)
         owner = _resolve_owner(principal, data)
@@ -103,9 +110,9 @@ class VFolderService:
         except BackendUnavailable as exc:
             raise StorageUnavailable(str(exc), volume=data.volume) from exc
         log.info("vfolder created", extra={"vfolder_name": data.name, "volume": data.volume})
-        return VFolder.model_validate(row), True
+        return _view(VFolder.model_validate(row), Access(Mode.RWD, manager=True)), True
 
-    def _replay(self, existing: VFolderRow, data: VFolderCreate, owner: Owner) -> VFolder:
+    def _replay(self, existing: VFolderRow, data: VFolderCreate, owner: Owner) -> VFolderView:
         same = (
             existing.name == data.name
             and existing.volume == data.volume
@@ -118,7 +125,7 @@ class VFolderService:
                 f"vfolder id {existing.id} is already used by a different vfolder",
                 vfolder_id=str(existing.id),
             )
-        return VFolder.model_validate(existing)
+        return _view(VFolder.model_validate(existing), Access(Mode.RWD, manager=True))
 
     async def _ensure_name_free(self, owner: Owner, name: str) -> None:
         taken = await self._repo.get_live_by_name(
@@ -136,17 +143,18 @@ class VFolderService:
             owner_id=owner.id,
         )
 
-    async def get(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolder:
+    async def get(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderView:
         bind_log_fields(vfolder_id=vfolder_id, operation="get")
-        return await self._reader.load_authorized(
-            self._repo, principal, vfolder_id, VFolderOperation.READ, live=False
+        vfolder, access = await self._reader.load_authorized(
+            self._session, principal, vfolder_id, VFolderOperation.READ, live=False
         )
+        return _view(vfolder, access)
 
     async def usage(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderUsage:
         """Read straight from the ledger (never cached: it changes with every write)."""
         bind_log_fields(vfolder_id=vfolder_id, operation="usage")
         await self._reader.load_authorized(
-            self._repo, principal, vfolder_id, VFolderOperation.READ, live=False
+            self._session, principal, vfolder_id, VFolderOperation.READ, live=False
         )
         row = await self._repo.get(vfolder_id)
         if row is None:
@@ -164,6 +172,8 @@ class VFolderService:
         cursor: str | None,
         limit: int,
     ) -> VFolderList:
+        """The vfolders the caller has a mode on, with that mode; ``where.mode`` keeps those
+        where it is at least that strong."""
         after = None
         if cursor is not None:
             position = decode_cursor(cursor, keys=CURSOR_KEYS)
@@ -178,20 +188,29 @@ class VFolderService:
             owner_id=where.owner_id,
             name=where.name,
             status=where.status,
+            mode=where.mode,
         )
-        rows = await self._repo.list_page(scoped, after=after, limit=limit + 1)
-        page = [VFolder.model_validate(row) for row in rows[:limit]]
+        fetched = await self._repo.list_page(scoped, after=after, limit=limit + 1)
+        rows = fetched[:limit]
+        grants = await GrantRepository(self._session).for_vfolders([row.id for row in rows])
+        page = []
+        for row in rows:
+            rules = AccessRules(
+                owner=Owner(type=row.owner_type, id=row.owner_id),
+                group_mode=Mode(row.group_mode),
+                grants=grants.get(row.id, ()),
+            )
+            page.append(_view(VFolder.model_validate(row), access_of(principal, rules)))
         next_cursor = None
-        if len(rows) > limit:
-            last = page[-1]
-            next_cursor = encode_cursor({"name": last.name, "id": str(last.id)})
+        if len(fetched) > limit:
+            next_cursor = encode_cursor({"name": page[-1].name, "id": str(page[-1].id)})
         return VFolderList(items=page, next_cursor=next_cursor)
 
     async def update(
         self, principal: Principal, vfolder_id: uuid.UUID, changes: VFolderUpdate
-    ) -> VFolder:
+    ) -> VFolderView:
         bind_log_fields(vfolder_id=vfolder_id, operation="update")
-        row = await self._get_row_for_update(principal, vfolder_id, VFolderOperation.RENAME)
+        row, access = await self._get_row_for_update(principal, vfolder_id, VFolderOperation.RENAME)
         if row.status == VFolderStatus.DELETED.value:
             raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
         if changes.name is not None and changes.name != row.name:
@@ -203,13 +222,21 @@ class VFolderService:
             except DuplicateVFolder:
                 raise self._name_conflict(owner, changes.name) from None
             await self._invalidate(vfolder_id)
-        return VFolder.model_validate(row)
+        if changes.group_mode is not None and changes.group_mode.value != row.group_mode:
+            row.group_mode = changes.group_mode.value
+            await self._repo.save(row)
+            await self._invalidate(vfolder_id)
+            self._after_commit(lambda: self._reader.rules_changed(vfolder_id))
+            log.info("group mode changed", extra={"group_mode": row.group_mode, "audit": True})
+        return _view(VFolder.model_validate(row), access)
 
     async def delete(self, principal: Principal, vfolder_id: uuid.UUID) -> None:
         """Marks the vfolder deleted and moves its directory to the volume's trash in one
         step; the purge of its files happens in the background. Deleting twice is a no-op."""
         bind_log_fields(vfolder_id=vfolder_id, operation="delete")
-        row = await self._get_row_for_update(principal, vfolder_id, VFolderOperation.DELETE)
+        row, _access = await self._get_row_for_update(
+            principal, vfolder_id, VFolderOperation.DELETE
+        )
         if row.status == VFolderStatus.DELETED.value:
             return
         driver = self._volumes.get(row.volume)
@@ -235,8 +262,8 @@ class VFolderService:
 
     async def mount_info(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderMount:
         bind_log_fields(vfolder_id=vfolder_id, operation="mount")
-        vfolder = await self._reader.load_authorized(
-            self._repo, principal, vfolder_id, VFolderOperation.MOUNT
+        vfolder, access = await self._reader.load_authorized(
+            self._session, principal, vfolder_id, VFolderOperation.MOUNT
         )
         driver = self._volumes.get(vfolder.volume)
         bind_log_fields(backend=driver.backend)
@@ -247,22 +274,20 @@ class VFolderService:
             backend=info.backend,
             host_path=str(info.host_path),
             mount_options=list(info.mount_options),
+            read_only=access.mode is not None and not access.mode.covers(Mode.RW),
             extra=info.extra,
         )
 
     async def _get_row_for_update(
         self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
-    ) -> VFolderRow:
+    ) -> tuple[VFolderRow, Access]:
         row = await self._repo.get_for_update(vfolder_id)
         if row is None:
             raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
-        authorize(
-            principal,
-            vfolder_id=vfolder_id,
-            owner=Owner(type=row.owner_type, id=row.owner_id),
-            operation=operation,
-        )
-        return row
+        # Straight from the database, under the row lock: a write never trusts a cache.
+        rules = await load_rules(self._session, vfolder_id)
+        access = authorize(principal, vfolder_id=vfolder_id, rules=rules, operation=operation)
+        return row, access
 
     async def _invalidate(self, vfolder_id: uuid.UUID) -> None:
         key = vfolder_cache_key(vfolder_id)
@@ -285,3 +310,7 @@ def _resolve_owner(principal: Principal, data: VFolderCreate) -> Owner:
             )
         return Owner(type=OwnerType.USER.value, id=principal.user_id)
     return Owner(type=(data.owner_type or OwnerType.USER).value, id=data.owner_id)
+
+
+def _view(vfolder: VFolder, access: Access) -> VFolderView:
+    return VFolderView(**vfolder.model_dump(), mode=access.mode or Mode.RO)

@@ -38,7 +38,13 @@ def make_settings(
     return Settings.model_validate(values)
 
 
-def user_token(user: str, *groups: str, role: Role = Role.USER, ttl: int = 300) -> str:
+def user_token(
+    user: str,
+    *groups: str,
+    role: Role = Role.USER,
+    ttl: int = 300,
+    managed_groups: tuple[str, ...] | list[str] = (),
+) -> str:
     return mint_user_token(
         secret=JWT_SECRET,
         audience=AUDIENCE,
@@ -46,6 +52,7 @@ def user_token(user: str, *groups: str, role: Role = Role.USER, ttl: int = 300) 
         groups=groups,
         role=role,
         ttl_seconds=ttl,
+        managed_groups=managed_groups,
     )
 
 
