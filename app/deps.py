@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
 from app.db.session import after_commit, unit_of_work
+from app.errors import TransferTokenMisused
 from app.observability.context import bind_log_fields
 from app.runtime import Runtime
 from app.vfolders.service import VFolderService
@@ -46,20 +47,36 @@ _bearer_scheme = HTTPBearer(
 )
 
 
-def get_principal(
+def get_any_principal(
     request: Request,
     runtime: RuntimeDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
 ) -> Principal:
+    """The caller, from the Authorization header, or else a transfer token in ``?token=``
+    (a link that works in a plain browser tab)."""
+    authorization = request.headers.get("authorization")
+    if not authorization and (token := request.query_params.get("token")):
+        authorization = f"Bearer {token}"
     principal = runtime.authenticator.authenticate(
-        request.headers.get("authorization"),
+        authorization,
         act_as_user=request.headers.get(ACT_AS_USER_HEADER),
         act_as_groups=request.headers.get(ACT_AS_GROUPS_HEADER),
     )
     bind_log_fields(principal=f"{principal.kind.value}:{principal.id}")
+    if principal.transfer is not None:
+        bind_log_fields(transfer_jti=principal.transfer.jti)
     return principal
 
 
+def get_principal(principal: Annotated[Principal, Depends(get_any_principal)]) -> Principal:
+    """Any caller but a transfer token, which only downloads or uploads files."""
+    if principal.transfer is not None:
+        raise TransferTokenMisused("a transfer token only downloads or uploads files")
+    return principal
+
+
+# Routes that take transfer tokens (file download and upload) check their scope themselves.
+TransferablePrincipalDep = Annotated[Principal, Depends(get_any_principal)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 

@@ -65,6 +65,11 @@ class Forbidden(DomainError):
     status = 403
 
 
+class TransferTokenMisused(Forbidden):
+    problem_type = "/problems/transfer-token-scope"
+    title = "Outside the transfer token's scope"
+
+
 class NotFound(DomainError):
     problem_type = "/problems/not-found"
     title = "Not found"

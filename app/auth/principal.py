@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.auth.transfer import TransferScope
 
 
 class PrincipalKind(enum.StrEnum):
@@ -27,6 +31,8 @@ class Principal:
     managed_groups: frozenset[str] = field(default_factory=frozenset)
     # Set when a service key acts for this user (X-Act-As-User): the label of that key.
     acting_service: str | None = None
+    # Set when the credential is a transfer token: what it may do, and nothing else.
+    transfer: TransferScope | None = None
 
     @property
     def is_admin(self) -> bool:

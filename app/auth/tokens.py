@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.auth.principal import Principal, PrincipalKind, Role
+from app.auth.transfer import principal_from_transfer_claims, transfer_audience
 from app.config import ConfigurationError, Settings
 from app.errors import Unauthenticated
 
@@ -52,6 +53,14 @@ class Authenticator:
         self._issuer = issuer
         self._leeway = leeway_seconds
 
+    @property
+    def audience(self) -> str:
+        return self._audience
+
+    @property
+    def issuer(self) -> str | None:
+        return self._issuer
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
         return cls(
@@ -80,6 +89,10 @@ class Authenticator:
             raise Unauthenticated("Authorization must use the Bearer scheme")
         service = self._match_service_key(credential.encode())
         if service is None:
+            if _audience_of(credential) == transfer_audience(self._audience):
+                return principal_from_transfer_claims(
+                    self.decode(credential, audience=transfer_audience(self._audience))
+                )
             return self.decode_user_token(credential)
         if act_as_user:
             groups = [g.strip() for g in (act_as_groups or "").split(",") if g.strip()]
@@ -142,6 +155,13 @@ class Authenticator:
 
     def decode_user_token(self, token: str) -> Principal:
         return _principal_from_claims(self.decode(token))
+
+
+def _audience_of(token: str) -> object:
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("aud")
+    except jwt.InvalidTokenError:
+        return None
 
 
 def _load_public_key(path: Path) -> Any:

@@ -8,7 +8,9 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
-from app.deps import PrincipalDep, RuntimeDep
+from app.auth.principal import Principal
+from app.auth.transfer import TransferMinter
+from app.deps import PrincipalDep, RuntimeDep, TransferablePrincipalDep
 from app.errors import PreconditionFailed, Problem, RequestAborted, driver_problem
 from app.files.download import file_response
 from app.files.form_stream import boundary_of
@@ -22,6 +24,8 @@ from app.files.schemas import (
     ListingEnd,
     MkdirRequest,
     MoveRequest,
+    TransferToken,
+    TransferTokenCreate,
     UploadedFile,
     UploadedFiles,
     file_info_json,
@@ -44,7 +48,14 @@ UrlPath = Annotated[str, Path(description="Relative to the vfolder root, percent
 
 def get_files_service(runtime: RuntimeDep) -> FilesService:
     return FilesService(
-        sessions=runtime.sessions, reader=runtime.vfolder_reader, volumes=runtime.volumes
+        sessions=runtime.sessions,
+        reader=runtime.vfolder_reader,
+        volumes=runtime.volumes,
+        minter=TransferMinter(
+            secret=runtime.settings.jwt_secret,
+            audience=runtime.authenticator.audience,
+            issuer=runtime.authenticator.issuer,
+        ),
     )
 
 
@@ -140,7 +151,7 @@ async def download(
     vfolder_id: UUID,
     path: UrlPath,
     request: Request,
-    principal: PrincipalDep,
+    principal: TransferablePrincipalDep,
     service: FilesServiceDep,
 ) -> Response:
     """Download a file: single `Range` → 206, several ranges → the whole file (200);
@@ -158,7 +169,7 @@ async def head(
     vfolder_id: UUID,
     path: UrlPath,
     request: Request,
-    principal: PrincipalDep,
+    principal: TransferablePrincipalDep,
     service: FilesServiceDep,
 ) -> Response:
     """The download's headers without its body."""
@@ -168,7 +179,7 @@ async def head(
 async def _download(
     vfolder_id: UUID,
     request: Request,
-    principal: PrincipalDep,
+    principal: Principal,
     service: FilesService,
     *,
     head: bool,
@@ -206,7 +217,7 @@ async def upload(
     path: UrlPath,
     request: Request,
     response: Response,
-    principal: PrincipalDep,
+    principal: TransferablePrincipalDep,
     service: FilesServiceDep,
     parents: Annotated[bool, Query(description="Create missing parent directories.")] = False,
     if_none_match: Annotated[
@@ -272,7 +283,7 @@ async def upload(
 async def upload_form(
     vfolder_id: UUID,
     request: Request,
-    principal: PrincipalDep,
+    principal: TransferablePrincipalDep,
     service: FilesServiceDep,
     dir: PathQuery = "",
     parents: Annotated[bool, Query(description="Create missing directories.")] = False,
@@ -316,3 +327,20 @@ async def delete(
 ) -> DeleteResults:
     """Delete several paths; the reply says, per path, deleted or why not."""
     return await service.delete(principal, vfolder_id, body.paths, recursive=body.recursive)
+
+
+@router.post(
+    "/transfer-tokens",
+    operation_id="files-create-transfer-token",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(400, 403, 404, 410),
+)
+async def create_transfer_token(
+    vfolder_id: UUID,
+    body: TransferTokenCreate,
+    principal: PrincipalDep,
+    service: FilesServiceDep,
+) -> TransferToken:
+    """A short-lived token to download or upload one path (or below a prefix), for a browser
+    link or a tus client; never more than your own rights, which are checked at every use."""
+    return await service.create_transfer_token(principal, vfolder_id, body)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
+from app.auth.transfer import MAX_TTL_SECONDS, TransferOperation
 from app.errors import Problem
 from drivers.fsops import EntryType, FileEntry
 
@@ -111,3 +112,26 @@ class UploadedFiles(BaseModel):
 def file_list_json(entries: list[FileEntry], next_cursor: str | None) -> bytes:
     """The JSON of a ``FileList`` page, serialized without building 1,000 models."""
     return to_json({"items": [_fields(e) for e in entries], "next_cursor": next_cursor})
+
+
+class TransferTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    operation: TransferOperation
+    path: PathText
+    prefix: bool = Field(
+        default=False, description="Cover everything below `path`, not just `path` itself."
+    )
+    ttl_seconds: int = Field(default=600, ge=1, le=MAX_TTL_SECONDS)
+
+
+class TransferToken(BaseModel):
+    token: str = Field(description="Send as `Authorization: Bearer` or as `?token=`.")
+    jti: str
+    operation: TransferOperation
+    path: str
+    prefix: bool
+    expires_at: datetime
+    url: str | None = Field(
+        description="For one file: the URL to GET (download) or PUT (upload), token included."
+    )

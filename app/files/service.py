@@ -16,11 +16,14 @@ import uuid
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import quote
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
+from app.auth.transfer import TransferMinter, TransferOperation
 from app.errors import (
     InsufficientStorage,
     InvalidCursor,
@@ -36,6 +39,8 @@ from app.files.schemas import (
     DeleteResult,
     DeleteResults,
     FileInfo,
+    TransferToken,
+    TransferTokenCreate,
     UploadedFile,
     UploadedFiles,
 )
@@ -79,10 +84,58 @@ class FilesService:
         sessions: async_sessionmaker[AsyncSession],
         reader: VFolderReader,
         volumes: VolumeRegistry,
+        minter: TransferMinter,
     ) -> None:
         self._sessions = sessions
         self._reader = reader
         self._volumes = volumes
+        self._minter = minter
+
+    @staticmethod
+    def _within_transfer_scope(
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        path: RelativePath,
+        operation: TransferOperation,
+    ) -> None:
+        if principal.transfer is not None:
+            principal.transfer.check(vfolder_id=vfolder_id, path=path, operation=operation)
+
+    async def create_transfer_token(
+        self, principal: Principal, vfolder_id: uuid.UUID, request: TransferTokenCreate
+    ) -> TransferToken:
+        """Checked against the caller's rights now, and again at every use."""
+        needed = (
+            VFolderOperation.READ
+            if request.operation is TransferOperation.DOWNLOAD
+            else VFolderOperation.WRITE_FILES
+        )
+        await self._target(principal, vfolder_id, needed)
+        rel = parse_relative_path(request.path)
+        token, jti, expires = self._minter.mint(
+            minter=principal,
+            vfolder_id=vfolder_id,
+            path=rel,
+            prefix=request.prefix,
+            operation=request.operation,
+            ttl_seconds=request.ttl_seconds,
+        )
+        url = None
+        if not request.prefix and not rel.is_root:
+            url = f"/v1/vfolders/{vfolder_id}/files/{quote(str(rel))}?token={token}"
+        log.info(
+            "transfer token minted",
+            extra={"audit": True, "jti": jti, "transfer": request.operation.value},
+        )
+        return TransferToken(
+            token=token,
+            jti=jti,
+            operation=request.operation,
+            path=str(rel),
+            prefix=request.prefix,
+            expires_at=datetime.fromtimestamp(expires, UTC),
+            url=url,
+        )
 
     async def _target(
         self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
@@ -158,8 +211,9 @@ class FilesService:
     async def open_download(
         self, principal: Principal, vfolder_id: uuid.UUID, path: str
     ) -> tuple[VolumeDriver, OpenFile, str]:
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path)
+        self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.DOWNLOAD)
+        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
         handle = await target.driver.files.open_for_read(vfolder_id, rel)
         return target.driver, handle, rel.name
 
@@ -177,8 +231,9 @@ class FilesService:
         parents: bool,
         content_length: int | None,
     ) -> UploadedFile:
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         rel = parse_relative_path(path)
+        self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.UPLOAD)
+        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         if content_length is not None:
             capacity = await target.driver.capacity()
             if content_length > capacity.free_bytes:
@@ -221,6 +276,7 @@ class FilesService:
             if not event.filename:
                 continue  # an empty file input: browsers send it with no name
             rel = RelativePath(base.parts + parse_relative_path(event.filename).parts)
+            self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.UPLOAD)
             committed = await self._store(
                 target,
                 rel,
