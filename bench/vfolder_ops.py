@@ -52,7 +52,7 @@ SERVICE_KEY = secrets.token_urlsafe(32)
 JWT_SECRET = secrets.token_urlsafe(32)
 HEADERS = {"Authorization": f"Bearer {SERVICE_KEY}"}
 LIST_LIMITS = (100, 1000)
-LIST_PASSES = 5  # full listings per limit and run
+MIN_LIST_PASSES, MIN_PAGE_SAMPLES = 5, 20  # full listings per limit and run
 BACKENDS = ("sqlite", "postgresql")
 
 # The same PostgreSQL the tests use (tests/support/services.py).
@@ -125,6 +125,12 @@ def ms_p95(samples: Sequence[float]) -> float:
     return statistics.quantiles(samples, n=20, method="inclusive")[18] * 1000
 
 
+def list_passes(limit: int, count: int) -> int:
+    """Full listings per limit: at least MIN_LIST_PASSES, and MIN_PAGE_SAMPLES pages."""
+    pages_per_pass = -(-count // limit)
+    return max(MIN_LIST_PASSES, -(-MIN_PAGE_SAMPLES // pages_per_pass))
+
+
 @dataclass
 class RunResult:
     """One run's figures: the app's, and the baselines'."""
@@ -187,7 +193,7 @@ async def db_write_baseline(engine: AsyncEngine, count: int, result: RunResult) 
 async def db_read_baseline(
     engine: AsyncEngine, ids: Sequence[uuid.UUID], result: RunResult
 ) -> None:
-    """Keyset pages and primary-key lookups on the app's own table, rows as tuples."""
+    """Keyset pages and primary-key lookups on the app's own table: plain rows, no ORM, no JSON."""
     first = text("SELECT * FROM vfolders WHERE status = 'ready' ORDER BY name, id LIMIT :limit")
     after = text(
         "SELECT * FROM vfolders WHERE status = 'ready' AND (name, id) > (:name, :id)"
@@ -197,16 +203,18 @@ async def db_read_baseline(
     async with engine.connect() as conn:
         for limit in LIST_LIMITS:
             pages: list[float] = []
-            for _ in range(LIST_PASSES):
-                params: dict[str, Any] = {"limit": limit}
+            for _ in range(list_passes(limit, len(ids))):
+                # limit + 1 rows, as the app fetches, to know whether another page follows.
+                params: dict[str, Any] = {"limit": limit + 1}
                 statement = first
                 seen = 0
                 while True:
                     start = time.perf_counter()
-                    rows = (await conn.execute(statement, params)).mappings().all()
+                    fetched = (await conn.execute(statement, params)).mappings().all()
                     pages.append(time.perf_counter() - start)
+                    rows = fetched[:limit]
                     seen += len(rows)
-                    if len(rows) < limit:
+                    if len(fetched) <= limit:
                         break
                     last = rows[-1]
                     # Same key type as the app: a UUID, whatever the driver returns.
@@ -214,7 +222,7 @@ async def db_read_baseline(
                     if not isinstance(last_id, uuid.UUID):
                         last_id = uuid.UUID(str(last_id))
                     statement = after
-                    params = {"limit": limit, "name": last["name"], "id": last_id}
+                    params = {"limit": limit + 1, "name": last["name"], "id": last_id}
                 assert seen == len(ids), (seen, len(ids))
             result.baseline[f"list limit={limit} page median ms"] = ms_median(pages)
             result.baseline[f"list limit={limit} page p95 ms"] = ms_p95(pages)
@@ -272,7 +280,7 @@ async def app_run(url: str, workdir: Path, count: int) -> RunResult:
 
             for limit in LIST_LIMITS:
                 pages: list[float] = []
-                for _ in range(LIST_PASSES):
+                for _ in range(list_passes(limit, count)):
                     cursor: str | None = None
                     seen = 0
                     while True:
