@@ -65,12 +65,19 @@ PG_ADMIN_USER = os.environ.get("STORAGE_TEST_PG_USER", "postgres")
 # --------------------------------------------------------------------------- databases
 
 
-def postgres_reachable() -> bool:
+def postgres_problem() -> str | None:
+    """Why PostgreSQL cannot be benchmarked, or None when it can."""
+    where = f"{PG_ADMIN_USER}@{PG_HOST}:{PG_PORT}/{PG_DATABASE}"
     try:
         with socket.create_connection((PG_HOST, PG_PORT), timeout=1.0):
-            return True
-    except OSError:
-        return False
+            pass
+    except OSError as exc:
+        return f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} ({exc})"
+    try:
+        asyncio.run(_pg_admin(["SELECT 1"]))
+    except (OSError, asyncpg.PostgresError) as exc:
+        return f"PostgreSQL at {where} refused the admin connection ({exc})"
+    return None
 
 
 async def _pg_admin(statements: Sequence[str]) -> None:
@@ -421,8 +428,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     backends: list[str] = args.backends
-    if "postgresql" in backends and not postgres_reachable():
-        print(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT}: benchmarking without it")
+    if "postgresql" in backends and (problem := postgres_problem()) is not None:
+        print(f"{problem}: benchmarking without it")
         backends = [b for b in backends if b != "postgresql"]
     rows: list[Row] = []
     for backend in backends:

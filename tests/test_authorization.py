@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 
 from app.auth.principal import Role
 from app.permissions.policy import VFolderOperation
-from tests.support.app import SERVICE, bearer, user_token
+from tests.support.app import SERVICE, bearer, client_for, make_settings, user_token
 
 OK = "ok"
 
@@ -169,3 +170,24 @@ async def test_revocation_holds_on_the_next_request(client: httpx.AsyncClient) -
     assert again.status_code == 404 and again.json()["type"] == "/problems/grant-not-found"
     metrics = (await client.get("/metrics")).text
     assert 'storage_access_denied_total{operation="read",reason="no-access"}' in metrics
+    assert 'storage_grant_changes_total{action="revoke"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+async def test_cold_and_warm_caches_give_the_same_answers(
+    tmp_path: Path, database_url: str, cache: str, request: pytest.FixtureRequest
+) -> None:
+    redis = request.getfixturevalue("redis") if cache == "redis" else None
+    settings = make_settings(data_dir=tmp_path / "data", database_url=database_url, redis_url=redis)
+    async with client_for(settings) as client:
+        for name, scenario in SCENARIOS.items():
+            url = await _setup(client, scenario)
+            for operation in (VFolderOperation.READ, VFolderOperation.MOUNT):
+                cold = await REQUESTS[operation](client, url, scenario.caller)
+                warm = await REQUESTS[operation](client, url, scenario.caller)
+                assert cold.status_code == warm.status_code, (name, operation)
+                expected = TABLE[operation][name]
+                assert warm.is_success if expected == OK else warm.status_code == expected, (
+                    name,
+                    operation,
+                )

@@ -34,6 +34,12 @@ class Metrics:
             ("operation", "reason"),
             registry=self.registry,
         )
+        self.grant_changes = Counter(
+            "storage_grant_changes",
+            "Sharing grants set or revoked",
+            ("action",),
+            registry=self.registry,
+        )
         self.trash_purged = Counter(
             "storage_trash_purged_total",
             "Deleted vfolder directories purged from a volume's trash",

@@ -20,6 +20,7 @@ def get_grant_service(runtime: RuntimeDep, session: SessionDep) -> GrantService:
         session=session,
         reader=runtime.vfolder_reader,
         schedule_after_commit=lambda hook: after_commit(session, hook),
+        changes=runtime.metrics.grant_changes,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
@@ -36,7 +37,9 @@ class GrantService:
         session: AsyncSession,
         reader: VFolderReader,
         schedule_after_commit: ScheduleAfterCommit,
+        changes: Counter,
     ) -> None:
+        self._changes = changes
         self._session = session
         self._grants = GrantRepository(session)
         self._reader = reader
@@ -81,6 +84,7 @@ class GrantService:
             granted_by=f"{principal.kind.value}:{principal.id}",
         )
         self._changed(vfolder_id)
+        self._changes.labels(action="set").inc()
         log.info(
             "grant set",
             extra={
@@ -107,6 +111,7 @@ class GrantService:
         ):
             raise GrantNotFound(f"no grant for {grantee_type.value} {grantee_id!r}")
         self._changed(vfolder_id)
+        self._changes.labels(action="revoke").inc()
         log.info(
             "grant revoked",
             extra={
