@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
 from app.db.session import after_commit, unit_of_work
-from app.errors import TransferTokenMisused
+from app.errors import TransferTokenMisused, Unauthenticated
 from app.observability.context import bind_log_fields
 from app.runtime import Runtime
 from app.vfolders.service import VFolderService
@@ -55,13 +55,18 @@ def get_any_principal(
     """The caller, from the Authorization header, or else a transfer token in ``?token=``
     (a link that works in a plain browser tab)."""
     authorization = request.headers.get("authorization")
-    if not authorization and (token := request.query_params.get("token")):
-        authorization = f"Bearer {token}"
+    from_query = not authorization and "token" in request.query_params
+    if from_query:
+        authorization = f"Bearer {request.query_params['token']}"
     principal = runtime.authenticator.authenticate(
         authorization,
-        act_as_user=request.headers.get(ACT_AS_USER_HEADER),
-        act_as_groups=request.headers.get(ACT_AS_GROUPS_HEADER),
+        act_as_user=None if from_query else request.headers.get(ACT_AS_USER_HEADER),
+        act_as_groups=None if from_query else request.headers.get(ACT_AS_GROUPS_HEADER),
     )
+    if from_query and principal.transfer is None:
+        # URLs end up in logs and Referer headers: only a short-lived, narrow token may ride
+        # in one.
+        raise Unauthenticated("only transfer tokens may be passed as ?token=")
     bind_log_fields(principal=f"{principal.kind.value}:{principal.id}")
     if principal.transfer is not None:
         bind_log_fields(transfer_jti=principal.transfer.jti)

@@ -175,3 +175,13 @@ def test_download_link_works_with_plain_curl(tmp_path: Any) -> None:
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout == b"a,b\n1,2\n"
+
+
+async def test_only_transfer_tokens_ride_in_urls(client: httpx.AsyncClient) -> None:
+    url = await _vfolder(client)
+    from tests.support.app import SERVICE_KEY
+
+    for token in (SERVICE_KEY, user_token("alice")):
+        response = await client.get(f"{url}/files/docs/a.txt", params={"token": token})
+        assert response.status_code == 401
+        assert "only transfer tokens" in response.json()["detail"]
