@@ -27,6 +27,8 @@ class Scenario:
     owner_id: str = "owner"
     group_mode: str = "rw"
     grants: dict[tuple[str, str], str] = field(default_factory=dict)
+    # A transfer token for the whole vfolder, minted by the owner, replaces ``caller``.
+    transfer: str | None = None
 
 
 CALLER = bearer(user_token("caller", "team"))
@@ -55,6 +57,8 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "acting-for-stranger": Scenario({**SERVICE, "X-Act-As-User": "caller"}),
     "acting-for-owner": Scenario({**SERVICE, "X-Act-As-User": "owner"}),
+    "transfer-download": Scenario({}, transfer="download"),
+    "transfer-upload": Scenario({}, transfer="upload"),
 }
 
 RO_OK = {"user-grant-ro", "group-grant-ro", "strongest-of-two", "group-member-ro"}
@@ -70,9 +74,11 @@ def expect(ok: set[str]) -> dict[str, str | int]:
 
 
 TABLE: dict[VFolderOperation, dict[str, str | int]] = {
-    VFolderOperation.READ: expect(ALL_POWER | RO_OK | RW_OK | RWD_OK | {"group-manager"}),
+    VFolderOperation.READ: expect(
+        ALL_POWER | RO_OK | RW_OK | RWD_OK | {"group-manager", "transfer-download"}
+    ),
     VFolderOperation.MOUNT: expect(ALL_POWER | RO_OK | RW_OK | RWD_OK | {"group-manager"}),
-    VFolderOperation.WRITE_FILES: expect(ALL_POWER | RW_OK | RWD_OK),
+    VFolderOperation.WRITE_FILES: expect(ALL_POWER | RW_OK | RWD_OK | {"transfer-upload"}),
     VFolderOperation.DELETE_FILES: expect(ALL_POWER | RWD_OK),
     VFolderOperation.SHARE: expect(ALL_POWER | {"group-manager"}),
     VFolderOperation.RENAME: expect(ALL_POWER | {"group-manager"}),
@@ -103,6 +109,18 @@ REQUESTS: dict[VFolderOperation, Request] = {
 }
 
 
+async def _caller(client: httpx.AsyncClient, url: str, scenario: Scenario) -> dict[str, str]:
+    if scenario.transfer is None:
+        return scenario.caller
+    minted = await client.post(
+        f"{url}/transfer-tokens",
+        json={"operation": scenario.transfer, "path": "", "prefix": True},
+        headers={**SERVICE, "X-Act-As-User": "owner"},
+    )
+    assert minted.status_code == 201, minted.text
+    return bearer(minted.json()["token"])
+
+
 async def _setup(client: httpx.AsyncClient, scenario: Scenario) -> str:
     created = await client.post(
         "/v1/vfolders",
@@ -131,7 +149,7 @@ async def test_authorization_table(client: httpx.AsyncClient, scenario_name: str
     # Destructive operations last, each on a fresh vfolder so earlier ones do not interfere.
     for operation in sorted(TABLE, key=lambda op: op is VFolderOperation.DELETE):
         url = await _setup(client, scenario)
-        response = await REQUESTS[operation](client, url, scenario.caller)
+        response = await REQUESTS[operation](client, url, await _caller(client, url, scenario))
         expected = TABLE[operation][scenario_name]
         where = f"{scenario_name} {operation.value}: {response.status_code} {response.text}"
         if expected == OK:
@@ -141,6 +159,8 @@ async def test_authorization_table(client: httpx.AsyncClient, scenario_name: str
         else:
             assert response.status_code == expected, where
             assert response.headers["content-type"] == "application/problem+json"
+            if scenario.transfer is not None:
+                assert response.json()["type"] == "/problems/transfer-token-scope", where
 
 
 async def test_listing_shows_the_callers_mode_and_filters_by_it(
@@ -182,9 +202,10 @@ async def test_cold_and_warm_caches_give_the_same_answers(
     async with client_for(settings) as client:
         for name, scenario in SCENARIOS.items():
             url = await _setup(client, scenario)
+            caller = await _caller(client, url, scenario)
             for operation in (VFolderOperation.READ, VFolderOperation.MOUNT):
-                cold = await REQUESTS[operation](client, url, scenario.caller)
-                warm = await REQUESTS[operation](client, url, scenario.caller)
+                cold = await REQUESTS[operation](client, url, caller)
+                warm = await REQUESTS[operation](client, url, caller)
                 assert cold.status_code == warm.status_code, (name, operation)
                 expected = TABLE[operation][name]
                 assert warm.is_success if expected == OK else warm.status_code == expected, (
