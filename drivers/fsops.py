@@ -16,6 +16,7 @@ import bisect
 import contextlib
 import enum
 import errno
+import fcntl
 import heapq
 import itertools
 import os
@@ -153,6 +154,30 @@ class StagedFile:
             written = os.write(self.fd, view)
             view = view[written:]
         self.size += len(data)
+
+    def truncate(self, length: int) -> None:
+        """Back to ``length`` bytes: drops what was written but never acknowledged."""
+        os.ftruncate(self.fd, length)
+        os.lseek(self.fd, length, os.SEEK_SET)
+        self.size = length
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def try_lock(self) -> bool:
+        """An exclusive lock on the staging file, held until closed: one writer at a time,
+        across processes (and across NFSv4 clients)."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(OSError):
+            os.close(self.staging_fd)
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
@@ -502,16 +527,28 @@ class PosixFileOpsSync:
     # -- writing -------------------------------------------------------------------------
 
     def create_staged(self) -> StagedFile:
+        return self.open_staged(f"put-{secrets.token_hex(12)}", create=True)
+
+    def open_staged(self, name: str, *, create: bool) -> StagedFile:
+        """A staging file by name: made new (``create``), or reopened to append (resumable
+        uploads). Raises ``PathNotFound`` when reopening one that is gone."""
         staging_fd = os.open(self.layout.staging, O_DIR)
-        name = f"put-{secrets.token_hex(12)}"
+        flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
         try:
-            fd = os.open(
-                name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=staging_fd
-            )
+            fd = os.open(name, flags, 0o600, dir_fd=staging_fd)
+        except FileNotFoundError:
+            os.close(staging_fd)
+            raise PathNotFound(f"staging file {name} is gone") from None
         except OSError as exc:
             os.close(staging_fd)
-            raise BackendUnavailable(f"cannot create a staging file: {exc}") from exc
-        return StagedFile(staging_fd, name, fd)
+            raise BackendUnavailable(f"cannot open staging file {name}: {exc}") from exc
+        staged = StagedFile(staging_fd, name, fd)
+        staged.size = os.lseek(fd, 0, os.SEEK_END)
+        return staged
+
+    def remove_staged(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.layout.staging / name).unlink()
 
     def commit_staged(
         self,
@@ -698,6 +735,12 @@ class PosixFileOps:
 
     async def create_staged(self) -> StagedFile:
         return await to_thread.run_sync(self.sync.create_staged)
+
+    async def open_staged(self, name: str, *, create: bool) -> StagedFile:
+        return await to_thread.run_sync(lambda: self.sync.open_staged(name, create=create))
+
+    async def remove_staged(self, name: str) -> None:
+        await to_thread.run_sync(self.sync.remove_staged, name)
 
     async def write_staged(self, staged: StagedFile, data: bytes) -> None:
         await to_thread.run_sync(staged.write, data)

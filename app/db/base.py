@@ -3,6 +3,8 @@ later drop) constraints identically on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import importlib
+
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -21,5 +23,6 @@ class Base(DeclarativeBase):
 
 def import_models() -> None:
     """Import every model module so ``Base.metadata`` knows all tables (for Alembic)."""
-    import app.permissions.models
-    import app.vfolders.models  # noqa: F401
+    importlib.import_module("app.vfolders.models")
+    importlib.import_module("app.permissions.models")
+    importlib.import_module("app.uploads.models")

@@ -1,0 +1,46 @@
+"""Resumable (tus) upload records: enough for any node sharing the database and the volume to
+continue an upload another node started."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.base import Base
+from app.db.types import UTCDateTime
+from app.vfolders.models import utcnow
+
+
+class UploadStatus(enum.StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    TERMINATED = "terminated"
+
+
+class UploadRow(Base):
+    __tablename__ = "uploads"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    vfolder_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("vfolders.id", ondelete="CASCADE"), index=True
+    )
+    owner: Mapped[str] = mapped_column(String(300))  # "<principal kind>:<id>"
+    destination: Mapped[str] = mapped_column(Text)  # relative path inside the vfolder
+    overwrite: Mapped[bool] = mapped_column(Boolean, default=False)
+    length: Mapped[int | None] = mapped_column(BigInteger, default=None)  # None: deferred
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    metadata_header: Mapped[str] = mapped_column(Text, default="")  # Upload-Metadata, verbatim
+    status: Mapped[str] = mapped_column(String(16), default=UploadStatus.ACTIVE.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_uploads_status_expires", "status", "expires_at"),)
+
+    @property
+    def staging_name(self) -> str:
+        return f"tus-{self.id.hex}"
