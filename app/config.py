@@ -61,10 +61,19 @@ class Settings(BaseSettings):
     jwt_leeway_seconds: int = Field(default=30, ge=0)
     config: Path | None = None
     trash_purge_interval_seconds: float = Field(default=30.0, gt=0)
+    tus_max_size_bytes: int = Field(default=1 << 40, gt=0)
+    upload_expiry_seconds: int = Field(default=24 * 3600, gt=0)
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
 
-    @field_validator("service_keys", "jwt_previous_secrets", "jwt_public_keys", mode="before")
+    @field_validator(
+        "service_keys",
+        "jwt_previous_secrets",
+        "jwt_public_keys",
+        "cors_allow_origins",
+        mode="before",
+    )
     @classmethod
     def _split_comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -30,6 +31,9 @@ from app.permissions.router import router as grants_router
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.swagger import install_swagger_ui
+from app.uploads.protocol import TUS_HEADERS
+from app.uploads.router import router as uploads_router
+from app.uploads.tus_middleware import TusMiddleware
 from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
 from app.vfolders.router import router as vfolders_router
@@ -48,7 +52,7 @@ Every `/v1` call needs `Authorization: Bearer <service key or user JWT>`. Errors
 
 
 # Routes whose bodies stream to disk instead of being buffered: exempt from the 1 MiB cap.
-STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload)$"
+STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload|uploads(/[^/]+)?)$"
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -120,6 +124,16 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     )
     install_problem_handlers(app)
     # Added last = outermost: the request id and metrics cover every other layer.
+    app.add_middleware(TusMiddleware)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=[*TUS_HEADERS, "ETag", "Content-Range", "X-Request-ID"],
+            max_age=600,
+        )
     app.add_middleware(BodySizeLimitMiddleware, streaming_paths=STREAMING_UPLOAD_PATHS)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.include_router(health_router)
@@ -127,6 +141,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(vfolders_router)
     app.include_router(files_router)
     app.include_router(grants_router)
+    app.include_router(uploads_router)
     install_swagger_ui(app, title=TITLE)
     install_openapi(app)
 

@@ -62,7 +62,7 @@ def get_files_service(runtime: RuntimeDep) -> FilesService:
 FilesServiceDep = Annotated[FilesService, Depends(get_files_service)]
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
+async def request_body(request: Request) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.stream():
             if chunk:
@@ -240,7 +240,7 @@ async def upload(
             principal,
             vfolder_id,
             path_after(request, "files"),
-            _body(request),
+            request_body(request),
             replace=if_none_match is None,
             if_match=expected,
             parents=parents,
@@ -294,7 +294,7 @@ async def upload_form(
         principal,
         vfolder_id,
         query_value(request, "dir"),
-        _body(request),
+        request_body(request),
         boundary=boundary_of(request.headers.get("content-type")),
         replace=overwrite,
         parents=parents,

@@ -1,0 +1,402 @@
+"""Resumable uploads (tus 1.0.0): the rules between the protocol, the upload records, the
+usage ledger and the staging files.
+
+Durability: a PATCH's bytes are fsynced before its offset is recorded and before it is
+acknowledged; a PATCH that fails half-way is cut back to the last recorded offset by the next
+writer, so the offset always equals what is durably written. One writer at a time: an
+exclusive lock on the staging file, then the recorded offset is re-read under that lock and
+advanced with a compare-and-set. No database transaction is held while bytes flow."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import ParamSpec, TypeVar
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.principal import Principal
+from app.auth.transfer import TransferOperation
+from app.errors import Conflict, Gone, InvalidRequest, NotFound, VFolderDeleted, VFolderNotFound
+from app.observability.context import bind_log_fields
+from app.permissions.policy import VFolderOperation
+from app.uploads.models import UploadRow, UploadStatus
+from app.uploads.protocol import (
+    OFFSET_CONTENT_TYPE,
+    ChecksumMismatch,
+    ExpectedChecksum,
+    OffsetMismatch,
+    UnsupportedMediaType,
+    UploadLocked,
+    UploadTooLarge,
+    parse_metadata,
+)
+from app.uploads.repository import UploadRepository
+from app.vfolders.models import VFolderStatus
+from app.vfolders.reader import VFolderReader
+from app.vfolders.repository import VFolderRepository
+from app.volumes.registry import VolumeRegistry
+from drivers.base import VolumeDriver
+from drivers.errors import PathExists, PathNotFound
+from drivers.fsops import StagedFile
+from drivers.paths import RelativePath, parse_relative_path
+
+log = logging.getLogger(__name__)
+
+WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# The tus extensions this service implements, in the order they were declared: the OPTIONS
+# answer is derived from this, never written by hand.
+EXTENSIONS: list[str] = []
+
+
+def implements(*names: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    def register(method: Callable[P, R]) -> Callable[P, R]:
+        for name in names:
+            if name not in EXTENSIONS:
+                EXTENSIONS.append(name)
+        return method
+
+    return register
+
+
+class UploadNotFound(NotFound):
+    problem_type = "/problems/upload-not-found"
+    title = "Upload not found"
+
+
+class UploadGone(Gone):
+    problem_type = "/problems/upload-gone"
+    title = "Upload terminated, expired or finished"
+
+
+class DestinationExists(Conflict):
+    problem_type = "/problems/path-exists"
+    title = "Path exists"
+
+
+@dataclass(frozen=True, slots=True)
+class UploadState:
+    id: uuid.UUID
+    vfolder_id: uuid.UUID
+    destination: str
+    offset: int
+    length: int | None
+    metadata_header: str
+    expires_at: datetime
+    completed: bool
+
+    @classmethod
+    def of(cls, row: UploadRow) -> UploadState:
+        return cls(
+            id=row.id,
+            vfolder_id=row.vfolder_id,
+            destination=row.destination,
+            offset=row.offset,
+            length=row.length,
+            metadata_header=row.metadata_header,
+            expires_at=row.expires_at,
+            completed=row.status == UploadStatus.COMPLETED.value,
+        )
+
+
+def _owner(principal: Principal) -> str:
+    return f"{principal.kind.value}:{principal.id}"
+
+
+def destination_of(metadata: dict[str, str]) -> tuple[RelativePath, bool]:
+    """From ``path``, or ``filename`` into an optional ``dir``; plus ``overwrite``."""
+    if "path" in metadata:
+        rel = parse_relative_path(metadata["path"])
+    elif "filename" in metadata:
+        name = parse_relative_path(metadata["filename"])
+        rel = RelativePath(parse_relative_path(metadata.get("dir", "")).parts + name.parts)
+    else:
+        raise InvalidRequest("Upload-Metadata must name the destination: path, or filename")
+    if rel.is_root:
+        raise InvalidRequest("the destination must be a file below the vfolder root")
+    overwrite = metadata.get("overwrite", "").lower() in {"1", "true", "yes"}
+    return rel, overwrite
+
+
+class TusService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        reader: VFolderReader,
+        volumes: VolumeRegistry,
+        max_size: int,
+        expire_after: timedelta,
+    ) -> None:
+        self._sessions = sessions
+        self._reader = reader
+        self._volumes = volumes
+        self.max_size = max_size
+        self._expire_after = expire_after
+
+    async def _driver(
+        self, principal: Principal, vfolder_id: uuid.UUID, destination: RelativePath
+    ) -> VolumeDriver:
+        if principal.transfer is not None:
+            principal.transfer.check(
+                vfolder_id=vfolder_id, path=destination, operation=TransferOperation.UPLOAD
+            )
+        async with self._sessions() as session:
+            vfolder, _ = await self._reader.load_authorized(
+                session, principal, vfolder_id, VFolderOperation.WRITE_FILES
+            )
+        bind_log_fields(vfolder_id=vfolder_id, operation="upload")
+        return self._volumes.get(vfolder.volume)
+
+    async def _load(
+        self, principal: Principal, vfolder_id: uuid.UUID, upload_id: uuid.UUID
+    ) -> tuple[UploadRow, VolumeDriver]:
+        async with self._sessions() as session:
+            row = await UploadRepository(session).get(upload_id)
+        if row is None or row.vfolder_id != vfolder_id:
+            raise UploadNotFound(f"upload {upload_id} not found")
+        if row.owner != _owner(principal) and not principal.is_admin:
+            raise UploadNotFound(f"upload {upload_id} not found")
+        driver = await self._driver(principal, vfolder_id, parse_relative_path(row.destination))
+        if row.status != UploadStatus.ACTIVE.value or row.expires_at <= datetime.now(UTC):
+            raise UploadGone(f"upload {upload_id} is {row.status}")
+        return row, driver
+
+    # -- creation ------------------------------------------------------------------------
+
+    @implements("creation", "creation-with-upload", "creation-defer-length", "expiration")
+    async def create(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        *,
+        length: int | None,
+        metadata_header: str,
+        body: AsyncIterator[bytes] | None,
+        checksum: ExpectedChecksum | None,
+    ) -> UploadState:
+        """``length`` None means deferred. With a body, it is the first PATCH."""
+        if length is not None and length > self.max_size:
+            raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
+        destination, overwrite = destination_of(parse_metadata(metadata_header))
+        driver = await self._driver(principal, vfolder_id, destination)
+        if not overwrite:
+            with contextlib.suppress(PathNotFound):
+                await driver.files.stat(vfolder_id, destination)
+                raise DestinationExists(f"{destination} exists (set overwrite to replace it)")
+        row = UploadRow(
+            id=uuid.uuid4(),
+            vfolder_id=vfolder_id,
+            owner=_owner(principal),
+            destination=str(destination),
+            overwrite=overwrite,
+            length=length,
+            offset=0,
+            metadata_header=metadata_header,
+            status=UploadStatus.ACTIVE.value,
+            expires_at=datetime.now(UTC) + self._expire_after,
+        )
+        staged = await driver.files.open_staged(row.staging_name, create=True)
+        await anyio.to_thread.run_sync(staged.close)
+        async with self._sessions() as session, session.begin():
+            await UploadRepository(session).add(row)
+        log.info("upload created", extra={"upload_id": str(row.id), "length": length})
+        if length == 0:
+            return await self._finish(row, driver)
+        if body is not None:
+            return await self._append(row, driver, offset=0, body=body, checksum=checksum)
+        return UploadState.of(row)
+
+    # -- reading state ---------------------------------------------------------------------
+
+    async def head(
+        self, principal: Principal, vfolder_id: uuid.UUID, upload_id: uuid.UUID
+    ) -> UploadState:
+        row, _ = await self._load(principal, vfolder_id, upload_id)
+        return UploadState.of(row)
+
+    async def unfinished(self, principal: Principal, vfolder_id: uuid.UUID) -> list[UploadState]:
+        async with self._sessions() as session:
+            await self._reader.load_authorized(
+                session, principal, vfolder_id, VFolderOperation.WRITE_FILES
+            )
+            rows = await UploadRepository(session).active_for(vfolder_id, _owner(principal))
+        now = datetime.now(UTC)
+        return [UploadState.of(row) for row in rows if row.expires_at > now]
+
+    # -- appending -------------------------------------------------------------------------
+
+    @implements("checksum")
+    async def patch(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        upload_id: uuid.UUID,
+        *,
+        offset: int,
+        content_type: str | None,
+        upload_length: int | None,
+        body: AsyncIterator[bytes],
+        checksum: ExpectedChecksum | None,
+    ) -> UploadState:
+        if content_type != OFFSET_CONTENT_TYPE:
+            raise UnsupportedMediaType(f"Content-Type must be {OFFSET_CONTENT_TYPE}")
+        row, driver = await self._load(principal, vfolder_id, upload_id)
+        if upload_length is not None:
+            row = await self._declare_length(row, upload_length)
+        return await self._append(row, driver, offset=offset, body=body, checksum=checksum)
+
+    async def _declare_length(self, row: UploadRow, length: int) -> UploadRow:
+        if row.length is not None:
+            if row.length != length:
+                raise InvalidRequest("Upload-Length cannot change once known")
+            return row
+        if length > self.max_size:
+            raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
+        if length < row.offset:
+            raise InvalidRequest("Upload-Length is below what was already uploaded")
+        async with self._sessions() as session, session.begin():
+            fresh = await UploadRepository(session).get(row.id)
+            assert fresh is not None
+            fresh.length = length
+        row.length = length
+        return row
+
+    async def _append(
+        self,
+        row: UploadRow,
+        driver: VolumeDriver,
+        *,
+        offset: int,
+        body: AsyncIterator[bytes],
+        checksum: ExpectedChecksum | None,
+    ) -> UploadState:
+        files = driver.files
+        try:
+            staged = await files.open_staged(row.staging_name, create=False)
+        except PathNotFound:
+            raise UploadGone(f"upload {row.id} has no staging file any more") from None
+        try:
+            if not await anyio.to_thread.run_sync(staged.try_lock):
+                raise UploadLocked(f"upload {row.id} is being written by another request")
+            # Under the lock, the recorded offset is the truth; bytes past it were never
+            # acknowledged (a writer died mid-PATCH) and are cut off.
+            async with self._sessions() as session:
+                current = await UploadRepository(session).get(row.id)
+            if current is None or current.status != UploadStatus.ACTIVE.value:
+                raise UploadGone(f"upload {row.id} is no longer active")
+            if offset != current.offset:
+                raise OffsetMismatch(
+                    f"Upload-Offset {offset} does not match the upload's offset {current.offset}",
+                    offset=current.offset,
+                )
+            await anyio.to_thread.run_sync(staged.truncate, current.offset)
+            limit = current.length if current.length is not None else self.max_size
+            written = await self._write_body(staged, body, room=limit - offset, checksum=checksum)
+            async with self._sessions() as session, session.begin():
+                if not await UploadRepository(session).advance(
+                    row.id, expected=offset, new_offset=offset + written
+                ):
+                    raise OffsetMismatch(f"upload {row.id} moved on meanwhile")
+            row.offset = offset + written
+            row.length = current.length
+        finally:
+            await anyio.to_thread.run_sync(staged.close)
+        if row.length is not None and row.offset == row.length:
+            return await self._finish(row, driver)
+        return UploadState.of(row)
+
+    async def _write_body(
+        self,
+        staged: StagedFile,
+        body: AsyncIterator[bytes],
+        *,
+        room: int,
+        checksum: ExpectedChecksum | None,
+    ) -> int:
+        """Stream the body to the staging file in large writes and fsync it. Too many bytes
+        or a checksum mismatch cut the file back to where this PATCH began."""
+        start = staged.size
+        hasher = checksum.hasher() if checksum else None
+        buffer = bytearray()
+        written = 0
+        try:
+            async for chunk in body:
+                written += len(chunk)
+                if written > room:
+                    raise UploadTooLarge("the body goes beyond Upload-Length or Tus-Max-Size")
+                if hasher is not None:
+                    hasher.update(chunk)
+                buffer += chunk
+                if len(buffer) >= WRITE_BUFFER_BYTES:
+                    await anyio.to_thread.run_sync(staged.write, bytes(buffer))
+                    buffer.clear()
+            if buffer:
+                await anyio.to_thread.run_sync(staged.write, bytes(buffer))
+            if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
+                raise ChecksumMismatch(f"{checksum.algorithm} of the PATCH body does not match")
+            await anyio.to_thread.run_sync(staged.sync)
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
+                await anyio.to_thread.run_sync(staged.truncate, start)
+            raise
+        return written
+
+    async def _finish(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
+        """Rename into place and count the usage in one transaction that also marks the
+        upload completed: a crash leaves either nothing done or everything done."""
+        destination = parse_relative_path(row.destination)
+        staged = await driver.files.open_staged(row.staging_name, create=False)
+        try:
+            async with self._sessions() as session, session.begin():
+                vfolders = VFolderRepository(session)
+                vfolder = await vfolders.get_for_update(row.vfolder_id)
+                if vfolder is None:
+                    raise VFolderNotFound(f"vfolder {row.vfolder_id} not found")
+                if vfolder.status == VFolderStatus.DELETED.value:
+                    raise VFolderDeleted(f"vfolder {row.vfolder_id} was deleted meanwhile")
+                committed = await driver.files.commit_staged(
+                    staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
+                )
+                delta = committed.added - committed.replaced
+                await vfolders.add_usage(
+                    row.vfolder_id, bytes_delta=delta.bytes, count_delta=delta.entries
+                )
+                upload = await UploadRepository(session).get(row.id)
+                assert upload is not None
+                upload.status = UploadStatus.COMPLETED.value
+        except PathExists:
+            await anyio.to_thread.run_sync(staged.close)
+            await self._terminate_row(row, driver)
+            raise DestinationExists(f"{destination} appeared meanwhile; upload discarded") from None
+        except BaseException:
+            await anyio.to_thread.run_sync(staged.close)
+            raise
+        log.info("upload completed", extra={"upload_id": str(row.id), "path": row.destination})
+        row.status = UploadStatus.COMPLETED.value
+        return UploadState.of(row)
+
+    # -- termination -----------------------------------------------------------------------
+
+    @implements("termination")
+    async def terminate(
+        self, principal: Principal, vfolder_id: uuid.UUID, upload_id: uuid.UUID
+    ) -> None:
+        row, driver = await self._load(principal, vfolder_id, upload_id)
+        await self._terminate_row(row, driver)
+
+    async def _terminate_row(self, row: UploadRow, driver: VolumeDriver) -> None:
+        async with self._sessions() as session, session.begin():
+            upload = await UploadRepository(session).get(row.id)
+            if upload is not None:
+                upload.status = UploadStatus.TERMINATED.value
+        await driver.files.remove_staged(row.staging_name)
