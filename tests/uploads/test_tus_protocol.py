@@ -1,0 +1,280 @@
+"""tus 1.0.0 conformance, tusd-style: method and headers in, status and headers out."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from tests.files.conftest import VFolderHandle
+from tests.support.app import SERVICE, bearer, user_token
+
+ALICE = bearer(user_token("alice"))
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = {"Content-Type": "application/offset+octet-stream"}
+
+
+def meta(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+async def create(vf: VFolderHandle, length: int | None = 10, **headers: str) -> httpx.Response:
+    base = {**ALICE, **TUS, "Upload-Metadata": meta(path="up/file.bin")}
+    if length is not None:
+        base["Upload-Length"] = str(length)
+    return await vf.client.post(vf.url("uploads"), headers={**base, **headers})
+
+
+async def location(vf: VFolderHandle, length: int | None = 10, **headers: str) -> str:
+    created = await create(vf, length, **headers)
+    assert created.status_code == 201, created.text
+    return str(created.headers["location"])
+
+
+async def test_options_advertises_what_is_implemented(vfolder: VFolderHandle) -> None:
+    response = await vfolder.client.options(vfolder.url("uploads"))
+    assert response.status_code == 204
+    assert response.headers["tus-version"] == "1.0.0"
+    extensions = set(response.headers["tus-extension"].split(","))
+    assert {"creation", "creation-with-upload", "creation-defer-length"} <= extensions
+    assert {"expiration", "checksum", "termination"} <= extensions
+    assert set(response.headers["tus-checksum-algorithm"].split(",")) >= {"sha1", "md5", "sha256"}
+    assert int(response.headers["tus-max-size"]) > 0
+    assert "tus-resumable" not in response.headers
+
+
+@dataclass
+class Case:
+    name: str
+    method: str
+    headers: dict[str, str]
+    status: int
+    body: bytes = b""
+    expect_headers: dict[str, str] = field(default_factory=dict)
+
+
+CASES = [
+    Case("no Tus-Resumable", "HEAD", {}, 412, expect_headers={"tus-version": "1.0.0"}),
+    Case(
+        "old Tus-Resumable",
+        "PATCH",
+        {"Tus-Resumable": "0.2.2", **OCTETS, "Upload-Offset": "0"},
+        412,
+        expect_headers={"tus-version": "1.0.0"},
+    ),
+    Case(
+        "wrong content type",
+        "PATCH",
+        {**TUS, "Upload-Offset": "0", "Content-Type": "application/octet-stream"},
+        415,
+        b"x",
+    ),
+    Case("offset ahead", "PATCH", {**TUS, **OCTETS, "Upload-Offset": "3"}, 409, b"x"),
+    Case("offset not a number", "PATCH", {**TUS, **OCTETS, "Upload-Offset": "-1"}, 400, b"x"),
+    Case("missing offset", "PATCH", {**TUS, **OCTETS}, 400, b"x"),
+    Case("beyond Upload-Length", "PATCH", {**TUS, **OCTETS, "Upload-Offset": "0"}, 413, b"x" * 11),
+    Case(
+        "unknown checksum",
+        "PATCH",
+        {**TUS, **OCTETS, "Upload-Offset": "0", "Upload-Checksum": "crc99 AAAA"},
+        400,
+        b"x",
+    ),
+    Case(
+        "checksum mismatch",
+        "PATCH",
+        {
+            **TUS,
+            **OCTETS,
+            "Upload-Offset": "0",
+            "Upload-Checksum": "sha1 " + base64.b64encode(b"0" * 20).decode(),
+        },
+        460,
+        b"abc",
+    ),
+    Case(
+        "good chunk",
+        "PATCH",
+        {**TUS, **OCTETS, "Upload-Offset": "0"},
+        204,
+        b"abcd",
+        expect_headers={"upload-offset": "4", "tus-resumable": "1.0.0"},
+    ),
+    Case(
+        "good checksum",
+        "PATCH",
+        {
+            **TUS,
+            **OCTETS,
+            "Upload-Offset": "0",
+            "Upload-Checksum": "sha256 "
+            + base64.b64encode(hashlib.sha256(b"ab").digest()).decode(),
+        },
+        204,
+        b"ab",
+        expect_headers={"upload-offset": "2"},
+    ),
+    Case(
+        "head",
+        "HEAD",
+        dict(TUS),
+        200,
+        expect_headers={
+            "upload-offset": "0",
+            "upload-length": "10",
+            "cache-control": "no-store",
+            "upload-metadata": meta(path="up/file.bin"),
+        },
+    ),
+    Case(
+        "override to HEAD",
+        "POST",
+        {**TUS, "X-HTTP-Method-Override": "HEAD"},
+        200,
+        expect_headers={"upload-offset": "0"},
+    ),
+    Case("terminate", "DELETE", dict(TUS), 204),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_protocol_table(vfolder: VFolderHandle, case: Case) -> None:
+    url = await location(vfolder)
+    response = await vfolder.client.request(
+        case.method, url, headers={**ALICE, **case.headers}, content=case.body
+    )
+    assert response.status_code == case.status, response.text
+    for name, value in case.expect_headers.items():
+        assert response.headers.get(name) == value, name
+    if case.status >= 400:
+        assert response.headers["content-type"] == "application/problem+json"
+    if case.status not in (412,):
+        assert (
+            "upload-expires" in response.headers or case.status >= 400 or case.method in ("DELETE",)
+        )
+    if case.status in (413, 460):  # the refused bytes are not kept
+        head = await vfolder.client.head(url, headers={**ALICE, **TUS})
+        assert head.headers["upload-offset"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 400),  # neither length nor deferral
+        ({"Upload-Length": "abc"}, 400),
+        ({"Upload-Length": "5", "Upload-Defer-Length": "1"}, 400),
+        ({"Upload-Length": str(1 << 62)}, 413),
+        ({"Upload-Length": "5", "Upload-Metadata": "path !!notbase64"}, 400),
+        (
+            {"Upload-Length": "5", "Upload-Metadata": "path " + base64.b64encode(b"\xff").decode()},
+            400,
+        ),
+        ({"Upload-Length": "5", "Upload-Metadata": "filename"}, 400),
+        ({"Upload-Length": "5", "Upload-Metadata": meta(path="../escape")}, 400),
+        ({"Upload-Length": "5", "Upload-Metadata": meta(other="x")}, 400),
+        ({"Upload-Length": "5", "Tus-Resumable": "2.0.0"}, 412),
+    ],
+)
+async def test_creation_refusals(
+    vfolder: VFolderHandle, headers: dict[str, str], status: int
+) -> None:
+    base: dict[str, Any] = {**ALICE, **TUS, "Upload-Metadata": meta(path="x.bin")}
+    response = await vfolder.client.post(vfolder.url("uploads"), headers={**base, **headers})
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_whole_flow_with_deferred_length_and_creation_with_upload(
+    vfolder: VFolderHandle,
+) -> None:
+    created = await vfolder.client.post(
+        vfolder.url("uploads"),
+        headers={
+            **ALICE,
+            **TUS,
+            **OCTETS,
+            "Upload-Defer-Length": "1",
+            "Upload-Metadata": meta(filename="d.bin", dir="deep/er"),
+        },
+        content=b"hello ",
+    )
+    assert created.status_code == 201 and created.headers["upload-offset"] == "6"
+    url = created.headers["location"]
+    head = await vfolder.client.head(url, headers={**ALICE, **TUS})
+    assert head.headers["upload-defer-length"] == "1" and "upload-length" not in head.headers
+    done = await vfolder.client.patch(
+        url,
+        headers={**ALICE, **TUS, **OCTETS, "Upload-Offset": "6", "Upload-Length": "11"},
+        content=b"world",
+    )
+    assert done.status_code == 204 and done.headers["upload-offset"] == "11"
+    assert (vfolder.root / "deep" / "er" / "d.bin").read_bytes() == b"hello world"
+    assert await vfolder.usage() == (11, 3)
+    after = await vfolder.client.patch(
+        url, headers={**ALICE, **TUS, **OCTETS, "Upload-Offset": "11"}, content=b"!"
+    )
+    assert after.status_code in (404, 410)
+
+
+async def test_destination_rules(vfolder: VFolderHandle) -> None:
+    await vfolder.client.put(vfolder.url("files/taken.bin"), content=b"old", headers=ALICE)
+    taken = await create(vfolder, 3, **{"Upload-Metadata": meta(path="taken.bin")})
+    assert taken.status_code == 409
+    url = await location(vfolder, 3, **{"Upload-Metadata": meta(path="taken.bin", overwrite="1")})
+    done = await vfolder.client.patch(
+        url, headers={**ALICE, **TUS, **OCTETS, "Upload-Offset": "0"}, content=b"new"
+    )
+    assert done.status_code == 204
+    assert (vfolder.root / "taken.bin").read_bytes() == b"new"
+    assert await vfolder.usage() == (3, 1)
+
+
+async def test_zero_length_upload_completes_at_creation(vfolder: VFolderHandle) -> None:
+    created = await create(vfolder, 0, **{"Upload-Metadata": meta(path="empty")})
+    assert created.status_code == 201
+    assert (vfolder.root / "empty").read_bytes() == b""
+
+
+async def test_terminated_and_foreign_uploads(vfolder: VFolderHandle, settings: Settings) -> None:
+    url = await location(vfolder)
+    staging = settings.data_dir / "volumes" / "local" / ".staging"
+    assert len(list(staging.iterdir())) == 1
+    bob = bearer(user_token("bob"))
+    await vfolder.client.put(
+        f"/v1/vfolders/{vfolder.id}/grants/user/bob", json={"mode": "rw"}, headers=SERVICE
+    )
+    assert (await vfolder.client.head(url, headers={**bob, **TUS})).status_code == 404
+    assert (await vfolder.client.delete(url, headers={**ALICE, **TUS})).status_code == 204
+    assert list(staging.iterdir()) == []
+    again = await vfolder.client.head(url, headers={**ALICE, **TUS})
+    assert again.status_code == 410
+    missing = await vfolder.client.head(
+        vfolder.url("uploads/00000000-0000-4000-8000-000000000000"), headers={**ALICE, **TUS}
+    )
+    assert missing.status_code == 404
+
+
+async def test_unfinished_uploads_are_listed_for_their_owner(vfolder: VFolderHandle) -> None:
+    url = await location(vfolder)
+    listed = (await vfolder.client.get(vfolder.url("uploads"), headers=ALICE)).json()["items"]
+    assert [u["id"] for u in listed] == [url.rsplit("/", 1)[1]]
+    assert listed[0]["destination"] == "up/file.bin" and listed[0]["offset"] == 0
+    admin_view = (await vfolder.client.get(vfolder.url("uploads"), headers=SERVICE)).json()
+    assert admin_view["items"] == []  # "your" uploads: the service key started none
+
+
+async def test_read_only_callers_cannot_upload(vfolder: VFolderHandle) -> None:
+    await vfolder.client.put(
+        f"/v1/vfolders/{vfolder.id}/grants/user/carol", json={"mode": "ro"}, headers=SERVICE
+    )
+    carol = bearer(user_token("carol"))
+    refused = await vfolder.client.post(
+        vfolder.url("uploads"),
+        headers={**carol, **TUS, "Upload-Length": "1", "Upload-Metadata": meta(path="c")},
+    )
+    assert refused.status_code == 403
