@@ -31,6 +31,7 @@ from app.permissions.router import router as grants_router
 from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.swagger import install_swagger_ui
+from app.uploads.expiry import UploadReaper
 from app.uploads.protocol import TUS_HEADERS
 from app.uploads.router import router as uploads_router
 from app.uploads.tus_middleware import TusMiddleware
@@ -100,7 +101,13 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 purger=purger,
                 vfolder_reader=VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds),
             )
+            reaper = UploadReaper(
+                sessions=sessions,
+                volumes=volumes,
+                interval_seconds=min(60.0, settings.upload_expiry_seconds / 10),
+            )
             purger.start()
+            reaper.start()
             log.info(
                 "storage-proxy ready",
                 extra={"env": settings.effective_env, "volumes": volumes.names()},
@@ -108,6 +115,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             try:
                 yield
             finally:
+                await reaper.stop()
                 await purger.stop()
                 await cache.close()
         finally:

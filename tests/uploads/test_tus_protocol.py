@@ -278,3 +278,59 @@ async def test_read_only_callers_cannot_upload(vfolder: VFolderHandle) -> None:
         headers={**carol, **TUS, "Upload-Length": "1", "Upload-Metadata": meta(path="c")},
     )
     assert refused.status_code == 403
+
+
+async def test_expired_uploads_disappear_with_their_staging_files(
+    vfolder: VFolderHandle, settings: Settings
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.db.engine import create_engine, create_session_factory
+    from app.uploads.expiry import UploadReaper
+    from app.volumes.registry import VolumeRegistry
+
+    url = await location(vfolder)
+    await vfolder.client.patch(
+        url, headers={**ALICE, **TUS, **OCTETS, "Upload-Offset": "0"}, content=b"abc"
+    )
+    staging = settings.data_dir / "volumes" / "local" / ".staging"
+    assert len(list(staging.iterdir())) == 1
+    engine = create_engine(settings.effective_database_url)
+    try:
+        reaper = UploadReaper(
+            sessions=create_session_factory(engine),
+            volumes=VolumeRegistry.from_config(settings.volumes()),
+            interval_seconds=60,
+        )
+        assert await reaper.run_once() == 0  # not due yet
+        later = datetime.now(UTC) + timedelta(seconds=settings.upload_expiry_seconds + 1)
+        assert await reaper.run_once(now=later) == 1
+    finally:
+        await engine.dispose()
+    assert list(staging.iterdir()) == []
+    assert (await vfolder.client.head(url, headers={**ALICE, **TUS})).status_code == 410
+    listed = (await vfolder.client.get(vfolder.url("uploads"), headers=ALICE)).json()
+    assert listed["items"] == []
+
+
+async def test_concurrent_patches_never_both_write(vfolder: VFolderHandle) -> None:
+    import anyio
+
+    url = await location(vfolder, 4 * 1024 * 1024)
+    statuses: list[int] = []
+
+    async def patch() -> None:
+        response = await vfolder.client.patch(
+            url,
+            headers={**ALICE, **TUS, **OCTETS, "Upload-Offset": "0"},
+            content=b"x" * (2 * 1024 * 1024),
+        )
+        statuses.append(response.status_code)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(patch)
+    assert statuses.count(204) == 1, statuses
+    assert set(statuses) <= {204, 409, 423}
+    head = await vfolder.client.head(url, headers={**ALICE, **TUS})
+    assert head.headers["upload-offset"] == str(2 * 1024 * 1024)
