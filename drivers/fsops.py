@@ -546,6 +546,25 @@ class PosixFileOpsSync:
         staged.size = os.lseek(fd, 0, os.SEEK_END)
         return staged
 
+    def concatenate_staged(self, target: StagedFile, parts: list[str]) -> None:
+        """Append the named staging files to ``target``, in order, then fsync it. In-kernel
+        copies (copy_file_range) where the filesystem allows: no bytes through Python."""
+        for name in parts:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=target.staging_fd)
+            try:
+                remaining = os.fstat(fd).st_size
+                offset = 0
+                while remaining > 0:
+                    copied = os.copy_file_range(fd, target.fd, remaining, offset)
+                    if copied == 0:
+                        break
+                    offset += copied
+                    remaining -= copied
+                    target.size += copied
+            finally:
+                os.close(fd)
+        os.fsync(target.fd)
+
     def remove_staged(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.layout.staging / name).unlink()
@@ -741,6 +760,9 @@ class PosixFileOps:
 
     async def remove_staged(self, name: str) -> None:
         await to_thread.run_sync(self.sync.remove_staged, name)
+
+    async def concatenate_staged(self, target: StagedFile, parts: list[str]) -> None:
+        await to_thread.run_sync(self.sync.concatenate_staged, target, parts)
 
     async def write_staged(self, staged: StagedFile, data: bytes) -> None:
         await to_thread.run_sync(staged.write, data)

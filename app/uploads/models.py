@@ -29,12 +29,15 @@ class UploadRow(Base):
         Uuid, ForeignKey("vfolders.id", ondelete="CASCADE"), index=True
     )
     owner: Mapped[str] = mapped_column(String(300))  # "<principal kind>:<id>"
-    destination: Mapped[str] = mapped_column(Text)  # relative path inside the vfolder
+    destination: Mapped[str] = mapped_column(Text)  # relative path; "" for a partial upload
     overwrite: Mapped[bool] = mapped_column(Boolean, default=False)
     length: Mapped[int | None] = mapped_column(BigInteger, default=None)  # None: deferred
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     metadata_header: Mapped[str] = mapped_column(Text, default="")  # Upload-Metadata, verbatim
     status: Mapped[str] = mapped_column(String(16), default=UploadStatus.ACTIVE.value)
+    # Concatenation, as its Upload-Concat header: "partial" (a part, never placed itself) or
+    # "final;<url> <url>…" (made of those parts).
+    concat: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

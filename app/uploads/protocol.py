@@ -129,3 +129,24 @@ def parse_checksum(header: str | None) -> ExpectedChecksum | None:
         return ExpectedChecksum(algorithm, base64.b64decode(encoded, validate=True))
     except (binascii.Error, ValueError):
         raise InvalidRequest("Upload-Checksum digest is not base64") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Concat:
+    """``Upload-Concat``: ``partial``, or ``final;<url> <url>…`` naming the parts in order."""
+
+    partial: bool
+    parts: tuple[str, ...] = ()
+
+
+def parse_concat(header: str | None) -> Concat | None:
+    if header is None:
+        return None
+    value = header.strip()
+    if value == "partial":
+        return Concat(partial=True)
+    kind, _, urls = value.partition(";")
+    parts = tuple(urls.split())
+    if kind.strip() != "final" or not parts:
+        raise InvalidRequest("Upload-Concat must be 'partial' or 'final;<url> <url>...'")
+    return Concat(partial=False, parts=parts)

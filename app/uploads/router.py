@@ -20,6 +20,7 @@ from app.uploads.protocol import (
     TUS_VERSION,
     check_resumable,
     parse_checksum,
+    parse_concat,
     parse_length,
 )
 from app.uploads.service import EXTENSIONS, TusService, UploadState
@@ -55,6 +56,8 @@ def _state_headers(state: UploadState, *, with_length: bool = False) -> dict[str
             headers["Upload-Length"] = str(state.length)
         if state.metadata_header:
             headers["Upload-Metadata"] = state.metadata_header
+        if state.concat:
+            headers["Upload-Concat"] = state.concat
     return headers
 
 
@@ -92,12 +95,17 @@ async def create(
     upload_defer_length: Annotated[str | None, Header(alias="Upload-Defer-Length")] = None,
     upload_metadata: Annotated[str | None, Header(alias="Upload-Metadata")] = None,
     upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum")] = None,
+    upload_concat: Annotated[str | None, Header(alias="Upload-Concat")] = None,
 ) -> Response:
     """tus creation (with upload, deferred length): `Upload-Metadata` names the destination
     (`path`, or `filename` with an optional `dir`) and may ask to `overwrite`."""
     check_resumable(tus_resumable)
+    concat = parse_concat(upload_concat)
     length = parse_length(upload_length, name="Upload-Length")
-    if length is None and upload_defer_length != "1":
+    if concat is not None and not concat.partial:
+        if length is not None:
+            raise _bad("a final upload takes its length from its parts")
+    elif length is None and upload_defer_length != "1":
         raise _bad("Upload-Length, or Upload-Defer-Length: 1, is required")
     if length is not None and upload_defer_length is not None:
         raise _bad("Upload-Length and Upload-Defer-Length exclude each other")
@@ -109,6 +117,7 @@ async def create(
         metadata_header=upload_metadata or "",
         body=request_body(request) if with_body else None,
         checksum=parse_checksum(upload_checksum) if with_body else None,
+        concat=concat,
     )
     headers = _state_headers(state)
     headers["Location"] = f"/v1/vfolders/{vfolder_id}/uploads/{state.id}"

@@ -29,6 +29,7 @@ from app.uploads.models import UploadRow, UploadStatus
 from app.uploads.protocol import (
     OFFSET_CONTENT_TYPE,
     ChecksumMismatch,
+    Concat,
     ExpectedChecksum,
     OffsetMismatch,
     UnsupportedMediaType,
@@ -93,6 +94,7 @@ class UploadState:
     metadata_header: str
     expires_at: datetime
     completed: bool
+    concat: str | None = None
 
     @classmethod
     def of(cls, row: UploadRow) -> UploadState:
@@ -105,6 +107,7 @@ class UploadState:
             metadata_header=row.metadata_header,
             expires_at=row.expires_at,
             completed=row.status == UploadStatus.COMPLETED.value,
+            concat=row.concat,
         )
 
 
@@ -158,7 +161,12 @@ class TusService:
         return self._volumes.get(vfolder.volume)
 
     async def _load(
-        self, principal: Principal, vfolder_id: uuid.UUID, upload_id: uuid.UUID
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        upload_id: uuid.UUID,
+        *,
+        completed_ok: bool = False,
     ) -> tuple[UploadRow, VolumeDriver]:
         async with self._sessions() as session:
             row = await UploadRepository(session).get(upload_id)
@@ -167,7 +175,12 @@ class TusService:
         if row.owner != _owner(principal) and not principal.is_admin:
             raise UploadNotFound(f"upload {upload_id} not found")
         driver = await self._driver(principal, vfolder_id, parse_relative_path(row.destination))
-        if row.status != UploadStatus.ACTIVE.value or row.expires_at <= datetime.now(UTC):
+        usable = {UploadStatus.ACTIVE.value} | (
+            {UploadStatus.COMPLETED.value} if completed_ok else set()
+        )
+        if row.status not in usable or (
+            row.status == UploadStatus.ACTIVE.value and row.expires_at <= datetime.now(UTC)
+        ):
             raise UploadGone(f"upload {upload_id} is {row.status}")
         return row, driver
 
@@ -183,13 +196,23 @@ class TusService:
         metadata_header: str,
         body: AsyncIterator[bytes] | None,
         checksum: ExpectedChecksum | None,
+        concat: Concat | None = None,
     ) -> UploadState:
         """``length`` None means deferred. With a body, it is the first PATCH."""
+        if concat is not None and not concat.partial:
+            return await self._create_final(principal, vfolder_id, metadata_header, concat)
         if length is not None and length > self.max_size:
             raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
-        destination, overwrite = destination_of(parse_metadata(metadata_header))
-        driver = await self._driver(principal, vfolder_id, destination)
-        if not overwrite:
+        partial = concat is not None
+        if partial:
+            # A part has no place of its own; the final upload names the destination.
+            destination, overwrite = RelativePath(()), False
+            scope_path = principal.transfer.path if principal.transfer else destination
+            driver = await self._driver(principal, vfolder_id, scope_path)
+        else:
+            destination, overwrite = destination_of(parse_metadata(metadata_header))
+            driver = await self._driver(principal, vfolder_id, destination)
+        if not overwrite and not partial:
             with contextlib.suppress(PathNotFound):
                 await driver.files.stat(vfolder_id, destination)
                 raise DestinationExists(f"{destination} exists (set overwrite to replace it)")
@@ -203,6 +226,7 @@ class TusService:
             offset=0,
             metadata_header=metadata_header,
             status=UploadStatus.ACTIVE.value,
+            concat="partial" if partial else None,
             expires_at=datetime.now(UTC) + self._expire_after,
         )
         staged = await driver.files.open_staged(row.staging_name, create=True)
@@ -216,12 +240,69 @@ class TusService:
             return await self._append(row, driver, offset=0, body=body, checksum=checksum)
         return UploadState.of(row)
 
+    @implements("concatenation")
+    async def _create_final(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        metadata_header: str,
+        concat: Concat,
+    ) -> UploadState:
+        """Joins completed partial uploads (in kernel, file to file) into the destination."""
+        destination, overwrite = destination_of(parse_metadata(metadata_header))
+        driver = await self._driver(principal, vfolder_id, destination)
+        parts: list[UploadRow] = []
+        async with self._sessions() as session:
+            for url in concat.parts:
+                part_id = _upload_id_in(url, vfolder_id)
+                part = await UploadRepository(session).get(part_id)
+                if (
+                    part is None
+                    or part.vfolder_id != vfolder_id
+                    or (part.owner != _owner(principal) and not principal.is_admin)
+                    or part.concat != "partial"
+                ):
+                    raise InvalidRequest(f"{url} is not one of your partial uploads here")
+                if part.status != UploadStatus.COMPLETED.value:
+                    raise InvalidRequest(f"partial upload {url} is not complete")
+                parts.append(part)
+        length = sum(part.offset for part in parts)
+        if length > self.max_size:
+            raise UploadTooLarge(f"the parts exceed Tus-Max-Size {self.max_size}")
+        row = UploadRow(
+            id=uuid.uuid4(),
+            vfolder_id=vfolder_id,
+            owner=_owner(principal),
+            destination=str(destination),
+            overwrite=overwrite,
+            length=length,
+            offset=0,
+            metadata_header=metadata_header,
+            status=UploadStatus.ACTIVE.value,
+            concat="final;" + " ".join(concat.parts),
+            expires_at=datetime.now(UTC) + self._expire_after,
+        )
+        staged = await driver.files.open_staged(row.staging_name, create=True)
+        try:
+            await driver.files.concatenate_staged(staged, [p.staging_name for p in parts])
+        finally:
+            await anyio.to_thread.run_sync(staged.close)
+        row.offset = length
+        async with self._sessions() as session, session.begin():
+            await UploadRepository(session).add(row)
+        state = await self._finish(row, driver)
+        for part in parts:  # consumed: their bytes now live in the destination
+            await self._terminate_row(part, driver)
+        return state
+
     # -- reading state ---------------------------------------------------------------------
 
     async def head(
         self, principal: Principal, vfolder_id: uuid.UUID, upload_id: uuid.UUID
     ) -> UploadState:
-        row, _ = await self._load(principal, vfolder_id, upload_id)
+        # A finished upload still answers (offset = length), so a client that lost the last
+        # acknowledgement learns it is done, and parts can be checked before the final.
+        row, _ = await self._load(principal, vfolder_id, upload_id, completed_ok=True)
         return UploadState.of(row)
 
     async def unfinished(self, principal: Principal, vfolder_id: uuid.UUID) -> list[UploadState]:
@@ -354,6 +435,14 @@ class TusService:
     async def _finish(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
         """Rename into place and count the usage in one transaction that also marks the
         upload completed: a crash leaves either nothing done or everything done."""
+        if row.concat == "partial":
+            # Complete, but placed nowhere: it waits (until it expires) for a final upload.
+            async with self._sessions() as session, session.begin():
+                upload = await UploadRepository(session).get(row.id)
+                assert upload is not None
+                upload.status = UploadStatus.COMPLETED.value
+            row.status = UploadStatus.COMPLETED.value
+            return UploadState.of(row)
         destination = parse_relative_path(row.destination)
         staged = await driver.files.open_staged(row.staging_name, create=False)
         try:
@@ -400,3 +489,16 @@ class TusService:
             if upload is not None:
                 upload.status = UploadStatus.TERMINATED.value
         await driver.files.remove_staged(row.staging_name)
+
+
+def _upload_id_in(url: str, vfolder_id: uuid.UUID) -> uuid.UUID:
+    """The upload id of a Location URL (absolute or relative) of this vfolder's uploads."""
+    path = url.split("://", 1)[-1]
+    path = path[path.find("/") :] if "://" in url else path
+    prefix = f"/v1/vfolders/{vfolder_id}/uploads/"
+    if not path.startswith(prefix):
+        raise InvalidRequest(f"{url} is not an upload of this vfolder")
+    try:
+        return uuid.UUID(path.removeprefix(prefix).split("?", 1)[0])
+    except ValueError:
+        raise InvalidRequest(f"{url} is not an upload URL") from None

@@ -334,3 +334,68 @@ async def test_concurrent_patches_never_both_write(vfolder: VFolderHandle) -> No
     assert set(statuses) <= {204, 409, 423}
     head = await vfolder.client.head(url, headers={**ALICE, **TUS})
     assert head.headers["upload-offset"] == str(2 * 1024 * 1024)
+
+
+async def test_parallel_parts_concatenate_into_the_destination(vfolder: VFolderHandle) -> None:
+    import os
+
+    import anyio
+
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    quarter = len(data) // 4
+    pieces = [data[i * quarter : (i + 1) * quarter if i < 3 else None] for i in range(4)]
+    urls: list[str] = [""] * 4
+
+    async def upload_part(index: int) -> None:
+        created = await vfolder.client.post(
+            vfolder.url("uploads"),
+            headers={
+                **ALICE,
+                **TUS,
+                "Upload-Concat": "partial",
+                "Upload-Length": str(len(pieces[index])),
+            },
+        )
+        assert created.status_code == 201, created.text
+        url = created.headers["location"]
+        patched = await vfolder.client.patch(
+            url, headers={**ALICE, **TUS, **OCTETS, "Upload-Offset": "0"}, content=pieces[index]
+        )
+        assert patched.status_code == 204
+        urls[index] = url
+
+    async with anyio.create_task_group() as tg:
+        for i in range(4):
+            tg.start_soon(upload_part, i)
+    head = await vfolder.client.head(urls[0], headers={**ALICE, **TUS})
+    assert head.headers["upload-concat"] == "partial"
+    assert list(vfolder.root.iterdir()) == []  # parts are placed nowhere
+
+    final = await vfolder.client.post(
+        vfolder.url("uploads"),
+        headers={
+            **ALICE,
+            **TUS,
+            "Upload-Concat": "final;" + " ".join(urls),
+            "Upload-Metadata": meta(path="joined.bin"),
+        },
+    )
+    assert final.status_code == 201, final.text
+    assert (vfolder.root / "joined.bin").read_bytes() == data
+    final_head = await vfolder.client.head(final.headers["location"], headers={**ALICE, **TUS})
+    assert final_head.headers["upload-concat"].startswith("final;")
+    assert final_head.headers["upload-offset"] == str(len(data))
+    assert await vfolder.usage() == (len(data), 1)
+    staging = vfolder.root.parents[2] / ".staging"
+    assert list(staging.iterdir()) == []  # the parts were consumed
+
+    reused = await vfolder.client.post(
+        vfolder.url("uploads"),
+        headers={
+            **ALICE,
+            **TUS,
+            "Upload-Concat": "final;" + urls[0],
+            "Upload-Metadata": meta(path="again.bin"),
+        },
+    )
+    assert reused.status_code == 400
