@@ -40,6 +40,16 @@ class Metrics:
             ("action",),
             registry=self.registry,
         )
+        self.upload_bytes = Counter(
+            "storage_upload_bytes",
+            "Bytes received by resumable uploads and acknowledged",
+            registry=self.registry,
+        )
+        self.uploads_in_flight = Gauge(
+            "storage_uploads_in_flight",
+            "Resumable-upload requests currently streaming a body to disk",
+            registry=self.registry,
+        )
         self.trash_purged = Counter(
             "storage_trash_purged_total",
             "Deleted vfolder directories purged from a volume's trash",

@@ -37,6 +37,7 @@ def get_tus_service(runtime: RuntimeDep) -> TusService:
         volumes=runtime.volumes,
         max_size=runtime.settings.tus_max_size_bytes,
         expire_after=timedelta(seconds=runtime.settings.upload_expiry_seconds),
+        metrics=runtime.metrics,
     )
 
 

@@ -24,6 +24,7 @@ from app.auth.principal import Principal
 from app.auth.transfer import TransferOperation
 from app.errors import Conflict, Gone, InvalidRequest, NotFound, VFolderDeleted, VFolderNotFound
 from app.observability.context import bind_log_fields
+from app.observability.metrics import Metrics
 from app.permissions.policy import VFolderOperation
 from app.uploads.models import UploadRow, UploadStatus
 from app.uploads.protocol import (
@@ -139,7 +140,9 @@ class TusService:
         volumes: VolumeRegistry,
         max_size: int,
         expire_after: timedelta,
+        metrics: Metrics,
     ) -> None:
+        self._metrics = metrics
         self._sessions = sessions
         self._reader = reader
         self._volumes = volumes
@@ -382,7 +385,10 @@ class TusService:
                 )
             await anyio.to_thread.run_sync(staged.truncate, current.offset)
             limit = current.length if current.length is not None else self.max_size
-            written = await self._write_body(staged, body, room=limit - offset, checksum=checksum)
+            with self._metrics.uploads_in_flight.track_inprogress():
+                written = await self._write_body(
+                    staged, body, room=limit - offset, checksum=checksum
+                )
             async with self._sessions() as session, session.begin():
                 if not await UploadRepository(session).advance(
                     row.id, expected=offset, new_offset=offset + written
@@ -390,6 +396,7 @@ class TusService:
                     raise OffsetMismatch(f"upload {row.id} moved on meanwhile")
             row.offset = offset + written
             row.length = current.length
+            self._metrics.upload_bytes.inc(written)
         finally:
             await anyio.to_thread.run_sync(staged.close)
         if row.length is not None and row.offset == row.length:

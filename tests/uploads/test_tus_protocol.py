@@ -213,6 +213,9 @@ async def test_whole_flow_with_deferred_length_and_creation_with_upload(
         content=b"world",
     )
     assert done.status_code == 204 and done.headers["upload-offset"] == "11"
+    metrics = (await vfolder.client.get("/metrics")).text
+    assert "storage_upload_bytes_total 11.0" in metrics
+    assert "storage_uploads_in_flight 0.0" in metrics
     assert (vfolder.root / "deep" / "er" / "d.bin").read_bytes() == b"hello world"
     assert await vfolder.usage() == (11, 3)
     after = await vfolder.client.patch(
