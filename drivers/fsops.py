@@ -148,7 +148,7 @@ class StagedFile:
         self.fd = fd
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
