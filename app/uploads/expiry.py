@@ -8,6 +8,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.uploads.models import UploadStatus
@@ -15,6 +16,7 @@ from app.uploads.repository import UploadRepository
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
+from drivers.paths import parse_relative_path
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,51 @@ class UploadReaper:
             self._task = None
 
     async def _loop(self) -> None:
+        try:
+            await self.repair_interrupted_completions()
+        except Exception:
+            log.exception("upload repair pass failed")
         while True:
             try:
                 await self.run_once()
             except Exception:
                 log.exception("upload expiry pass failed")
             await asyncio.sleep(self._interval)
+
+    async def repair_interrupted_completions(self) -> int:
+        """An upload whose bytes were all acknowledged, whose staging file is gone and whose
+        destination exists was renamed into place by a process that died before its
+        transaction committed: count its usage now and mark it completed (exactly once: the
+        row is updated under its vfolder's lock, only while still active)."""
+        repaired = 0
+        async with self._sessions() as session:
+            candidates = [
+                (row.id, row.vfolder_id, row.staging_name, row.destination)
+                for row in await UploadRepository(session).finished_but_active()
+            ]
+        for upload_id, vfolder_id, staging_name, destination in candidates:
+            async with self._sessions() as session, session.begin():
+                vfolders = VFolderRepository(session)
+                vfolder = await vfolders.get_for_update(vfolder_id)
+                row = await UploadRepository(session).get(upload_id)
+                if vfolder is None or row is None or row.status != UploadStatus.ACTIVE.value:
+                    continue
+                files = self._volumes.get(vfolder.volume).files
+                staging = files.sync.layout.staging / staging_name
+                if await anyio.to_thread.run_sync(staging.exists):
+                    continue  # not finished after all: the client can still complete it
+                try:
+                    entry = await files.stat(vfolder_id, parse_relative_path(destination))
+                except DriverError:
+                    continue
+                await vfolders.add_usage(vfolder_id, bytes_delta=entry.size, count_delta=1)
+                row.status = UploadStatus.COMPLETED.value
+                repaired += 1
+                log.warning(
+                    "repaired an upload completed by a crashed process",
+                    extra={"upload_id": str(upload_id)},
+                )
+        return repaired
 
     async def run_once(self, *, now: datetime | None = None) -> int:
         """Expire what is due; returns how many uploads were removed."""

@@ -53,6 +53,18 @@ class UploadRepository:
         )
         return (await self._session.execute(stmt)).scalars().all()
 
+    async def finished_but_active(self, *, limit: int = 500) -> Sequence[UploadRow]:
+        stmt = (
+            select(UploadRow)
+            .where(
+                UploadRow.status == UploadStatus.ACTIVE.value,
+                UploadRow.length.is_not(None),
+                UploadRow.offset == UploadRow.length,
+            )
+            .limit(limit)
+        )
+        return (await self._session.execute(stmt)).scalars().all()
+
     async def expired(self, now: datetime, *, limit: int = 500) -> Sequence[UploadRow]:
         stmt = (
             select(UploadRow)

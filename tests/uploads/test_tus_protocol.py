@@ -402,3 +402,69 @@ async def test_parallel_parts_concatenate_into_the_destination(vfolder: VFolderH
         },
     )
     assert reused.status_code == 400
+
+
+async def test_a_completion_interrupted_by_a_crash_is_counted_once(
+    vfolder: VFolderHandle, settings: Settings
+) -> None:
+    import uuid
+
+    from sqlalchemy import update
+
+    from app.db.engine import create_engine, create_session_factory
+    from app.uploads.expiry import UploadReaper
+    from app.uploads.models import UploadRow
+    from app.volumes.registry import VolumeRegistry
+
+    url = await location(vfolder, 3, **{"Upload-Metadata": meta(path="crashed.bin")})
+    upload_id = uuid.UUID(url.rsplit("/", 1)[1])
+    staging = settings.data_dir / "volumes" / "local" / ".staging" / f"tus-{upload_id.hex}"
+    # What a process leaves when it dies between the rename and its commit: all bytes
+    # acknowledged, the file in place, the record still active, the usage not counted.
+    staging.write_bytes(b"abc")
+    staging.rename(vfolder.root / "crashed.bin")
+    engine = create_engine(settings.effective_database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(update(UploadRow).where(UploadRow.id == upload_id).values(offset=3))
+        reaper = UploadReaper(
+            sessions=create_session_factory(engine),
+            volumes=VolumeRegistry.from_config(settings.volumes()),
+            interval_seconds=60,
+        )
+        assert await reaper.repair_interrupted_completions() == 1
+        assert await reaper.repair_interrupted_completions() == 0
+    finally:
+        await engine.dispose()
+    assert await vfolder.usage() == (3, 1)
+    head = await vfolder.client.head(url, headers={**ALICE, **TUS})
+    assert head.headers["upload-offset"] == "3"
+
+
+async def test_cors_exposes_the_tus_headers(tmp_path: Any, database_url: str) -> None:
+    from tests.support.app import client_for, make_settings
+
+    settings = make_settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        cors_allow_origins=["https://app.example"],
+    )
+    async with client_for(settings) as client:
+        preflight = await client.options(
+            "/v1/vfolders/00000000-0000-4000-8000-000000000000/uploads/x",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        simple = await client.get("/health/live", headers={"Origin": "https://app.example"})
+        exposed = {
+            h.strip().lower() for h in simple.headers["access-control-expose-headers"].split(",")
+        }
+        assert {"upload-offset", "location", "upload-length", "tus-resumable"} <= exposed
+        assert {"upload-expires", "tus-version", "upload-metadata"} <= exposed
+        other = await client.get("/health/live", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
