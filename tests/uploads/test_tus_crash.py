@@ -6,6 +6,7 @@ import hashlib
 import os
 import secrets
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -112,6 +113,22 @@ def test_an_upload_started_on_one_node_is_resumed_on_another(tmp_path: Path) -> 
             assert head.headers["upload-offset"] == str(2 * MIB)
             stale = _patch(a.base_url, upload, 0, data[: 2 * MIB])
             assert stale.status_code == 409
-            assert _patch(b.base_url, upload, 2 * MIB, data[2 * MIB :]).status_code == 204
+            # Two nodes race to append the same bytes: exactly one may write them.
+            statuses: list[int] = []
+            threads = [
+                threading.Thread(
+                    target=lambda node=node: statuses.append(
+                        _patch(node, upload, 2 * MIB, data[2 * MIB : 4 * MIB]).status_code
+                    )
+                )
+                for node in (a.base_url, b.base_url)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(statuses)[0] == 204 and statuses.count(204) == 1, statuses
+            assert set(statuses) <= {204, 409, 423}
+            assert _patch(b.base_url, upload, 4 * MIB, data[4 * MIB :]).status_code == 204
             got = httpx.get(f"{a.base_url}{vfolder}/files/big.bin", headers=AUTH)
             assert got.content == data

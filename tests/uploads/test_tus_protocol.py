@@ -468,3 +468,30 @@ async def test_cors_exposes_the_tus_headers(tmp_path: Any, database_url: str) ->
         assert {"upload-expires", "tus-version", "upload-metadata"} <= exposed
         other = await client.get("/health/live", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+async def test_upload_transfer_tokens_are_scoped(vfolder: VFolderHandle) -> None:
+    minted = await vfolder.client.post(
+        vfolder.url("transfer-tokens"),
+        json={"operation": "upload", "path": "inbox", "prefix": True},
+        headers=ALICE,
+    )
+    token = {"Authorization": f"Bearer {minted.json()['token']}"}
+    inside = await vfolder.client.post(
+        vfolder.url("uploads"),
+        headers={**token, **TUS, "Upload-Length": "2", "Upload-Metadata": meta(path="inbox/a")},
+    )
+    assert inside.status_code == 201, inside.text
+    done = await vfolder.client.patch(
+        inside.headers["location"],
+        params={"token": minted.json()["token"]},
+        headers={**TUS, **OCTETS, "Upload-Offset": "0"},
+        content=b"ok",
+    )
+    assert done.status_code == 204
+    outside = await vfolder.client.post(
+        vfolder.url("uploads"),
+        headers={**token, **TUS, "Upload-Length": "2", "Upload-Metadata": meta(path="elsewhere")},
+    )
+    assert outside.status_code == 403
+    assert outside.json()["type"] == "/problems/transfer-token-scope"
