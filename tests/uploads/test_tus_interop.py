@@ -77,3 +77,53 @@ def test_tuspy_interrupted_and_resumed(live: Live, tmp_path: Path) -> None:
         "used_bytes": 20 * 1024 * 1024,
         "file_count": 2,
     }
+
+
+def test_four_parts_in_parallel_then_concatenated(live: Live, tmp_path: Path) -> None:
+    import base64
+    import threading
+
+    data = os.urandom(8 * 1024 * 1024 + 5)
+    quarter = len(data) // 4
+    pieces = [data[i * quarter : (i + 1) * quarter if i < 3 else None] for i in range(4)]
+    urls: list[str] = [""] * 4
+    tus_headers = {**live.headers, "Tus-Resumable": "1.0.0"}
+
+    def upload_part(index: int) -> None:
+        with httpx.Client(base_url=live.base_url, headers=tus_headers, timeout=60) as http:
+            created = http.post(
+                live.uploads_url,
+                headers={"Upload-Concat": "partial", "Upload-Length": str(len(pieces[index]))},
+            )
+            location = created.headers["location"]
+            patched = http.patch(
+                location,
+                headers={
+                    "Upload-Offset": "0",
+                    "Content-Type": "application/offset+octet-stream",
+                },
+                content=pieces[index],
+            )
+            assert patched.status_code == 204
+            urls[index] = location
+
+    threads = [threading.Thread(target=upload_part, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(urls)
+    final = httpx.post(
+        live.uploads_url,
+        headers={
+            **tus_headers,
+            "Upload-Concat": "final;" + " ".join(urls),
+            "Upload-Metadata": "path " + base64.b64encode(b"joined.bin").decode(),
+        },
+    )
+    assert final.status_code == 201, final.text
+    assert (
+        hashlib.sha256((live.root / "joined.bin").read_bytes()).digest()
+        == hashlib.sha256(data).digest()
+    )
+    assert list(live.staging.iterdir()) == []
