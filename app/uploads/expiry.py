@@ -3,14 +3,13 @@ terminated and the staging file removed, so their space comes back."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.background import PeriodicJob
 from app.uploads.models import UploadStatus
 from app.uploads.repository import UploadRepository
 from app.vfolders.repository import VFolderRepository
@@ -21,7 +20,9 @@ from drivers.paths import parse_relative_path
 log = logging.getLogger(__name__)
 
 
-class UploadReaper:
+class UploadReaper(PeriodicJob):
+    name = "upload-reaper"
+
     def __init__(
         self,
         *,
@@ -29,32 +30,12 @@ class UploadReaper:
         volumes: VolumeRegistry,
         interval_seconds: float,
     ) -> None:
+        super().__init__(interval_seconds=interval_seconds)
         self._sessions = sessions
         self._volumes = volumes
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="upload-reaper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        try:
-            await self.repair_interrupted_completions()
-        except Exception:
-            log.exception("upload repair pass failed")
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("upload expiry pass failed")
-            await asyncio.sleep(self._interval)
+    async def on_start(self) -> None:
+        await self.repair_interrupted_completions()
 
     async def repair_interrupted_completions(self) -> int:
         """An upload whose bytes were all acknowledged, whose staging file is gone and whose
@@ -91,7 +72,7 @@ class UploadReaper:
                 )
         return repaired
 
-    async def run_once(self, *, now: datetime | None = None) -> int:
+    async def run_once(self, now: datetime | None = None) -> int:
         """Expire what is due; returns how many uploads were removed."""
         async with self._sessions() as session:
             due = await UploadRepository(session).expired(now or datetime.now(UTC))

@@ -191,6 +191,31 @@ class TusService:
 
     # -- creation ------------------------------------------------------------------------
 
+    def _new_row(
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        *,
+        destination: RelativePath,
+        overwrite: bool,
+        length: int | None,
+        metadata_header: str,
+        concat: str | None,
+    ) -> UploadRow:
+        return UploadRow(
+            id=uuid.uuid4(),
+            vfolder_id=vfolder_id,
+            owner=_owner(principal),
+            destination=str(destination),
+            overwrite=overwrite,
+            length=length,
+            offset=0,
+            metadata_header=metadata_header,
+            status=UploadStatus.ACTIVE.value,
+            concat=concat,
+            expires_at=datetime.now(UTC) + self._expire_after,
+        )
+
     @implements("creation", "creation-with-upload", "creation-defer-length", "expiration")
     async def create(
         self,
@@ -221,18 +246,14 @@ class TusService:
             with contextlib.suppress(PathNotFound):
                 await driver.files.stat(vfolder_id, destination)
                 raise DestinationExists(f"{destination} exists (set overwrite to replace it)")
-        row = UploadRow(
-            id=uuid.uuid4(),
-            vfolder_id=vfolder_id,
-            owner=_owner(principal),
-            destination=str(destination),
+        row = self._new_row(
+            principal,
+            vfolder_id,
+            destination=destination,
             overwrite=overwrite,
             length=length,
-            offset=0,
             metadata_header=metadata_header,
-            status=UploadStatus.ACTIVE.value,
             concat="partial" if partial else None,
-            expires_at=datetime.now(UTC) + self._expire_after,
         )
         staged = await driver.files.open_staged(row.staging_name, create=True)
         await anyio.to_thread.run_sync(staged.close)
@@ -274,18 +295,14 @@ class TusService:
         length = sum(part.offset for part in parts)
         if length > self.max_size:
             raise UploadTooLarge(f"the parts exceed Tus-Max-Size {self.max_size}")
-        row = UploadRow(
-            id=uuid.uuid4(),
-            vfolder_id=vfolder_id,
-            owner=_owner(principal),
-            destination=str(destination),
+        row = self._new_row(
+            principal,
+            vfolder_id,
+            destination=destination,
             overwrite=overwrite,
             length=length,
-            offset=0,
             metadata_header=metadata_header,
-            status=UploadStatus.ACTIVE.value,
             concat="final;" + " ".join(concat.parts),
-            expires_at=datetime.now(UTC) + self._expire_after,
         )
         staged = await driver.files.open_staged(row.staging_name, create=True)
         try:

@@ -10,14 +10,13 @@ on the next pass, which runs at startup. Each entry is checked against the metad
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.background import PeriodicJob
 from app.observability.metrics import Metrics
 from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
@@ -31,7 +30,9 @@ log = logging.getLogger(__name__)
 RESTORE_GRACE_SECONDS = 600.0
 
 
-class TrashPurger:
+class TrashPurger(PeriodicJob):
+    name = "trash-purger"
+
     def __init__(
         self,
         *,
@@ -41,37 +42,12 @@ class TrashPurger:
         interval_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(interval_seconds=interval_seconds)
         self._volumes = volumes
         self._sessions = sessions
         self._metrics = metrics
-        self._interval = interval_seconds
         self._clock = clock
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._first_entry_seen: dict[str, float] = {}
-
-    def wake(self) -> None:
-        self._wakeup.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="trash-purger")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("trash purge pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._interval)
-            self._wakeup.clear()
 
     async def run_once(self) -> int:
         """One pass over every volume; returns how many directories were purged."""
