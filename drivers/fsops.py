@@ -148,7 +148,7 @@ class StagedFile:
         self.fd = fd
         self.size = 0
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)

@@ -434,22 +434,53 @@ class TusService:
         or a checksum mismatch cut the file back to where this PATCH began."""
         start = staged.size
         hasher = checksum.hasher() if checksum else None
-        buffer = bytearray()
         written = 0
+        # Double buffering: the network fills one fixed buffer while a worker thread writes
+        # the other, so receiving and writing overlap and memory never grows.
+        free_send, free_receive = anyio.create_memory_object_stream[bytearray](2)
+        full_send, full_receive = anyio.create_memory_object_stream[tuple[bytearray, int]](2)
+        for _ in range(2):
+            free_send.send_nowait(bytearray(WRITE_BUFFER_BYTES))
+
+        async def write_all() -> None:
+            async with full_receive:
+                async for block, used in full_receive:
+                    await anyio.to_thread.run_sync(staged.write, memoryview(block)[:used])
+                    await free_send.send(block)
+
+        async def receive_all() -> None:
+            nonlocal written
+            async with full_send:
+                block, used = await free_receive.receive(), 0
+                async for chunk in body:
+                    written += len(chunk)
+                    if written > room:
+                        raise UploadTooLarge("the body goes beyond Upload-Length or Tus-Max-Size")
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        take = min(len(view), WRITE_BUFFER_BYTES - used)
+                        block[used : used + take] = view[:take]
+                        used += take
+                        view = view[take:]
+                        if used == WRITE_BUFFER_BYTES:
+                            await full_send.send((block, used))
+                            block, used = await free_receive.receive(), 0
+                if used:
+                    await full_send.send((block, used))
+
         try:
-            async for chunk in body:
-                written += len(chunk)
-                if written > room:
-                    raise UploadTooLarge("the body goes beyond Upload-Length or Tus-Max-Size")
-                if hasher is not None:
-                    hasher.update(chunk)
-                buffer += chunk
-                if len(buffer) >= WRITE_BUFFER_BYTES:
-                    # The buffer is not touched again until the write returns: no copy.
-                    await anyio.to_thread.run_sync(staged.write, buffer)
-                    buffer.clear()
-            if buffer:
-                await anyio.to_thread.run_sync(staged.write, buffer)
+            try:
+                async with anyio.create_task_group() as transfer:
+                    transfer.start_soon(write_all)
+                    await receive_all()
+            except BaseExceptionGroup as group:
+                # One side failed (the body, or the disk); the other was cancelled.
+                raise group.exceptions[0] from None
+            finally:
+                free_send.close()
+                free_receive.close()
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch(f"{checksum.algorithm} of the PATCH body does not match")
             await anyio.to_thread.run_sync(staged.sync)
