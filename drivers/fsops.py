@@ -764,9 +764,6 @@ class PosixFileOps:
     async def concatenate_staged(self, target: StagedFile, parts: list[str]) -> None:
         await to_thread.run_sync(self.sync.concatenate_staged, target, parts)
 
-    async def write_staged(self, staged: StagedFile, data: bytes) -> None:
-        await to_thread.run_sync(staged.write, data)
-
     async def discard_staged(self, staged: StagedFile) -> None:
         await to_thread.run_sync(staged.discard)
 

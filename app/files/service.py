@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.auth.transfer import TransferMinter, TransferOperation
+from app.body_writer import write_body
 from app.errors import (
     InsufficientStorage,
     InvalidCursor,
@@ -66,8 +67,6 @@ from drivers.paths import RelativePath, parse_relative_path
 
 log = logging.getLogger(__name__)
 
-# Writes reach the disk in pieces this large: few thread hops, flat memory.
-WRITE_BUFFER_BYTES = 1024 * 1024
 LISTING_BATCH = 1000
 
 
@@ -314,14 +313,7 @@ class FilesService:
         staged = await files.create_staged()
         committed: Committed | None = None
         try:
-            buffer = bytearray()
-            async for chunk in body:
-                buffer += chunk
-                if len(buffer) >= WRITE_BUFFER_BYTES:
-                    await files.write_staged(staged, bytes(buffer))
-                    buffer.clear()
-            if buffer:
-                await files.write_staged(staged, bytes(buffer))
+            await write_body(staged, body)
             async with self._ledger(vfolder_id) as repository:
                 committed = await files.commit_staged(
                     staged, vfolder_id, rel, replace=replace, parents=parents, if_match=if_match

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.auth.transfer import TransferOperation
+from app.body_writer import write_body
 from app.errors import Conflict, Gone, InvalidRequest, NotFound, VFolderDeleted, VFolderNotFound
 from app.observability.context import bind_log_fields
 from app.observability.metrics import Metrics
@@ -50,9 +51,6 @@ from drivers.paths import RelativePath, parse_relative_path
 
 log = logging.getLogger(__name__)
 
-# Large enough for few thread hops and syscalls, small enough that many concurrent uploads
-# keep the server's memory flat.
-WRITE_BUFFER_BYTES = 2 * 1024 * 1024
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -434,53 +432,16 @@ class TusService:
         or a checksum mismatch cut the file back to where this PATCH began."""
         start = staged.size
         hasher = checksum.hasher() if checksum else None
-        written = 0
-        # Double buffering: the network fills one fixed buffer while a worker thread writes
-        # the other, so receiving and writing overlap and memory never grows.
-        free_send, free_receive = anyio.create_memory_object_stream[bytearray](2)
-        full_send, full_receive = anyio.create_memory_object_stream[tuple[bytearray, int]](2)
-        for _ in range(2):
-            free_send.send_nowait(bytearray(WRITE_BUFFER_BYTES))
-
-        async def write_all() -> None:
-            async with full_receive:
-                async for block, used in full_receive:
-                    await anyio.to_thread.run_sync(staged.write, memoryview(block)[:used])
-                    await free_send.send(block)
-
-        async def receive_all() -> None:
-            nonlocal written
-            async with full_send:
-                block, used = await free_receive.receive(), 0
-                async for chunk in body:
-                    written += len(chunk)
-                    if written > room:
-                        raise UploadTooLarge("the body goes beyond Upload-Length or Tus-Max-Size")
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        take = min(len(view), WRITE_BUFFER_BYTES - used)
-                        block[used : used + take] = view[:take]
-                        used += take
-                        view = view[take:]
-                        if used == WRITE_BUFFER_BYTES:
-                            await full_send.send((block, used))
-                            block, used = await free_receive.receive(), 0
-                if used:
-                    await full_send.send((block, used))
-
         try:
-            try:
-                async with anyio.create_task_group() as transfer:
-                    transfer.start_soon(write_all)
-                    await receive_all()
-            except BaseExceptionGroup as group:
-                # One side failed (the body, or the disk); the other was cancelled.
-                raise group.exceptions[0] from None
-            finally:
-                free_send.close()
-                free_receive.close()
+            written = await write_body(
+                staged,
+                body,
+                room=room,
+                too_large=lambda: UploadTooLarge(
+                    "the body goes beyond Upload-Length or Tus-Max-Size"
+                ),
+                hasher=hasher,
+            )
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch(f"{checksum.algorithm} of the PATCH body does not match")
             await anyio.to_thread.run_sync(staged.sync)
