@@ -13,55 +13,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-KEY = "bench-service-key-0123456789abcdef0123456789"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from live_server import KEY, live_server
+
 CONCURRENCY = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def server(workdir: Path, redis_url: str | None) -> Iterator[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE_")}
-    env.update(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING")
-    if redis_url:
-        env.update(STORAGE_REDIS_URL=redis_url, STORAGE_REDIS_KEY_PREFIX=f"bench-{os.getpid()}:")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait()
 
 
 async def rate(base: str, urls: list[str], headers: dict[str, str]) -> float:
@@ -122,8 +87,8 @@ def main() -> None:
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
                 try:
-                    with server(Path(tmp), redis_url) as base:
-                        results.append(measure(base, args.requests, Path(tmp)))
+                    with live_server(Path(tmp), redis_url=redis_url) as server:
+                        results.append(measure(server.base_url, args.requests, Path(tmp)))
                 except (httpx.HTTPError, AssertionError) as exc:
                     print(f"{label}: not measured: {exc}")
                     break

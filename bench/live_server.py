@@ -53,11 +53,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def live_server(workdir: Path) -> Iterator[LiveServer]:
-    """Started on the embedded SQLite in ``workdir``, with one vfolder owned by "bench"."""
+def live_server(workdir: Path, *, redis_url: str | None = None) -> Iterator[LiveServer]:
+    """Started on the embedded SQLite in ``workdir`` (and Redis when given), with one vfolder
+    owned by "bench"."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE_")}
     env.update(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING")
+    if redis_url:
+        env.update(STORAGE_REDIS_URL=redis_url, STORAGE_REDIS_KEY_PREFIX=f"bench-{port}:")
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         cwd=workdir,

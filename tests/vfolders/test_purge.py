@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db.engine import create_engine, create_session_factory
@@ -15,6 +18,18 @@ from app.vfolders.purge import RESTORE_GRACE_SECONDS, TrashPurger
 from app.volumes.registry import VolumeRegistry
 from tests.support.app import SERVICE, client_for
 from tests.support.polling import wait_until
+
+
+def _purger(
+    engine: AsyncEngine, volumes: VolumeRegistry, clock: Callable[[], float] = time.time
+) -> TrashPurger:
+    return TrashPurger(
+        volumes=volumes,
+        sessions=create_session_factory(engine),
+        metrics=Metrics(),
+        interval_seconds=60,
+        clock=clock,
+    )
 
 
 async def _create(settings: Settings, name: str) -> uuid.UUID:
@@ -71,13 +86,7 @@ async def test_trashed_directory_of_a_live_row_is_restored_after_grace(
     now = [1000.0]
     engine = create_engine(settings.effective_database_url)
     try:
-        purger = TrashPurger(
-            volumes=volumes,
-            sessions=create_session_factory(engine),
-            metrics=Metrics(),
-            interval_seconds=60,
-            clock=lambda: now[0],
-        )
+        purger = _purger(engine, volumes, clock=lambda: now[0])
         assert await purger.run_once() == 0
         assert not driver.vfolder_path(vfolder_id).exists()  # a delete may still be in flight
         now[0] += RESTORE_GRACE_SECONDS + 1
@@ -95,12 +104,7 @@ async def test_trash_entry_without_metadata_is_kept(settings: Settings) -> None:
     orphan.mkdir()
     engine = create_engine(settings.effective_database_url)
     try:
-        purger = TrashPurger(
-            volumes=volumes,
-            sessions=create_session_factory(engine),
-            metrics=Metrics(),
-            interval_seconds=60,
-        )
+        purger = _purger(engine, volumes)
         assert await purger.run_once() == 0
         assert orphan.is_dir()
     finally:
@@ -119,13 +123,7 @@ async def test_directories_deleted_from_a_live_vfolder_are_purged_after_grace(
     now = [1000.0]
     engine = create_engine(settings.effective_database_url)
     try:
-        purger = TrashPurger(
-            volumes=volumes,
-            sessions=create_session_factory(engine),
-            metrics=Metrics(),
-            interval_seconds=60,
-            clock=lambda: now[0],
-        )
+        purger = _purger(engine, volumes, clock=lambda: now[0])
         assert await purger.run_once() == 0  # perhaps a request is still removing it
         assert leftover.is_dir()
         now[0] += RESTORE_GRACE_SECONDS + 1
