@@ -145,6 +145,65 @@ class ServiceNotReady(DomainError):
     status = 503
 
 
+# -- sharing and resumable uploads (tus) ---------------------------------------------
+
+
+class UnsupportedVersion(DomainError):
+    problem_type = "/problems/tus-version"
+    title = "Unsupported Tus-Resumable version"
+    status = 412
+
+
+class UnsupportedMediaType(DomainError):
+    problem_type = "/problems/unsupported-media-type"
+    title = "Unsupported media type"
+    status = 415
+
+
+class OffsetMismatch(DomainError):
+    problem_type = "/problems/upload-offset-mismatch"
+    title = "Upload-Offset does not match"
+    status = 409
+
+
+class UploadTooLarge(DomainError):
+    problem_type = "/problems/upload-too-large"
+    title = "Upload larger than allowed"
+    status = 413
+
+
+class ChecksumMismatch(DomainError):
+    problem_type = "/problems/checksum-mismatch"
+    title = "Checksum mismatch"
+    status = 460
+
+
+class UploadLocked(DomainError):
+    problem_type = "/problems/upload-locked"
+    title = "Another request is writing this upload"
+    status = 423
+
+
+class UploadNotFound(NotFound):
+    problem_type = "/problems/upload-not-found"
+    title = "Upload not found"
+
+
+class UploadGone(Gone):
+    problem_type = "/problems/upload-gone"
+    title = "Upload terminated, expired or finished"
+
+
+class DestinationExists(Conflict):
+    problem_type = "/problems/path-exists"
+    title = "Path exists"
+
+
+class GrantNotFound(NotFound):
+    problem_type = "/problems/grant-not-found"
+    title = "Grant not found"
+
+
 # Driver errors are not domain errors (drivers know nothing of HTTP or of this module); this
 # table gives each its problem. Looked up along the exception's class hierarchy.
 DRIVER_PROBLEMS: dict[type[driver_errors.DriverError], tuple[str, str, int]] = {

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
 from app.db.session import ScheduleAfterCommit
-from app.errors import NotFound, VFolderDeleted, VFolderNotFound
+from app.errors import GrantNotFound, VFolderDeleted, VFolderNotFound
 from app.observability.context import bind_log_fields
 from app.permissions.models import GranteeType, Mode
 from app.permissions.policy import VFolderOperation, authorize
@@ -23,11 +23,6 @@ from app.vfolders.reader import VFolderReader, load_rules
 from app.vfolders.repository import VFolderRepository
 
 log = logging.getLogger("storage_proxy.audit")
-
-
-class GrantNotFound(NotFound):
-    problem_type = "/problems/grant-not-found"
-    title = "Grant not found"
 
 
 class GrantService:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import DomainError, InvalidRequest
+from app.errors import InvalidRequest, UnsupportedVersion
 
 TUS_VERSION = "1.0.0"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
@@ -37,42 +37,6 @@ CHECKSUMS: dict[str, Callable[[], Any]] = {
     "md5": hashlib.md5,
     "sha256": hashlib.sha256,
 }
-
-
-class UnsupportedVersion(DomainError):
-    problem_type = "/problems/tus-version"
-    title = "Unsupported Tus-Resumable version"
-    status = 412
-
-
-class UnsupportedMediaType(DomainError):
-    problem_type = "/problems/unsupported-media-type"
-    title = "Unsupported media type"
-    status = 415
-
-
-class OffsetMismatch(DomainError):
-    problem_type = "/problems/upload-offset-mismatch"
-    title = "Upload-Offset does not match"
-    status = 409
-
-
-class UploadTooLarge(DomainError):
-    problem_type = "/problems/upload-too-large"
-    title = "Upload larger than allowed"
-    status = 413
-
-
-class ChecksumMismatch(DomainError):
-    problem_type = "/problems/checksum-mismatch"
-    title = "Checksum mismatch"
-    status = 460
-
-
-class UploadLocked(DomainError):
-    problem_type = "/problems/upload-locked"
-    title = "Another request is writing this upload"
-    status = 423
 
 
 def check_resumable(value: str | None) -> None:

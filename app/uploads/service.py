@@ -23,20 +23,27 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.principal import Principal
 from app.auth.transfer import TransferOperation
 from app.body_writer import write_body
-from app.errors import Conflict, Gone, InvalidRequest, NotFound, VFolderDeleted, VFolderNotFound
+from app.errors import (
+    ChecksumMismatch,
+    DestinationExists,
+    InvalidRequest,
+    OffsetMismatch,
+    UnsupportedMediaType,
+    UploadGone,
+    UploadLocked,
+    UploadNotFound,
+    UploadTooLarge,
+    VFolderDeleted,
+    VFolderNotFound,
+)
 from app.observability.context import bind_log_fields
 from app.observability.metrics import Metrics
 from app.permissions.policy import VFolderOperation
 from app.uploads.models import UploadRow, UploadStatus
 from app.uploads.protocol import (
     OFFSET_CONTENT_TYPE,
-    ChecksumMismatch,
     Concat,
     ExpectedChecksum,
-    OffsetMismatch,
-    UnsupportedMediaType,
-    UploadLocked,
-    UploadTooLarge,
     parse_metadata,
 )
 from app.uploads.repository import UploadRepository
@@ -68,21 +75,6 @@ def implements(*names: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return method
 
     return register
-
-
-class UploadNotFound(NotFound):
-    problem_type = "/problems/upload-not-found"
-    title = "Upload not found"
-
-
-class UploadGone(Gone):
-    problem_type = "/problems/upload-gone"
-    title = "Upload terminated, expired or finished"
-
-
-class DestinationExists(Conflict):
-    problem_type = "/problems/path-exists"
-    title = "Path exists"
 
 
 @dataclass(frozen=True, slots=True)
