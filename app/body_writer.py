@@ -21,9 +21,11 @@ async def write_body(
     room: int | None = None,
     too_large: Callable[[], Exception] | None = None,
     hasher: Any = None,
+    before_write: Callable[[], None] | None = None,
 ) -> int:
     """Append ``body`` to ``staged``; returns the bytes written. More than ``room`` bytes
-    raises ``too_large()``; ``hasher`` (hashlib-like) sees every byte. Not synced."""
+    raises ``too_large()``; ``hasher`` (hashlib-like) sees every byte; ``before_write`` may
+    veto each write by raising. Not synced."""
     written = 0
     free_send, free_receive = anyio.create_memory_object_stream[bytearray](2)
     full_send, full_receive = anyio.create_memory_object_stream[tuple[bytearray, int]](2)
@@ -33,6 +35,8 @@ async def write_body(
     async def write_all() -> None:
         async with full_receive:
             async for block, used in full_receive:
+                if before_write is not None:
+                    before_write()
                 await anyio.to_thread.run_sync(staged.write, memoryview(block)[:used])
                 await free_send.send(block)
 

@@ -31,6 +31,8 @@ class DomainError(Exception):
     problem_type: ClassVar[str] = "/problems/internal"
     title: ClassVar[str] = "Internal error"
     status: ClassVar[int] = 500
+    # Seconds a client should wait before retrying, sent as Retry-After when set.
+    retry_after: ClassVar[int | None] = None
 
     # (operation, reason) when an access check refused the request: audited and counted.
     denial: tuple[str, str] | None = None
@@ -182,6 +184,18 @@ class UploadLocked(DomainError):
     problem_type = "/problems/upload-locked"
     title = "Another request is writing this upload"
     status = 423
+
+
+class UploadLockLost(UploadLocked):
+    problem_type = "/problems/upload-lock-lost"
+    title = "This request lost the upload's lock to another writer"
+
+
+class UploadLockUnavailable(DomainError):
+    problem_type = "/problems/upload-lock-unavailable"
+    title = "The upload lock service is unreachable; retry shortly"
+    status = 503
+    retry_after = 2
 
 
 class UploadNotFound(NotFound):

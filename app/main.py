@@ -32,6 +32,7 @@ from app.problems import install_problem_handlers
 from app.runtime import Runtime
 from app.swagger import install_swagger_ui
 from app.uploads.expiry import UploadReaper
+from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
 from app.uploads.router import router as uploads_router
 from app.uploads.tus_middleware import TusMiddleware
@@ -100,6 +101,12 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 authenticator=authenticator,
                 purger=purger,
                 vfolder_reader=VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds),
+                upload_locks=build_upload_locks(
+                    settings.redis_url,
+                    sessions,
+                    key_prefix=settings.redis_key_prefix,
+                    ttl_seconds=settings.upload_lock_ttl_seconds,
+                ),
             )
             reaper = UploadReaper(
                 sessions=sessions,
@@ -117,6 +124,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             finally:
                 await reaper.stop()
                 await purger.stop()
+                await app.state.runtime.upload_locks.close()
                 await cache.close()
         finally:
             await engine.dispose()

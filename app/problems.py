@@ -75,14 +75,16 @@ async def handle_domain_error(request: Request, exc: Exception) -> ProblemRespon
         log.error("request failed: %s", exc.detail, extra={"problem": exc.problem_type})
     elif exc.status == 401:
         log.warning("authentication refused: %s", exc.detail, extra={"audit": True})
-    headers = {"WWW-Authenticate": 'Bearer realm="storage-proxy"'} if exc.status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="storage-proxy"'} if exc.status == 401 else {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
     return problem_response(
         problem_type=exc.problem_type,
         title=exc.title,
         status=exc.status,
         detail=exc.detail,
         request_id=_request_id(request),
-        headers=headers,
+        headers=headers or None,
         **exc.extensions,
     )
 

@@ -10,6 +10,7 @@ from app.auth.tokens import Authenticator
 from app.cache import Cache
 from app.config import Settings
 from app.observability.metrics import Metrics
+from app.uploads.locks import UploadLocks
 from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
@@ -26,3 +27,4 @@ class Runtime:
     authenticator: Authenticator
     purger: TrashPurger
     vfolder_reader: VFolderReader
+    upload_locks: UploadLocks

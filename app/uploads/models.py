@@ -38,6 +38,11 @@ class UploadRow(Base):
     # Concatenation, as its Upload-Concat header: "partial" (a part, never placed itself) or
     # "final;<url> <url>…" (made of those parts).
     concat: Mapped[str | None] = mapped_column(Text, default=None)
+    # One writer at a time (app/uploads/locks.py): the fencing token of the latest lock holder,
+    # and the lease itself when the database is the lock (no Redis configured).
+    lock_fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    lock_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    lock_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.uploads.models import UploadRow, UploadStatus
@@ -28,18 +28,61 @@ class UploadRepository:
         )
         return (await self._session.execute(stmt)).scalar_one_or_none()
 
-    async def advance(self, upload_id: uuid.UUID, *, expected: int, new_offset: int) -> bool:
-        """Compare-and-set of the offset: False when another writer moved it meanwhile."""
+    async def advance(
+        self, upload_id: uuid.UUID, *, expected: int, new_offset: int, fence: int
+    ) -> bool:
+        """Compare-and-set of the offset, only for the latest lock holder: False when another
+        writer moved it meanwhile or took the lock over."""
         result = await self._session.execute(
             update(UploadRow)
             .where(
                 UploadRow.id == upload_id,
                 UploadRow.offset == expected,
+                UploadRow.lock_fence == fence,
                 UploadRow.status == UploadStatus.ACTIVE.value,
             )
             .values(offset=new_offset)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    async def next_fence(self, upload_id: uuid.UUID) -> int | None:
+        """A new fencing token, larger than every earlier one; None when no such upload."""
+        result = await self._session.execute(
+            update(UploadRow)
+            .where(UploadRow.id == upload_id)
+            .values(lock_fence=UploadRow.lock_fence + 1)
+            .returning(UploadRow.lock_fence)
+        )
+        return result.scalar_one_or_none()
+
+    async def take_lease(
+        self, upload_id: uuid.UUID, *, token: str, now: datetime, until: datetime
+    ) -> bool:
+        """The lease when it is free or expired."""
+        result = await self._session.execute(
+            update(UploadRow)
+            .where(
+                UploadRow.id == upload_id,
+                or_(UploadRow.lock_expires_at.is_(None), UploadRow.lock_expires_at < now),
+            )
+            .values(lock_token=token, lock_expires_at=until)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def renew_lease(self, upload_id: uuid.UUID, *, token: str, until: datetime) -> bool:
+        result = await self._session.execute(
+            update(UploadRow)
+            .where(UploadRow.id == upload_id, UploadRow.lock_token == token)
+            .values(lock_expires_at=until)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def release_lease(self, upload_id: uuid.UUID, *, token: str) -> None:
+        await self._session.execute(
+            update(UploadRow)
+            .where(UploadRow.id == upload_id, UploadRow.lock_token == token)
+            .values(lock_token=None, lock_expires_at=None)
+        )
 
     async def active_for(self, vfolder_id: uuid.UUID, owner: str) -> Sequence[UploadRow]:
         stmt = (

@@ -38,6 +38,7 @@ def get_tus_service(runtime: RuntimeDep) -> TusService:
         max_size=runtime.settings.tus_max_size_bytes,
         expire_after=timedelta(seconds=runtime.settings.upload_expiry_seconds),
         metrics=runtime.metrics,
+        locks=runtime.upload_locks,
     )
 
 

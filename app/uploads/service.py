@@ -4,8 +4,9 @@ usage ledger and the staging files.
 Durability: a PATCH's bytes are fsynced before its offset is recorded and before it is
 acknowledged; a PATCH that fails half-way is cut back to the last recorded offset by the next
 writer, so the offset always equals what is durably written. One writer at a time: an
-exclusive lock on the staging file, then the recorded offset is re-read under that lock and
-advanced with a compare-and-set. No database transaction is held while bytes flow."""
+upload lease across nodes (``app/uploads/locks.py``) and an exclusive lock on the staging file;
+the recorded offset is re-read under both and advanced with a compare-and-set that only the
+latest lease holder's fencing token passes. No database transaction is held while bytes flow."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from app.errors import (
     UnsupportedMediaType,
     UploadGone,
     UploadLocked,
+    UploadLockLost,
     UploadNotFound,
     UploadTooLarge,
     VFolderDeleted,
@@ -39,6 +41,7 @@ from app.errors import (
 from app.observability.context import bind_log_fields
 from app.observability.metrics import Metrics
 from app.permissions.policy import VFolderOperation
+from app.uploads.locks import UploadLease, UploadLocks
 from app.uploads.models import UploadRow, UploadStatus
 from app.uploads.protocol import (
     OFFSET_CONTENT_TYPE,
@@ -133,8 +136,10 @@ class TusService:
         max_size: int,
         expire_after: timedelta,
         metrics: Metrics,
+        locks: UploadLocks,
     ) -> None:
         self._metrics = metrics
+        self._locks = locks
         self._sessions = sessions
         self._reader = reader
         self._volumes = volumes
@@ -373,41 +378,46 @@ class TusService:
         body: AsyncIterator[bytes],
         checksum: ExpectedChecksum | None,
     ) -> UploadState:
-        files = driver.files
-        try:
-            staged = await files.open_staged(row.staging_name, create=False)
-        except PathNotFound:
-            raise UploadGone(f"upload {row.id} has no staging file any more") from None
-        try:
-            if not await anyio.to_thread.run_sync(staged.try_lock):
-                raise UploadLocked(f"upload {row.id} is being written by another request")
-            # Under the lock, the recorded offset is the truth; bytes past it were never
-            # acknowledged (a writer died mid-PATCH) and are cut off.
-            async with self._sessions() as session:
-                current = await UploadRepository(session).get(row.id)
-            if current is None or current.status != UploadStatus.ACTIVE.value:
-                raise UploadGone(f"upload {row.id} is no longer active")
-            if offset != current.offset:
-                raise OffsetMismatch(
-                    f"Upload-Offset {offset} does not match the upload's offset {current.offset}",
-                    offset=current.offset,
-                )
-            await anyio.to_thread.run_sync(staged.truncate, current.offset)
-            limit = current.length if current.length is not None else self.max_size
-            with self._metrics.uploads_in_flight.track_inprogress():
-                written = await self._write_body(
-                    staged, body, room=limit - offset, checksum=checksum
-                )
-            async with self._sessions() as session, session.begin():
-                if not await UploadRepository(session).advance(
-                    row.id, expected=offset, new_offset=offset + written
-                ):
-                    raise OffsetMismatch(f"upload {row.id} moved on meanwhile")
-            row.offset = offset + written
-            row.length = current.length
-            self._metrics.upload_bytes.inc(written)
-        finally:
-            await anyio.to_thread.run_sync(staged.close)
+        async with self._locks.hold(row.id) as lease:
+            try:
+                staged = await driver.files.open_staged(row.staging_name, create=False)
+            except PathNotFound:
+                raise UploadGone(f"upload {row.id} has no staging file any more") from None
+            try:
+                # The lease keeps other nodes out; the kernel lock on the file also keeps out
+                # a writer of this node that stalled past its lease and has not noticed yet.
+                if not await anyio.to_thread.run_sync(staged.try_lock):
+                    raise UploadLocked(f"upload {row.id} is being written by another request")
+                # Under the lock, the recorded offset is the truth; bytes past it were never
+                # acknowledged (a writer died mid-PATCH) and are cut off.
+                async with self._sessions() as session:
+                    current = await UploadRepository(session).get(row.id)
+                if current is None or current.status != UploadStatus.ACTIVE.value:
+                    raise UploadGone(f"upload {row.id} is no longer active")
+                if offset != current.offset:
+                    raise OffsetMismatch(
+                        f"Upload-Offset {offset} does not match the upload's offset "
+                        f"{current.offset}",
+                        offset=current.offset,
+                    )
+                await anyio.to_thread.run_sync(staged.truncate, current.offset)
+                limit = current.length if current.length is not None else self.max_size
+                with self._metrics.uploads_in_flight.track_inprogress():
+                    written = await self._write_body(
+                        staged, body, room=limit - offset, checksum=checksum, lease=lease
+                    )
+                async with self._sessions() as session, session.begin():
+                    if not await UploadRepository(session).advance(
+                        row.id, expected=offset, new_offset=offset + written, fence=lease.fence
+                    ):
+                        raise OffsetMismatch(
+                            f"upload {row.id} moved on meanwhile", offset=current.offset
+                        )
+                row.offset = offset + written
+                row.length = current.length
+                self._metrics.upload_bytes.inc(written)
+            finally:
+                await anyio.to_thread.run_sync(staged.close)
         if row.length is not None and row.offset == row.length:
             return await self._finish(row, driver)
         return UploadState.of(row)
@@ -419,6 +429,7 @@ class TusService:
         *,
         room: int,
         checksum: ExpectedChecksum | None,
+        lease: UploadLease,
     ) -> int:
         """Stream the body to the staging file in large writes and fsync it. Too many bytes
         or a checksum mismatch cut the file back to where this PATCH began."""
@@ -433,10 +444,14 @@ class TusService:
                     "the body goes beyond Upload-Length or Tus-Max-Size"
                 ),
                 hasher=hasher,
+                before_write=lease.check,
             )
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch(f"{checksum.algorithm} of the PATCH body does not match")
             await anyio.to_thread.run_sync(staged.sync)
+            lease.check()
+        except UploadLockLost:
+            raise  # the file may be another writer's by now: leave it to them
         except BaseException:
             with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
                 await anyio.to_thread.run_sync(staged.truncate, start)

@@ -55,9 +55,20 @@ def _patch(base_url: str, upload: str, offset: int, data: bytes) -> httpx.Respon
     )
 
 
+def _patch_once_the_lease_expires(base_url: str, upload: str, offset: int, data: bytes) -> int:
+    """The killed node's lease on the upload outlives it by up to its TTL: 423 until then."""
+    deadline = time.monotonic() + 15
+    while (status := _patch(base_url, upload, offset, data).status_code) == 423:
+        assert time.monotonic() < deadline, "the dead writer's lease never expired"
+        time.sleep(0.25)
+    return status
+
+
 def test_kill_9_during_a_patch_loses_nothing_acknowledged(tmp_path: Path) -> None:
     data = os.urandom(24 * MIB)
-    env = clean_environment(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment(
+        STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING", STORAGE_UPLOAD_LOCK_TTL_SECONDS="2"
+    )
     with serving(cwd=tmp_path, env=env) as server:
         vfolder = _vfolder(server.base_url)
         upload = _create(server.base_url, vfolder, len(data))
@@ -81,7 +92,8 @@ def test_kill_9_during_a_patch_loses_nothing_acknowledged(tmp_path: Path) -> Non
         assert head.status_code == 200
         offset = int(head.headers["upload-offset"])
         assert offset == 8 * MIB  # exactly what was acknowledged
-        assert _patch(restarted.base_url, upload, offset, data[offset:]).status_code == 204
+        resumed = _patch_once_the_lease_expires(restarted.base_url, upload, offset, data[offset:])
+        assert resumed == 204
         hex_id = uuid.UUID(vfolder.rsplit("/", 1)[1]).hex
         target = tmp_path / "var" / "volumes" / "local" / hex_id[:2] / hex_id[2:4] / hex_id
         assert (

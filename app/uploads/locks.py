@@ -1,0 +1,203 @@
+"""One writer per upload across every node: a lease with expiry and renewal, plus a fencing
+token.
+
+The lease lives in Redis when it is configured (``SET NX PX``, renewed and released only by
+the token that took it), otherwise in the upload's database row. Either way, whoever takes the
+lease then draws a new fencing token from the upload's row; the offset only advances for the
+latest token (``UploadRepository.advance``), so a writer that stalled past its lease can never
+acknowledge bytes. It also stops writing by itself: ``UploadLease.check`` fails once the time
+it can be sure of holding the lease has run out, counted from before each renewal was sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import anyio
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.errors import UploadGone, UploadLocked, UploadLockLost, UploadLockUnavailable
+from app.uploads.repository import UploadRepository
+
+log = logging.getLogger(__name__)
+
+# The share of the lease a holder trusts: the rest absorbs clock drift between this node and
+# the lock's keeper, and the time a write already under way takes to finish.
+TRUSTED_SHARE = 0.75
+RENEWALS_PER_LEASE = 3
+
+
+class LeaseStore(Protocol):
+    """Where leases live: taken only when free, renewed and released only by their token."""
+
+    async def take(self, upload_id: uuid.UUID, token: str, ttl: float) -> bool: ...
+
+    async def renew(self, upload_id: uuid.UUID, token: str, ttl: float) -> bool: ...
+
+    async def release(self, upload_id: uuid.UUID, token: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class UploadLease:
+    """Held by one request while it writes an upload."""
+
+    def __init__(self, upload_id: uuid.UUID, fence: int, trusted_until: float) -> None:
+        self.upload_id = upload_id
+        self.fence = fence
+        self.trusted_until = trusted_until
+
+    def check(self) -> None:
+        """Raises once this holder can no longer be sure the lease is still its own."""
+        if time.monotonic() >= self.trusted_until:
+            raise UploadLockLost(f"the lock on upload {self.upload_id} expired mid-write")
+
+
+class UploadLocks:
+    def __init__(
+        self, store: LeaseStore, sessions: async_sessionmaker[AsyncSession], *, ttl_seconds: float
+    ) -> None:
+        self.store = store
+        self._sessions = sessions
+        self.ttl = ttl_seconds
+
+    @contextlib.asynccontextmanager
+    async def hold(self, upload_id: uuid.UUID) -> AsyncIterator[UploadLease]:
+        """The upload's lease for the duration of the block, renewed in the background;
+        ``UploadLocked`` at once when another request holds it."""
+        token = secrets.token_hex(16)
+        sent_at = time.monotonic()
+        if not await self.store.take(upload_id, token, self.ttl):
+            raise UploadLocked(f"upload {upload_id} is being written by another request")
+        try:
+            async with self._sessions() as session, session.begin():
+                fence = await UploadRepository(session).next_fence(upload_id)
+            if fence is None:
+                raise UploadGone(f"upload {upload_id} no longer exists")
+            lease = UploadLease(upload_id, fence, sent_at + self.ttl * TRUSTED_SHARE)
+            try:
+                async with anyio.create_task_group() as renewals:
+                    renewals.start_soon(self._keep_renewed, lease, token)
+                    try:
+                        yield lease
+                    finally:
+                        renewals.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # The block failed; the renewals never raise.
+                raise group.exceptions[0] from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.store.release(upload_id, token)
+                except Exception:  # it expires by itself
+                    log.warning("could not release the lock of upload %s", upload_id, exc_info=True)
+
+    async def _keep_renewed(self, lease: UploadLease, token: str) -> None:
+        while True:
+            await anyio.sleep(self.ttl / RENEWALS_PER_LEASE)
+            sent_at = time.monotonic()
+            try:
+                renewed = await self.store.renew(lease.upload_id, token, self.ttl)
+            except Exception as exc:
+                log.warning("renewing the lock of upload %s failed: %s", lease.upload_id, exc)
+                continue  # the lease runs out on its own unless a later renewal succeeds
+            if not renewed:
+                log.warning("the lock of upload %s was taken over", lease.upload_id)
+                lease.trusted_until = -math.inf
+                return
+            lease.trusted_until = sent_at + self.ttl * TRUSTED_SHARE
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+class RedisLeaseStore:
+    """Leases as Redis keys whose value is the holder's token."""
+
+    # Renew or release only when the key still holds our token (atomically, in Redis).
+    _RENEW = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+    )
+    _RELEASE = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then "
+        "return redis.call('del', KEYS[1]) else return 0 end"
+    )
+
+    def __init__(self, url: str, *, key_prefix: str) -> None:
+        self._redis: Redis = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._prefix = key_prefix
+
+    def _key(self, upload_id: uuid.UUID) -> str:
+        return f"{self._prefix}upload-lock:{upload_id}"
+
+    async def take(self, upload_id: uuid.UUID, token: str, ttl: float) -> bool:
+        try:
+            return bool(await self._redis.set(self._key(upload_id), token, nx=True, px=_ms(ttl)))
+        except (RedisError, OSError) as exc:
+            raise UploadLockUnavailable(f"redis: {exc}") from exc
+
+    async def renew(self, upload_id: uuid.UUID, token: str, ttl: float) -> bool:
+        result = self._redis.eval(self._RENEW, 1, self._key(upload_id), token, _ms(ttl))
+        return bool(await result)
+
+    async def release(self, upload_id: uuid.UUID, token: str) -> None:
+        await self._redis.eval(self._RELEASE, 1, self._key(upload_id), token)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class DatabaseLeaseStore:
+    """Leases in the upload's row, for deployments without Redis."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def take(self, upload_id: uuid.UUID, token: str, ttl: float) -> bool:
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            return await UploadRepository(session).take_lease(
+                upload_id, token=token, now=now, until=now + timedelta(seconds=ttl)
+            )
+
+    async def renew(self, upload_id: uuid.UUID, token: str, ttl: float) -> bool:
+        until = datetime.now(UTC) + timedelta(seconds=ttl)
+        async with self._sessions() as session, session.begin():
+            return await UploadRepository(session).renew_lease(upload_id, token=token, until=until)
+
+    async def release(self, upload_id: uuid.UUID, token: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await UploadRepository(session).release_lease(upload_id, token=token)
+
+    async def close(self) -> None:
+        pass
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def build_upload_locks(
+    redis_url: str | None,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    key_prefix: str,
+    ttl_seconds: float,
+) -> UploadLocks:
+    store: LeaseStore = (
+        RedisLeaseStore(redis_url, key_prefix=key_prefix)
+        if redis_url
+        else DatabaseLeaseStore(sessions)
+    )
+    return UploadLocks(store, sessions, ttl_seconds=ttl_seconds)
