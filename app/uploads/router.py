@@ -30,6 +30,17 @@ router = APIRouter(prefix="/v1/vfolders/{vfolder_id}/uploads", tags=["uploads"])
 TusResumable = Annotated[str | None, Header(alias="Tus-Resumable")]
 
 
+def _offset_octets_body(*, required: bool) -> dict[str, object]:
+    """The tus body as a request body of the spec. Generators that do not know the media type
+    map it to application/octet-stream (see openapi/openapi-python-client.yaml)."""
+    return {
+        "requestBody": {
+            "required": required,
+            "content": {OFFSET_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    }
+
+
 def get_tus_service(runtime: RuntimeDep) -> TusService:
     return TusService(
         sessions=runtime.sessions,
@@ -84,8 +95,9 @@ async def options(vfolder_id: UUID, service: TusServiceDep) -> Response:
     response_class=Response,
     responses={
         201: {"description": "Created; `Location` names the upload"},
-        **problem_responses(400, 403, 404, 409, 412, 413, 415),
+        **problem_responses(400, 403, 404, 409, 412, 413, 415, 423),
     },
+    openapi_extra=_offset_octets_body(required=False),
 )
 async def create(
     vfolder_id: UUID,
@@ -152,7 +164,8 @@ async def head(
     operation_id="uploads-append",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(400, 403, 404, 409, 410, 412, 413, 415, 423, 460),
+    responses=problem_responses(400, 403, 404, 409, 410, 412, 413, 415, 423, 460, 503),
+    openapi_extra=_offset_octets_body(required=True),
 )
 async def append(
     vfolder_id: UUID,
@@ -166,8 +179,8 @@ async def append(
     upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum")] = None,
 ) -> Response:
     """Append the body (`Content-Type: application/offset+octet-stream`) at `Upload-Offset`;
-    acknowledged only once the bytes are on disk (fsync). For tus clients: SDK generators do
-    not know that media type, so the body is described here rather than declared."""
+    acknowledged only once the bytes are on disk (fsync). One writer at a time: a concurrent
+    PATCH gets 423 (retry after `Retry-After`)."""
     check_resumable(tus_resumable)
     offset = parse_length(upload_offset, name="Upload-Offset")
     if offset is None:
