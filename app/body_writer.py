@@ -1,6 +1,7 @@
-"""Request bodies to staging files: the network fills one fixed buffer while a worker thread
-writes the other, so receiving and writing overlap, nothing blocks the event loop and memory
-stays at two buffers per transfer whatever the size."""
+"""Request bodies to staging files: the network fills one batch of chunks while a worker thread
+writes the previous one with a single ``writev``, so receiving and writing overlap, nothing
+blocks the event loop, the chunks the server received are written without being copied again,
+and memory stays at a few batches per transfer whatever the size."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import anyio
 
 from drivers.fsops import StagedFile
 
-BUFFER_BYTES = 2 * 1024 * 1024
+BATCH_BYTES = 2 * 1024 * 1024
 
 
 async def write_body(
@@ -27,40 +28,34 @@ async def write_body(
     raises ``too_large()``; ``hasher`` (hashlib-like) sees every byte; ``before_write`` may
     veto each write by raising. Not synced."""
     written = 0
-    free_send, free_receive = anyio.create_memory_object_stream[bytearray](2)
-    full_send, full_receive = anyio.create_memory_object_stream[tuple[bytearray, int]](2)
-    for _ in range(2):
-        free_send.send_nowait(bytearray(BUFFER_BYTES))
+    # One batch being written, one waiting, one being received: at most three in memory.
+    batch_send, batch_receive = anyio.create_memory_object_stream[list[bytes]](1)
 
     async def write_all() -> None:
-        async with full_receive:
-            async for block, used in full_receive:
+        async with batch_receive:
+            async for batch in batch_receive:
                 if before_write is not None:
                     before_write()
-                await anyio.to_thread.run_sync(staged.write, memoryview(block)[:used])
-                await free_send.send(block)
+                await anyio.to_thread.run_sync(staged.write_chunks, batch)
 
     async def receive_all() -> None:
         nonlocal written
-        async with full_send:
-            block, used = await free_receive.receive(), 0
+        async with batch_send:
+            batch: list[bytes] = []
+            batched = 0
             async for chunk in body:
                 written += len(chunk)
                 if room is not None and written > room:
                     raise too_large() if too_large else ValueError("body too large")
                 if hasher is not None:
                     hasher.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    take = min(len(view), BUFFER_BYTES - used)
-                    block[used : used + take] = view[:take]
-                    used += take
-                    view = view[take:]
-                    if used == BUFFER_BYTES:
-                        await full_send.send((block, used))
-                        block, used = await free_receive.receive(), 0
-            if used:
-                await full_send.send((block, used))
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= BATCH_BYTES:
+                    await batch_send.send(batch)
+                    batch, batched = [], 0
+            if batch:
+                await batch_send.send(batch)
 
     try:
         async with anyio.create_task_group() as transfer:
@@ -69,7 +64,4 @@ async def write_body(
     except BaseExceptionGroup as group:
         # One side failed (the body, or the disk); the other was cancelled.
         raise group.exceptions[0] from None
-    finally:
-        free_send.close()
-        free_receive.close()
     return written

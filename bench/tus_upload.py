@@ -8,6 +8,7 @@ server's peak RSS throughout.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import subprocess
@@ -123,16 +124,20 @@ def main() -> None:
         rss_before = server.rss_kib()
         dd, chunked, single, parallel = [], [], [], []
         for run in range(args.runs):
+            # Each figure starts with no dirty pages left over from the step before.
+            os.sync()
             dd.append(dd_mib_s(source, server.volume_root / f"dd-{run}.bin", args.size_mib))
+            os.sync()
             chunked.append(
                 args.size_mib
                 / timed(
                     lambda r=run: tus_upload(server, source, size, 64 * MIB, f"chunked-{r}.bin")
                 )
             )
+            os.sync()
             single.append(
                 args.size_mib
-                / timed(lambda r=run: tus_upload(server, source, size, size, f"single-{r}.bin"))
+                / timed(lambda r=run: curl_single_patch(server, source, size, f"single-{r}.bin"))
             )
             each = min(128 * MIB, size)
             threads = [
@@ -141,6 +146,7 @@ def main() -> None:
                 )
                 for i in range(8)
             ]
+            os.sync()
             began = time.perf_counter()
             for thread in threads:
                 thread.start()

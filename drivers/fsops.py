@@ -54,6 +54,7 @@ O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 FILE_MODE = 0o644
 DIR_MODE = 0o755
+IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers one writev takes
 # Names of one directory held in memory at once while listing in sorted order; bigger
 # directories are read in several sorted passes, so memory stays bounded.
 SORT_BATCH = 131_072
@@ -148,12 +149,21 @@ class StagedFile:
         self.fd = fd
         self.size = 0
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        self.size += len(data)
+    def write_chunks(self, chunks: list[bytes]) -> None:
+        """All of ``chunks``, in order, in as few system calls as the kernel allows."""
+        pending = [memoryview(chunk) for chunk in chunks if chunk]
+        start = self.size
+        while pending:
+            done = os.writev(self.fd, pending[:IOV_MAX])
+            self.size += done
+            while pending and done >= len(pending[0]):
+                done -= len(pending.pop(0))
+            if done:
+                pending[0] = pending[0][done:]
+        # Linux starts writing these pages back now (and drops the ones already written), so
+        # the fsync that acknowledges an upload finds little left to do, and an upload does
+        # not push everything else out of the page cache.
+        os.posix_fadvise(self.fd, start, self.size - start, os.POSIX_FADV_DONTNEED)
 
     def truncate(self, length: int) -> None:
         """Back to ``length`` bytes: drops what was written but never acknowledged."""
