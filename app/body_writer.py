@@ -1,5 +1,5 @@
 """Request bodies to staging files: the network fills one batch of chunks while a worker thread
-writes the previous one with a single ``writev``, so receiving and writing overlap, nothing
+writes the previous one with one ``writev``, so receiving and writing overlap, nothing
 blocks the event loop, the chunks the server received are written without being copied again,
 and memory stays at a few batches per transfer whatever the size."""
 
@@ -12,7 +12,7 @@ import anyio
 
 from drivers.fsops import StagedFile
 
-BATCH_BYTES = 2 * 1024 * 1024
+BATCH_BYTES = 1024 * 1024
 
 
 async def write_body(

@@ -1,6 +1,7 @@
 """Resumable-upload speed: 1 GiB in 64 MiB PATCHes, 1 GiB in one PATCH, and 8 concurrent
 128 MiB uploads, against `dd ... conv=fsync` into the same volume in the same run; the
-server's peak RSS throughout.
+server's peak RSS throughout. A second baseline, a bare Python socket-to-file copy, shows what
+any Python server can reach on this machine.
 
     .venv/bin/python bench/tus_upload.py [--size-mib 1024] [--runs 3]
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -101,6 +103,38 @@ def dd_mib_s(source: Path, target: Path, size_mib: int) -> float:
     return size_mib / elapsed
 
 
+def raw_socket_mib_s(source: Path, target: Path, size_mib: int) -> float:
+    """The ceiling for any Python receiver on this machine: bytes from a socket (sent with
+    sendfile by another process) to a file in 1 MiB writes, then fsync; no HTTP at all."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        sender = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import socket, sys\n"
+                f"c = socket.create_connection(('127.0.0.1', {port}))\n"
+                f"c.sendfile(open({str(source)!r}, 'rb'))\n"
+                "c.shutdown(socket.SHUT_WR)\nc.recv(1)",
+            ]
+        )
+        began = time.perf_counter()
+        conn, _ = listener.accept()
+        with conn, target.open("wb") as out:
+            buffer = memoryview(bytearray(MIB))
+            while received := conn.recv_into(buffer):
+                out.write(buffer[:received])
+            out.flush()
+            os.fsync(out.fileno())
+            conn.sendall(b"k")
+        elapsed = time.perf_counter() - began
+        sender.wait()
+    target.unlink()
+    return size_mib / elapsed
+
+
 def timed(action: object) -> float:
     began = time.perf_counter()
     assert callable(action)
@@ -122,11 +156,15 @@ def main() -> None:
                 out.write(block)
         server.reset_peak()
         rss_before = server.rss_kib()
-        dd, chunked, single, parallel = [], [], [], []
+        dd, raw, chunked, single, parallel = [], [], [], [], []
         for run in range(args.runs):
             # Each figure starts with no dirty pages left over from the step before.
             os.sync()
             dd.append(dd_mib_s(source, server.volume_root / f"dd-{run}.bin", args.size_mib))
+            os.sync()
+            raw.append(
+                raw_socket_mib_s(source, server.volume_root / f"raw-{run}.bin", args.size_mib)
+            )
             os.sync()
             chunked.append(
                 args.size_mib
@@ -160,6 +198,12 @@ def main() -> None:
         dd_med = statistics.median(dd)
         print(f"\n== tus uploads, median of {args.runs} runs")
         print(f"{'dd conv=fsync (baseline)':<34}{dd_med:>8.0f} MiB/s")
+        raw_med = statistics.median(raw)
+        share = raw_med / dd_med
+        print(
+            f"{'socket -> file, Python, no HTTP':<34}{raw_med:>8.0f} MiB/s  = {share:.0%} of dd"
+            " (what a Python server can reach)"
+        )
         for label, values in (
             (f"{args.size_mib} MiB in 64 MiB PATCHes", chunked),
             (f"{args.size_mib} MiB in one PATCH (curl)", single),
