@@ -5,7 +5,7 @@ and memory stays at a few batches per transfer whatever the size."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -23,10 +23,12 @@ async def write_body(
     too_large: Callable[[], Exception] | None = None,
     hasher: Any = None,
     before_write: Callable[[], None] | None = None,
+    on_batch: Callable[[int], Awaitable[None]] | None = None,
 ) -> int:
     """Append ``body`` to ``staged``; returns the bytes written. More than ``room`` bytes
     raises ``too_large()``; ``hasher`` (hashlib-like) sees every byte; ``before_write`` may
-    veto each write by raising. Not synced."""
+    veto each write by raising; ``on_batch`` sees the running total before each batch is
+    written (to reserve quota for it) and may refuse it by raising. Not synced."""
     written = 0
     # One batch being written, one waiting, one being received: at most three in memory.
     batch_send, batch_receive = anyio.create_memory_object_stream[list[bytes]](1)
@@ -52,9 +54,13 @@ async def write_body(
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= BATCH_BYTES:
+                    if on_batch is not None:
+                        await on_batch(written)
                     await batch_send.send(batch)
                     batch, batched = [], 0
             if batch:
+                if on_batch is not None:
+                    await on_batch(written)
                 await batch_send.send(batch)
 
     try:

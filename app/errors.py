@@ -118,6 +118,12 @@ class RequestAborted(DomainError):
     status = 400
 
 
+class QuotaExceeded(DomainError):
+    problem_type = "/problems/quota-exceeded"
+    title = "Quota exceeded"
+    status = 413
+
+
 class InsufficientStorage(DomainError):
     problem_type = "/problems/insufficient-storage"
     title = "Insufficient storage"
@@ -225,6 +231,11 @@ DRIVER_PROBLEMS: dict[type[driver_errors.DriverError], tuple[str, str, int]] = {
     driver_errors.BackendUnavailable: (
         StorageUnavailable.problem_type,
         StorageUnavailable.title,
+        503,
+    ),
+    driver_errors.BackendCommandFailed: (
+        "/problems/storage-command-failed",
+        "A storage backend command failed",
         503,
     ),
     driver_errors.VFolderDirectoryMissing: (

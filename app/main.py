@@ -29,6 +29,9 @@ from app.observability.middleware import RequestContextMiddleware
 from app.openapi_docs import install_openapi
 from app.permissions.router import router as grants_router
 from app.problems import install_problem_handlers
+from app.quotas.ledger import QuotaLedger
+from app.quotas.reconcile import ReconcileJob, Reconciler
+from app.quotas.router import router as quotas_router
 from app.runtime import Runtime
 from app.swagger import install_swagger_ui
 from app.uploads.expiry import UploadReaper
@@ -91,6 +94,15 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 metrics=metrics,
                 interval_seconds=settings.trash_purge_interval_seconds,
             )
+            quota_ledger = QuotaLedger(sessions, metrics)
+            reconciler = Reconciler(
+                sessions=sessions, volumes=volumes, ledger=quota_ledger, metrics=metrics
+            )
+            reconcile_job = ReconcileJob(
+                reconciler,
+                volumes.names(),
+                interval_seconds=settings.quota_reconcile_interval_seconds,
+            )
             app.state.runtime = Runtime(
                 settings=settings,
                 engine=engine,
@@ -107,6 +119,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                     key_prefix=settings.redis_key_prefix,
                     ttl_seconds=settings.upload_lock_ttl_seconds,
                 ),
+                quota_ledger=quota_ledger,
+                reconciler=reconciler,
             )
             reaper = UploadReaper(
                 sessions=sessions,
@@ -115,6 +129,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             )
             purger.start()
             reaper.start()
+            reconcile_job.start()
             log.info(
                 "storage-proxy ready",
                 extra={"env": settings.effective_env, "volumes": volumes.names()},
@@ -122,6 +137,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             try:
                 yield
             finally:
+                await reconcile_job.stop()
                 await reaper.stop()
                 await purger.stop()
                 await app.state.runtime.upload_locks.close()
@@ -158,6 +174,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(files_router)
     app.include_router(grants_router)
     app.include_router(uploads_router)
+    app.include_router(quotas_router)
     install_swagger_ui(app, title=TITLE)
     install_openapi(app)
 

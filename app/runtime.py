@@ -10,6 +10,8 @@ from app.auth.tokens import Authenticator
 from app.cache import Cache
 from app.config import Settings
 from app.observability.metrics import Metrics
+from app.quotas.ledger import QuotaLedger
+from app.quotas.reconcile import Reconciler
 from app.uploads.locks import UploadLocks
 from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
@@ -28,3 +30,5 @@ class Runtime:
     purger: TrashPurger
     vfolder_reader: VFolderReader
     upload_locks: UploadLocks
+    quota_ledger: QuotaLedger
+    reconciler: Reconciler

@@ -10,6 +10,25 @@ class BackendUnavailable(DriverError):
     """The backend cannot be reached or refuses to work (I/O error, read-only, offline)."""
 
 
+class BackendCommandFailed(BackendUnavailable):
+    """A tool the driver manages the backend with (``xfs_quota``…) could not be started, timed
+    out, exited non-zero or printed what the driver cannot read. The message names the tool
+    and its complaint; ``argv`` and ``stderr`` keep the whole story for the logs."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: tuple[str, ...] = (),
+        returncode: int | None = None,
+        stderr: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+
+
 class VFolderDirectoryMissing(DriverError):
     """The vfolder's directory does not exist on the volume."""
 

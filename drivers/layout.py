@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -10,6 +11,7 @@ from uuid import UUID
 STAGING_DIR = ".staging"
 TRASH_DIR = ".trash"
 FILES_MARK = "files-"
+HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,14 @@ class VolumeLayout:
         hex_id = vfolder_id.hex
         return self.root / hex_id[0:2] / hex_id[2:4] / hex_id
 
+    def vfolder_ids(self) -> Iterator[UUID]:
+        """Every vfolder directory present on the volume (blocking: walks two shard levels)."""
+        for first in _shard_dirs(self.root, 2):
+            for second in _shard_dirs(first, 2):
+                for leaf in _shard_dirs(second, 32):
+                    if leaf.name.startswith(first.name + second.name):
+                        yield UUID(hex=leaf.name)
+
     def new_trash_name(self, vfolder_id: UUID) -> str:
         # The random suffix keeps two deletions of the same id (restored, deleted again) apart.
         return f"{vfolder_id.hex}.{secrets.token_hex(4)}"
@@ -48,3 +58,15 @@ class VolumeLayout:
             return UUID(hex=hex_id), suffix.startswith(FILES_MARK)
         except ValueError:
             return None
+
+
+def _shard_dirs(parent: Path, width: int) -> Iterator[Path]:
+    """Sub-directories of ``parent`` named with ``width`` lowercase hex digits."""
+    try:
+        entries = sorted(parent.iterdir())
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        name = entry.name
+        if len(name) == width and all(c in HEX_DIGITS for c in name) and entry.is_dir():
+            yield entry

@@ -56,6 +56,7 @@ def get_files_service(runtime: RuntimeDep) -> FilesService:
             audience=runtime.authenticator.audience,
             issuer=runtime.authenticator.issuer,
         ),
+        quotas=runtime.quota_ledger,
     )
 
 

@@ -14,7 +14,6 @@ import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Generator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -30,8 +29,6 @@ from app.errors import (
     InvalidCursor,
     InvalidRequest,
     Problem,
-    VFolderDeleted,
-    VFolderNotFound,
     driver_problem,
 )
 from app.files.form_stream import FileData, FileEnd, FileStart, file_events
@@ -48,19 +45,19 @@ from app.files.schemas import (
 from app.observability.context import bind_log_fields
 from app.pagination import decode_cursor, encode_cursor
 from app.permissions.policy import VFolderOperation
-from app.vfolders.models import VFolderStatus
+from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
 from app.vfolders.reader import VFolderReader
-from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import VFolder
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
-from drivers.errors import DriverError, NotADirectory
+from drivers.errors import DriverError, NotADirectory, PathNotFound
 from drivers.fsops import (
     Committed,
     EntryType,
     FileEntry,
     FileVersion,
     OpenFile,
+    PosixFileOps,
     Usage,
 )
 from drivers.paths import RelativePath, parse_relative_path
@@ -84,7 +81,9 @@ class FilesService:
         reader: VFolderReader,
         volumes: VolumeRegistry,
         minter: TransferMinter,
+        quotas: QuotaLedger,
     ) -> None:
+        self._quotas = quotas
         self._sessions = sessions
         self._reader = reader
         self._volumes = volumes
@@ -146,22 +145,6 @@ class FilesService:
         driver = self._volumes.get(vfolder.volume)
         bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation=operation.value)
         return Target(vfolder, driver)
-
-    @asynccontextmanager
-    async def _ledger(self, vfolder_id: uuid.UUID) -> AsyncIterator[VFolderRepository]:
-        """A short transaction holding the vfolder's row lock; commits on success."""
-        async with self._sessions() as session, session.begin():
-            repository = VFolderRepository(session)
-            row = await repository.get_for_update(vfolder_id)
-            if row is None:
-                raise VFolderNotFound(f"vfolder {vfolder_id} not found")
-            if row.status == VFolderStatus.DELETED.value:
-                raise VFolderDeleted(f"vfolder {vfolder_id} was deleted meanwhile")
-            yield repository
-
-    @staticmethod
-    async def _record(repository: VFolderRepository, vfolder_id: uuid.UUID, delta: Usage) -> None:
-        await repository.add_usage(vfolder_id, bytes_delta=delta.bytes, count_delta=delta.entries)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -243,7 +226,13 @@ class FilesService:
                     free_bytes=capacity.free_bytes,
                 )
         committed = await self._store(
-            target, rel, body, replace=replace, if_match=if_match, parents=parents
+            target,
+            rel,
+            body,
+            replace=replace,
+            if_match=if_match,
+            parents=parents,
+            content_length=content_length,
         )
         return UploadedFile(
             path=str(rel),
@@ -303,6 +292,7 @@ class FilesService:
         replace: bool,
         if_match: FileVersion | None,
         parents: bool,
+        content_length: int | None = None,
     ) -> Committed:
         """Stream ``body`` into a staging file, then commit it and the ledger together. On
         any failure — the client going away included — the staging file is removed."""
@@ -310,19 +300,30 @@ class FilesService:
         vfolder_id = target.vfolder.id
         if rel.is_root:
             raise NotADirectory("the vfolder root is a directory, not a file")
+        holder = write_holder()
+        cover = ReservationCover(self._quotas, vfolder_id, holder)
+        if content_length is not None:
+            # Known up front: reserved whole, so concurrent writers are refused before any
+            # byte is written rather than half-way through.
+            await cover(content_length)
         staged = await files.create_staged()
         committed: Committed | None = None
         try:
-            await write_body(staged, body)
-            async with self._ledger(vfolder_id) as repository:
+            await write_body(staged, body, on_batch=cover)
+            async with self._quotas.change(vfolder_id) as change:
+                foreseen = await foreseen_store(
+                    files, vfolder_id, rel, staged.size, replace=replace, parents=parents
+                )
+                await change.settle(foreseen, holder=holder)
                 committed = await files.commit_staged(
                     staged, vfolder_id, rel, replace=replace, parents=parents, if_match=if_match
                 )
-                await self._record(repository, vfolder_id, committed.added - committed.replaced)
+                await change.correct(committed.added - committed.replaced - foreseen)
         finally:
             if committed is None:
                 with anyio.CancelScope(shield=True):
                     await files.discard_staged(staged)
+                    await self._quotas.release(holder)
         log.info("file stored", extra={"path": str(rel), "size": committed.added.bytes})
         return committed
 
@@ -337,11 +338,12 @@ class FilesService:
     ) -> FileInfo:
         target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         rel = parse_relative_path(path)
-        async with self._ledger(vfolder_id) as repository:
-            created = await target.driver.files.mkdir(
-                vfolder_id, rel, parents=parents, exist_ok=exist_ok
-            )
-            await self._record(repository, vfolder_id, created)
+        files = target.driver.files
+        async with self._quotas.change(vfolder_id) as change:
+            foreseen = Usage(0, await missing_entries(files, vfolder_id, rel))
+            await change.settle(foreseen)
+            created = await files.mkdir(vfolder_id, rel, parents=parents, exist_ok=exist_ok)
+            await change.correct(created - foreseen)
         return FileInfo.of(await target.driver.files.stat(vfolder_id, rel))
 
     async def move(
@@ -355,9 +357,9 @@ class FilesService:
     ) -> FileInfo:
         target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         src, dst = parse_relative_path(source), parse_relative_path(destination)
-        async with self._ledger(vfolder_id) as repository:
+        async with self._quotas.change(vfolder_id) as change:
             replaced = await target.driver.files.move(vfolder_id, src, dst, overwrite=overwrite)
-            await self._record(repository, vfolder_id, -replaced)
+            await change.settle(-replaced)
         return FileInfo.of(await target.driver.files.stat(vfolder_id, dst))
 
     async def delete(
@@ -369,15 +371,49 @@ class FilesService:
         for path in paths:
             try:
                 rel = parse_relative_path(path)
-                async with self._ledger(vfolder_id) as repository:
+                async with self._quotas.change(vfolder_id) as change:
                     freed = await target.driver.files.delete(vfolder_id, rel, recursive=recursive)
-                    await self._record(repository, vfolder_id, -freed)
+                    await change.settle(-freed)
                 results.append(DeleteResult(path=path, status="deleted"))
             except DriverError as exc:
                 problem_type, title, status = driver_problem(exc)
                 problem = Problem(type=problem_type, title=title, status=status, detail=str(exc))
                 results.append(DeleteResult(path=path, status="failed", problem=problem))
         return DeleteResults(results=results)
+
+
+async def missing_entries(files: PosixFileOps, vfolder_id: uuid.UUID, rel: RelativePath) -> int:
+    """How many of ``rel`` and its parents do not exist yet (what a ``mkdir -p`` adds)."""
+    missing = 0
+    for depth in range(len(rel.parts), 0, -1):
+        try:
+            await files.stat(vfolder_id, RelativePath(rel.parts[:depth]))
+        except PathNotFound:
+            missing += 1
+            continue
+        break
+    return missing
+
+
+async def foreseen_store(
+    files: PosixFileOps,
+    vfolder_id: uuid.UUID,
+    rel: RelativePath,
+    size: int,
+    *,
+    replace: bool,
+    parents: bool,
+) -> Usage:
+    """What storing ``size`` bytes at ``rel`` will change in the ledger, foreseen under the
+    vfolder's row lock (only a write through a mount can make it differ)."""
+    try:
+        existing = await files.stat(vfolder_id, rel)
+    except PathNotFound:
+        made = await missing_entries(files, vfolder_id, rel.parent) if parents else 0
+        return Usage(size, 1 + made)
+    if replace and existing.type is EntryType.FILE:
+        return Usage(size - existing.size, 0)
+    return Usage(size, 0)  # refused by the commit (it exists), or replacing a non-file
 
 
 async def _part_data(events: AsyncIterator[object]) -> AsyncIterator[bytes]:

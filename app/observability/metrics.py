@@ -56,3 +56,21 @@ class Metrics:
             ("volume",),
             registry=self.registry,
         )
+        self.quota_usage_ratio = Gauge(
+            "storage_quota_usage_ratio",
+            "Used bytes over the byte limit of each scope that has one",
+            ("scope_type", "scope_id", "volume"),
+            registry=self.registry,
+        )
+        self.quota_drift_bytes = Counter(
+            "storage_quota_drift_bytes",
+            "Bytes by which reconciliation corrected the usage ledger (absolute)",
+            ("volume",),
+            registry=self.registry,
+        )
+        self.quota_refusals = Counter(
+            "storage_quota_refusals",
+            "Writes refused because they would exceed a quota",
+            ("scope_type",),
+            registry=self.registry,
+        )

@@ -32,6 +32,7 @@ class VFolderOperation(enum.StrEnum):
     RENAME = "rename"  # and the group mode
     DELETE = "delete"  # the vfolder itself
     SHARE = "share"  # grant, change, revoke, list grants
+    SET_QUOTA = "set-quota"  # the vfolder's own quota
 
 
 NEEDED_MODE: dict[VFolderOperation, Mode] = {
@@ -41,7 +42,12 @@ NEEDED_MODE: dict[VFolderOperation, Mode] = {
     VFolderOperation.DELETE_FILES: Mode.RWD,
 }
 MANAGER_OPERATIONS = frozenset(
-    {VFolderOperation.RENAME, VFolderOperation.DELETE, VFolderOperation.SHARE}
+    {
+        VFolderOperation.RENAME,
+        VFolderOperation.DELETE,
+        VFolderOperation.SHARE,
+        VFolderOperation.SET_QUOTA,
+    }
 )
 
 

@@ -1,5 +1,6 @@
-"""Background removal of unfinished uploads past their `Upload-Expires`: the record is marked
-terminated and the staging file removed, so their space comes back."""
+"""Background removal of unfinished uploads (and of parts never joined by a final upload) past
+their `Upload-Expires`: the record is marked terminated, its quota reservation released and the
+staging file removed, so their space comes back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.background import PeriodicJob
+from app.quotas.ledger import upload_holder
+from app.quotas.repository import QuotaRepository
 from app.uploads.models import UploadStatus
 from app.uploads.repository import UploadRepository
 from app.vfolders.repository import VFolderRepository
@@ -64,6 +67,7 @@ class UploadReaper(PeriodicJob):
                 except DriverError:
                     continue
                 await vfolders.add_usage(vfolder_id, bytes_delta=entry.size, count_delta=1)
+                await QuotaRepository(session).drop_reservation(upload_holder(upload_id))
                 row.status = UploadStatus.COMPLETED.value
                 repaired += 1
                 log.warning(
@@ -84,9 +88,10 @@ class UploadReaper(PeriodicJob):
         for upload_id, staging_name, volume in targets:
             async with self._sessions() as session, session.begin():
                 current = await UploadRepository(session).get(upload_id)
-                if current is None or current.status != UploadStatus.ACTIVE.value:
+                if current is None or not current.expirable:
                     continue
                 current.status = UploadStatus.TERMINATED.value
+                await QuotaRepository(session).drop_reservation(upload_holder(upload_id))
             if volume is not None:
                 try:
                     await self._volumes.get(volume).files.remove_staged(staging_name)

@@ -50,5 +50,12 @@ class UploadRow(Base):
     __table_args__ = (Index("ix_uploads_status_expires", "status", "expires_at"),)
 
     @property
+    def expirable(self) -> bool:
+        """Still holding a staging file: unfinished, or a finished part awaiting its final."""
+        return self.status == UploadStatus.ACTIVE.value or (
+            self.status == UploadStatus.COMPLETED.value and self.concat == "partial"
+        )
+
+    @property
     def staging_name(self) -> str:
         return f"tus-{self.id.hex}"

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.uploads.models import UploadRow, UploadStatus
@@ -111,7 +111,16 @@ class UploadRepository:
     async def expired(self, now: datetime, *, limit: int = 500) -> Sequence[UploadRow]:
         stmt = (
             select(UploadRow)
-            .where(UploadRow.status == UploadStatus.ACTIVE.value, UploadRow.expires_at < now)
+            .where(
+                or_(
+                    UploadRow.status == UploadStatus.ACTIVE.value,
+                    and_(
+                        UploadRow.status == UploadStatus.COMPLETED.value,
+                        UploadRow.concat == "partial",
+                    ),
+                ),
+                UploadRow.expires_at < now,
+            )
             .limit(limit)
         )
         return (await self._session.execute(stmt)).scalars().all()

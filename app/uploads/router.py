@@ -50,6 +50,7 @@ def get_tus_service(runtime: RuntimeDep) -> TusService:
         expire_after=timedelta(seconds=runtime.settings.upload_expiry_seconds),
         metrics=runtime.metrics,
         locks=runtime.upload_locks,
+        quotas=runtime.quota_ledger,
     )
 
 

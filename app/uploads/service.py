@@ -35,12 +35,13 @@ from app.errors import (
     UploadLockLost,
     UploadNotFound,
     UploadTooLarge,
-    VFolderDeleted,
-    VFolderNotFound,
 )
+from app.files.service import foreseen_store
 from app.observability.context import bind_log_fields
 from app.observability.metrics import Metrics
 from app.permissions.policy import VFolderOperation
+from app.quotas.ledger import QuotaLedger, ReservationCover, upload_holder
+from app.quotas.repository import QuotaRepository
 from app.uploads.locks import UploadLease, UploadLocks
 from app.uploads.models import UploadRow, UploadStatus
 from app.uploads.protocol import (
@@ -50,9 +51,7 @@ from app.uploads.protocol import (
     parse_metadata,
 )
 from app.uploads.repository import UploadRepository
-from app.vfolders.models import VFolderStatus
 from app.vfolders.reader import VFolderReader
-from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
 from drivers.errors import PathExists, PathNotFound
@@ -137,7 +136,9 @@ class TusService:
         expire_after: timedelta,
         metrics: Metrics,
         locks: UploadLocks,
+        quotas: QuotaLedger,
     ) -> None:
+        self._quotas = quotas
         self._metrics = metrics
         self._locks = locks
         self._sessions = sessions
@@ -145,6 +146,8 @@ class TusService:
         self._volumes = volumes
         self.max_size = max_size
         self._expire_after = expire_after
+        # A reservation outlives its upload's expiry a little, so the reaper releases it.
+        self._hold_for = expire_after + timedelta(hours=1)
 
     async def _driver(
         self, principal: Principal, vfolder_id: uuid.UUID, destination: RelativePath
@@ -250,10 +253,20 @@ class TusService:
             metadata_header=metadata_header,
             concat="partial" if partial else None,
         )
-        staged = await driver.files.open_staged(row.staging_name, create=True)
-        await anyio.to_thread.run_sync(staged.close)
-        async with self._sessions() as session, session.begin():
-            await UploadRepository(session).add(row)
+        if length is not None:
+            # The whole length, at creation: a client is refused before it sends a byte.
+            await self._quotas.reserve(
+                vfolder_id, holder=upload_holder(row.id), bytes=length, ttl=self._hold_for
+            )
+        try:
+            staged = await driver.files.open_staged(row.staging_name, create=True)
+            await anyio.to_thread.run_sync(staged.close)
+            async with self._sessions() as session, session.begin():
+                await UploadRepository(session).add(row)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._quotas.release(upload_holder(row.id))
+            raise
         log.info("upload created", extra={"upload_id": str(row.id), "length": length})
         if length == 0:
             return await self._finish(row, driver)
@@ -298,6 +311,10 @@ class TusService:
             length=length,
             metadata_header=metadata_header,
             concat="final;" + " ".join(concat.parts),
+        )
+        # The parts' reservations cover the joined file: they become the final upload's.
+        await self._quotas.merge(
+            [upload_holder(p.id) for p in parts], into=upload_holder(row.id), ttl=self._hold_for
         )
         staged = await driver.files.open_staged(row.staging_name, create=True)
         try:
@@ -362,6 +379,13 @@ class TusService:
             raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
         if length < row.offset:
             raise InvalidRequest("Upload-Length is below what was already uploaded")
+        holder = upload_holder(row.id)
+        await self._quotas.reserve(
+            row.vfolder_id,
+            holder=holder,
+            bytes=length - await self._quotas.reserved(holder),
+            ttl=self._hold_for,
+        )
         async with self._sessions() as session, session.begin():
             fresh = await UploadRepository(session).get(row.id)
             assert fresh is not None
@@ -402,9 +426,22 @@ class TusService:
                     )
                 await anyio.to_thread.run_sync(staged.truncate, current.offset)
                 limit = current.length if current.length is not None else self.max_size
+                holder = upload_holder(row.id)
+                cover = ReservationCover(
+                    self._quotas,
+                    row.vfolder_id,
+                    holder,
+                    covered=await self._quotas.reserved(holder) - offset,
+                )
                 with self._metrics.uploads_in_flight.track_inprogress():
                     written = await self._write_body(
-                        staged, body, room=limit - offset, checksum=checksum, lease=lease
+                        staged,
+                        body,
+                        room=limit - offset,
+                        checksum=checksum,
+                        lease=lease,
+                        # A deferred length reserves as it goes; a known one is covered.
+                        cover=cover,
                     )
                 async with self._sessions() as session, session.begin():
                     if not await UploadRepository(session).advance(
@@ -430,6 +467,7 @@ class TusService:
         room: int,
         checksum: ExpectedChecksum | None,
         lease: UploadLease,
+        cover: ReservationCover,
     ) -> int:
         """Stream the body to the staging file in large writes and fsync it. Too many bytes
         or a checksum mismatch cut the file back to where this PATCH began."""
@@ -445,6 +483,7 @@ class TusService:
                 ),
                 hasher=hasher,
                 before_write=lease.check,
+                on_batch=cover,
             )
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch(f"{checksum.algorithm} of the PATCH body does not match")
@@ -472,20 +511,21 @@ class TusService:
         destination = parse_relative_path(row.destination)
         staged = await driver.files.open_staged(row.staging_name, create=False)
         try:
-            async with self._sessions() as session, session.begin():
-                vfolders = VFolderRepository(session)
-                vfolder = await vfolders.get_for_update(row.vfolder_id)
-                if vfolder is None:
-                    raise VFolderNotFound(f"vfolder {row.vfolder_id} not found")
-                if vfolder.status == VFolderStatus.DELETED.value:
-                    raise VFolderDeleted(f"vfolder {row.vfolder_id} was deleted meanwhile")
+            async with self._quotas.change(row.vfolder_id) as change:
+                session = change.session
+                foreseen = await foreseen_store(
+                    driver.files,
+                    row.vfolder_id,
+                    destination,
+                    staged.size,
+                    replace=row.overwrite,
+                    parents=True,
+                )
+                await change.settle(foreseen, holder=upload_holder(row.id))
                 committed = await driver.files.commit_staged(
                     staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
                 )
-                delta = committed.added - committed.replaced
-                await vfolders.add_usage(
-                    row.vfolder_id, bytes_delta=delta.bytes, count_delta=delta.entries
-                )
+                await change.correct(committed.added - committed.replaced - foreseen)
                 upload = await UploadRepository(session).get(row.id)
                 assert upload is not None
                 upload.status = UploadStatus.COMPLETED.value
@@ -514,6 +554,7 @@ class TusService:
             upload = await UploadRepository(session).get(row.id)
             if upload is not None:
                 upload.status = UploadStatus.TERMINATED.value
+            await QuotaRepository(session).drop_reservation(upload_holder(row.id))
         await driver.files.remove_staged(row.staging_name)
 
 

@@ -39,7 +39,7 @@ class VFolderRow(Base):
     owner_type: Mapped[str] = mapped_column(String(16))
     owner_id: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default=VFolderStatus.READY.value)
-    # Set by the quota issue; stored now so the schema and API stay stable.
+    # A copy of the vfolder scope's byte limit (app/quotas), for listings.
     quota_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # What members of the owning group may do (group vfolders only): ro, rw or rwd.
     group_mode: Mapped[str] = mapped_column(String(8), default="rw", server_default="rw")
@@ -64,5 +64,6 @@ class VFolderRow(Base):
             postgresql_where=LIVE_CONDITION,
         ),
         Index("ix_vfolders_owner", "owner_type", "owner_id"),
+        Index("ix_vfolders_owner_volume", "owner_type", "owner_id", "volume"),
         Index("ix_vfolders_name_id", "name", "id"),
     )

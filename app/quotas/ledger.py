@@ -1,0 +1,293 @@
+"""Reservations: how every write stays inside every quota it touches, under any concurrency.
+
+A write first reserves the bytes (and entries) it may add, in one transaction that locks the
+limits of the vfolder's scopes and refuses when ``used + reserved + n > limit``. Finishing
+*settles* the reservation inside the same transaction that records the change on disk in the
+usage ledger; aborting releases it. A write that turns out larger than reserved (an overwrite
+whose old file vanished meanwhile, parent directories created) is checked again for the
+excess when it settles. Scopes without a limit cost no lock at all."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.errors import QuotaExceeded, VFolderDeleted, VFolderNotFound
+from app.observability.metrics import Metrics
+from app.quotas.models import QuotaRow, ReservationRow
+from app.quotas.repository import QuotaRepository, Scope, ScopeUsage, scopes_of
+from app.vfolders.models import VFolderRow, VFolderStatus
+from app.vfolders.repository import VFolderRepository
+from drivers.fsops import Usage
+
+log = logging.getLogger(__name__)
+
+ALERT_LEVELS = (95, 80)  # percent of a byte limit, highest first
+WRITE_RESERVATION_TTL = timedelta(hours=6)
+
+
+def write_holder() -> str:
+    """A fresh holder name for one PUT or form upload."""
+    return f"write:{uuid.uuid4().hex}"
+
+
+def upload_holder(upload_id: uuid.UUID) -> str:
+    return f"upload:{upload_id.hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class Growth:
+    bytes: int = 0
+    files: int = 0
+
+    def __bool__(self) -> bool:
+        return self.bytes > 0 or self.files > 0
+
+
+class ReservationCover:
+    """Reserves as bytes arrive, for writes of unknown length (chunked PUT, form parts,
+    deferred-length uploads): ahead by at least ``step`` bytes, so most batches cost nothing."""
+
+    def __init__(
+        self,
+        ledger: QuotaLedger,
+        vfolder_id: uuid.UUID,
+        holder: str,
+        *,
+        covered: int = 0,
+        step: int = 16 * 1024 * 1024,
+    ) -> None:
+        self._ledger = ledger
+        self._vfolder_id = vfolder_id
+        self._holder = holder
+        self.covered = covered
+        self._step = step
+
+    async def __call__(self, written: int) -> None:
+        if written <= self.covered:
+            return
+        more = max(written - self.covered, self._step)
+        try:
+            await self._ledger.reserve(self._vfolder_id, holder=self._holder, bytes=more)
+        except QuotaExceeded:
+            if more == written - self.covered:
+                raise
+            # No room for the step ahead: exactly what arrived may still fit.
+            more = written - self.covered
+            await self._ledger.reserve(self._vfolder_id, holder=self._holder, bytes=more)
+        self.covered += more
+
+
+class VFolderChange:
+    """One change of a vfolder's content, inside the transaction that holds its row lock."""
+
+    def __init__(self, ledger: QuotaLedger, session: AsyncSession, vfolder: VFolderRow) -> None:
+        self._ledger = ledger
+        self.session = session
+        self.vfolder = vfolder
+
+    async def settle(self, delta: Usage, *, holder: str | None = None) -> None:
+        """Record ``delta`` (checked against the quotas beyond ``holder``'s reservation, which
+        it replaces). Call it *before* changing the disk, with the change foreseen under the
+        row lock, so a refusal leaves nothing to undo."""
+        await self._ledger.settle(self.session, self.vfolder, holder=holder, delta=delta)
+
+    async def correct(self, difference: Usage) -> None:
+        """What the disk really changed beyond what ``settle`` foresaw (nothing, unless
+        someone wrote through a mount meanwhile): recorded as it is, so the ledger stays
+        exact."""
+        await VFolderRepository(self.session).add_usage(
+            self.vfolder.id, bytes_delta=difference.bytes, count_delta=difference.entries
+        )
+
+
+class QuotaLedger:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], metrics: Metrics) -> None:
+        self._sessions = sessions
+        self._metrics = metrics
+
+    async def reserve(
+        self,
+        vfolder_id: uuid.UUID,
+        *,
+        holder: str,
+        bytes: int,
+        files: int = 0,
+        ttl: timedelta = WRITE_RESERVATION_TTL,
+    ) -> None:
+        """Reserve (or add to ``holder``'s reservation) in its own transaction; raises
+        ``QuotaExceeded`` naming the first scope that has no room."""
+        growth = Growth(max(0, bytes), max(0, files))
+        async with self._sessions() as session, session.begin():
+            vfolder = await _live_vfolder(session, vfolder_id)
+            quotas = QuotaRepository(session)
+            if growth:
+                await self._check_room(quotas, vfolder, growth)
+            expires_at = datetime.now(UTC) + ttl
+            existing = await quotas.reservation(holder, for_update=True)
+            if existing is None:
+                await quotas.add_reservation(
+                    ReservationRow(
+                        id=uuid.uuid4(),
+                        vfolder_id=vfolder_id,
+                        holder=holder,
+                        bytes=growth.bytes,
+                        files=growth.files,
+                        expires_at=expires_at,
+                    )
+                )
+            else:
+                existing.bytes += growth.bytes
+                existing.files += growth.files
+                existing.expires_at = expires_at
+
+    @contextlib.asynccontextmanager
+    async def change(self, vfolder_id: uuid.UUID) -> AsyncIterator[VFolderChange]:
+        """A short transaction holding the vfolder's row lock; commits on success."""
+        async with self._sessions() as session, session.begin():
+            vfolder = await VFolderRepository(session).get_for_update(vfolder_id)
+            if vfolder is None:
+                raise VFolderNotFound(f"vfolder {vfolder_id} not found")
+            if vfolder.status == VFolderStatus.DELETED.value:
+                raise VFolderDeleted(f"vfolder {vfolder_id} was deleted meanwhile")
+            yield VFolderChange(self, session, vfolder)
+
+    async def reserved(self, holder: str) -> int:
+        async with self._sessions() as session:
+            row = await QuotaRepository(session).reservation(holder)
+        return row.bytes if row is not None else 0
+
+    async def merge(self, holders: list[str], *, into: str, ttl: timedelta) -> None:
+        """Hand several reservations (the parts of a concatenation) to one new holder,
+        without a new check: their bytes were already counted."""
+        async with self._sessions() as session, session.begin():
+            quotas = QuotaRepository(session)
+            dropped = [row for h in holders if (row := await quotas.drop_reservation(h))]
+            if not dropped:
+                return
+            await quotas.add_reservation(
+                ReservationRow(
+                    id=uuid.uuid4(),
+                    vfolder_id=dropped[0].vfolder_id,
+                    holder=into,
+                    bytes=sum(row.bytes for row in dropped),
+                    files=sum(row.files for row in dropped),
+                    expires_at=datetime.now(UTC) + ttl,
+                )
+            )
+
+    async def release(self, holder: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await QuotaRepository(session).drop_reservation(holder)
+
+    async def settle(
+        self, session: AsyncSession, vfolder: VFolderRow, *, holder: str | None, delta: Usage
+    ) -> None:
+        """Inside the transaction that changed the vfolder (its row locked): the holder's
+        reservation becomes ``delta`` of usage. Raises ``QuotaExceeded`` (and the caller's
+        transaction rolls back) when ``delta`` outgrew the reservation beyond a limit."""
+        quotas = QuotaRepository(session)
+        reserved = await quotas.drop_reservation(holder) if holder is not None else None
+        excess = Growth(
+            delta.bytes - (reserved.bytes if reserved else 0),
+            delta.entries - (reserved.files if reserved else 0),
+        )
+        if excess:
+            await self._check_room(quotas, vfolder, excess)
+        await VFolderRepository(session).add_usage(
+            vfolder.id, bytes_delta=delta.bytes, count_delta=delta.entries
+        )
+        if delta.bytes:
+            await self.track_alerts(session, scopes_of(vfolder))
+
+    async def _check_room(
+        self, quotas: QuotaRepository, vfolder: VFolderRow, growth: Growth
+    ) -> None:
+        for scope, limit in await quotas.limits_for_update(scopes_of(vfolder)):
+            usage = await quotas.usage(scope)
+            _refuse_beyond(self._metrics, scope, limit, usage, growth)
+
+    async def track_alerts(self, session: AsyncSession, scopes: list[Scope]) -> None:
+        """Sets the usage gauge of each limited scope and tells each threshold crossing
+        (up or down) once, as a structured log event."""
+        quotas = QuotaRepository(session)
+        for scope in scopes:
+            limit = await quotas.get(scope)
+            if limit is None or not limit.limit_bytes:
+                continue
+            usage = await quotas.usage(scope)
+            ratio = usage.used_bytes / limit.limit_bytes
+            self._metrics.quota_usage_ratio.labels(
+                scope_type=scope.type.value, scope_id=scope.id, volume=scope.volume
+            ).set(ratio)
+            level = next((lv for lv in ALERT_LEVELS if ratio * 100 >= lv), 0)
+            if level != limit.alert_level:
+                await quotas.set_alert_level(scope, level)
+                log.warning(
+                    "quota threshold crossed",
+                    extra={
+                        "event": "quota_threshold",
+                        "scope_type": scope.type.value,
+                        "scope_id": scope.id,
+                        "volume": scope.volume,
+                        "level_percent": level,
+                        "previous_level_percent": limit.alert_level,
+                        "used_bytes": usage.used_bytes,
+                        "limit_bytes": limit.limit_bytes,
+                    },
+                )
+
+
+def _refuse_beyond(
+    metrics: Metrics, scope: Scope, limit: QuotaRow, usage: ScopeUsage, growth: Growth
+) -> None:
+    if (
+        limit.limit_bytes is not None
+        and growth.bytes > 0
+        and usage.used_bytes + usage.reserved_bytes + growth.bytes > limit.limit_bytes
+    ):
+        metrics.quota_refusals.labels(scope_type=scope.type.value).inc()
+        raise QuotaExceeded(
+            f"{growth.bytes} more bytes would exceed the {scope.type.value} quota of "
+            f"{scope.label}: limit {limit.limit_bytes}, used {usage.used_bytes}, "
+            f"reserved by writes in progress {usage.reserved_bytes}",
+            scope_type=scope.type.value,
+            scope_id=scope.id,
+            volume=scope.volume,
+            limit_bytes=limit.limit_bytes,
+            used_bytes=usage.used_bytes,
+            reserved_bytes=usage.reserved_bytes,
+            requested_bytes=growth.bytes,
+        )
+    if (
+        limit.limit_files is not None
+        and growth.files > 0
+        and usage.used_files + usage.reserved_files + growth.files > limit.limit_files
+    ):
+        metrics.quota_refusals.labels(scope_type=scope.type.value).inc()
+        raise QuotaExceeded(
+            f"{growth.files} more entries would exceed the {scope.type.value} quota of "
+            f"{scope.label}: limit {limit.limit_files} entries, used {usage.used_files}",
+            scope_type=scope.type.value,
+            scope_id=scope.id,
+            volume=scope.volume,
+            limit_files=limit.limit_files,
+            used_files=usage.used_files,
+            reserved_files=usage.reserved_files,
+            requested_files=growth.files,
+        )
+
+
+async def _live_vfolder(session: AsyncSession, vfolder_id: uuid.UUID) -> VFolderRow:
+    vfolder = await VFolderRepository(session).get(vfolder_id)
+    if vfolder is None:
+        raise VFolderNotFound(f"vfolder {vfolder_id} not found")
+    if vfolder.status == VFolderStatus.DELETED.value:
+        raise VFolderDeleted(f"vfolder {vfolder_id} was deleted")
+    return vfolder

@@ -1,0 +1,160 @@
+"""All SQL about quotas: limits, the usage of a scope, reservations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.quotas.models import QuotaRow, ReservationRow, ScopeType
+from app.vfolders.models import VFolderRow, VFolderStatus
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Scope:
+    type: ScopeType
+    id: str
+    volume: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.type.value}:{self.id}@{self.volume}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeUsage:
+    used_bytes: int = 0
+    used_files: int = 0
+    reserved_bytes: int = 0
+    reserved_files: int = 0
+
+
+def scopes_of(vfolder: VFolderRow) -> list[Scope]:
+    """Every scope a write into ``vfolder`` counts against, in the order their limits are
+    locked (always the same order, so concurrent writers cannot deadlock)."""
+    return sorted(
+        [
+            Scope(ScopeType(vfolder.owner_type), vfolder.owner_id, vfolder.volume),
+            Scope(ScopeType.VFOLDER, str(vfolder.id), vfolder.volume),
+        ]
+    )
+
+
+def _members(scope: Scope) -> list[ColumnElement[bool]]:
+    """The live vfolders of a scope, as SQL conditions on ``vfolders``."""
+    live = VFolderRow.status != VFolderStatus.DELETED.value
+    if scope.type is ScopeType.VFOLDER:
+        return [VFolderRow.id == uuid.UUID(scope.id), live]
+    return [
+        VFolderRow.owner_type == scope.type.value,
+        VFolderRow.owner_id == scope.id,
+        VFolderRow.volume == scope.volume,
+        live,
+    ]
+
+
+class QuotaRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    # -- limits ----------------------------------------------------------------------------
+
+    async def get(self, scope: Scope, *, for_update: bool = False) -> QuotaRow | None:
+        stmt = select(QuotaRow).where(
+            QuotaRow.scope_type == scope.type.value,
+            QuotaRow.scope_id == scope.id,
+            QuotaRow.volume == scope.volume,
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self._session.execute(stmt)).scalar_one_or_none()
+
+    async def limits_for_update(self, scopes: list[Scope]) -> list[tuple[Scope, QuotaRow]]:
+        """The limits of these scopes that exist, each row locked (in the given order) until
+        the transaction ends: reservations against one scope are serialised."""
+        found = []
+        for scope in scopes:
+            row = await self.get(scope, for_update=True)
+            if row is not None:
+                found.append((scope, row))
+        return found
+
+    async def put(self, row: QuotaRow) -> None:
+        self._session.add(row)
+        await self._session.flush()
+
+    async def remove(self, scope: Scope) -> bool:
+        result = await self._session.execute(
+            delete(QuotaRow).where(
+                QuotaRow.scope_type == scope.type.value,
+                QuotaRow.scope_id == scope.id,
+                QuotaRow.volume == scope.volume,
+            )
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def all_limits(self) -> Sequence[QuotaRow]:
+        stmt = select(QuotaRow).order_by(QuotaRow.scope_type, QuotaRow.scope_id, QuotaRow.volume)
+        return (await self._session.execute(stmt)).scalars().all()
+
+    # -- usage -----------------------------------------------------------------------------
+
+    async def usage(self, scope: Scope) -> ScopeUsage:
+        members = _members(scope)
+        used = (
+            await self._session.execute(
+                select(
+                    func.coalesce(func.sum(VFolderRow.used_bytes), 0),
+                    func.coalesce(func.sum(VFolderRow.file_count), 0),
+                ).where(*members)
+            )
+        ).one()
+        reserved = (
+            await self._session.execute(
+                select(
+                    func.coalesce(func.sum(ReservationRow.bytes), 0),
+                    func.coalesce(func.sum(ReservationRow.files), 0),
+                )
+                .select_from(ReservationRow)
+                .join(VFolderRow, and_(VFolderRow.id == ReservationRow.vfolder_id, *members))
+            )
+        ).one()
+        return ScopeUsage(int(used[0]), int(used[1]), int(reserved[0]), int(reserved[1]))
+
+    # -- reservations ----------------------------------------------------------------------
+
+    async def reservation(self, holder: str, *, for_update: bool = False) -> ReservationRow | None:
+        stmt = select(ReservationRow).where(ReservationRow.holder == holder)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self._session.execute(stmt)).scalar_one_or_none()
+
+    async def add_reservation(self, row: ReservationRow) -> None:
+        self._session.add(row)
+        await self._session.flush()
+
+    async def drop_reservation(self, holder: str) -> ReservationRow | None:
+        row = await self.reservation(holder, for_update=True)
+        if row is not None:
+            await self._session.delete(row)
+            await self._session.flush()
+        return row
+
+    async def expired_reservations(self, now: datetime, *, limit: int = 500) -> Sequence[str]:
+        stmt = select(ReservationRow.holder).where(ReservationRow.expires_at < now).limit(limit)
+        return (await self._session.execute(stmt)).scalars().all()
+
+    async def set_alert_level(self, scope: Scope, level: int) -> None:
+        await self._session.execute(
+            update(QuotaRow)
+            .where(
+                QuotaRow.scope_type == scope.type.value,
+                QuotaRow.scope_id == scope.id,
+                QuotaRow.volume == scope.volume,
+            )
+            .values(alert_level=level)
+        )

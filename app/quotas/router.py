@@ -1,0 +1,150 @@
+"""Quotas per scope (`vfolder`, `user`, `group`) and on-demand reconciliation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from app.db.session import after_commit
+from app.deps import PrincipalDep, RuntimeDep, SessionDep
+from app.errors import Forbidden
+from app.openapi_docs import problem_responses
+from app.permissions.policy import VFolderOperation
+from app.quotas.models import ScopeType
+from app.quotas.reconcile import Reconciler
+from app.quotas.schemas import QuotaLimits, QuotaList, QuotaView, ReconcileReport
+from app.quotas.service import QuotaService
+
+router = APIRouter(tags=["quotas"])
+
+VolumeQuery = Annotated[
+    str | None,
+    Query(description="The volume of a user or group scope (a vfolder's is its own)."),
+]
+
+
+def get_quota_service(runtime: RuntimeDep, session: SessionDep) -> QuotaService:
+    return QuotaService(
+        session=session,
+        reader=runtime.vfolder_reader,
+        volumes=runtime.volumes,
+        ledger=runtime.quota_ledger,
+        cache=runtime.cache,
+        after_commit=lambda hook: after_commit(session, hook),
+    )
+
+
+QuotaServiceDep = Annotated[QuotaService, Depends(get_quota_service)]
+
+
+def get_reconciler(runtime: RuntimeDep) -> Reconciler:
+    return runtime.reconciler
+
+
+ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
+
+
+@router.get(
+    "/v1/quotas",
+    operation_id="quotas-list",
+    responses=problem_responses(401, 403),
+)
+async def list_quotas(
+    principal: PrincipalDep,
+    service: QuotaServiceDep,
+    over: Annotated[
+        float, Query(ge=0, le=1000, description="Only scopes at or above this percentage.")
+    ] = 0,
+) -> QuotaList:
+    """Every scope with a limit (admins), optionally only those over a threshold."""
+    return QuotaList(items=await service.over(principal, threshold_percent=over))
+
+
+@router.get(
+    "/v1/quotas/{scope_type}/{scope_id}",
+    operation_id="quotas-get",
+    responses=problem_responses(400, 401, 403, 404),
+)
+async def get_quota(
+    scope_type: ScopeType,
+    scope_id: str,
+    principal: PrincipalDep,
+    service: QuotaServiceDep,
+    volume: VolumeQuery = None,
+) -> QuotaView:
+    """Limit, usage, reservations of writes in progress, free space, alert state."""
+    scope = await service.scope(principal, scope_type, scope_id, volume)
+    return await service.view(scope)
+
+
+@router.put(
+    "/v1/quotas/{scope_type}/{scope_id}",
+    operation_id="quotas-set",
+    responses=problem_responses(400, 401, 403, 404, 413, 422, 503),
+)
+async def set_quota(
+    scope_type: ScopeType,
+    scope_id: str,
+    limits: QuotaLimits,
+    principal: PrincipalDep,
+    service: QuotaServiceDep,
+    volume: VolumeQuery = None,
+) -> QuotaView:
+    """Admins and service keys: any scope. A vfolder's owner: that vfolder, up to the owner's
+    own user quota. A limit below the current usage refuses further growth."""
+    scope = await service.scope(principal, scope_type, scope_id, volume)
+    return await service.set(principal, scope, limits)
+
+
+@router.delete(
+    "/v1/quotas/{scope_type}/{scope_id}",
+    operation_id="quotas-unset",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(400, 401, 403, 404, 503),
+)
+async def unset_quota(
+    scope_type: ScopeType,
+    scope_id: str,
+    principal: PrincipalDep,
+    service: QuotaServiceDep,
+    volume: VolumeQuery = None,
+) -> Response:
+    scope = await service.scope(principal, scope_type, scope_id, volume)
+    await service.unset(principal, scope)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/v1/vfolders/{vfolder_id}/reconcile",
+    operation_id="quotas-reconcile-vfolder",
+    responses=problem_responses(401, 403, 404),
+)
+async def reconcile_vfolder(
+    vfolder_id: UUID,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    reconciler: ReconcilerDep,
+    session: SessionDep,
+) -> ReconcileReport:
+    """Scan the vfolder on disk now and correct its usage ledger (owner or admin)."""
+    await runtime.vfolder_reader.load_authorized(
+        session, principal, vfolder_id, VFolderOperation.SET_QUOTA
+    )
+    return await reconciler.vfolder(vfolder_id)
+
+
+@router.post(
+    "/v1/volumes/{volume}/reconcile",
+    operation_id="quotas-reconcile-volume",
+    responses=problem_responses(401, 403, 404),
+)
+async def reconcile_volume(
+    volume: str, principal: PrincipalDep, reconciler: ReconcilerDep
+) -> ReconcileReport:
+    """Scan every vfolder of the volume, correct the ledger, report orphans (admins)."""
+    if not principal.is_admin:
+        raise Forbidden("only admins reconcile a whole volume")
+    return await reconciler.volume(volume)
