@@ -37,6 +37,7 @@ async def _truncate(url: str) -> None:
     try:
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM vfolders"))
+            await conn.execute(text("DELETE FROM quotas"))
     finally:
         await engine.dispose()
 

@@ -303,9 +303,15 @@ class FilesService:
         holder = write_holder()
         cover = ReservationCover(self._quotas, vfolder_id, holder)
         if content_length is not None:
-            # Known up front: reserved whole, so concurrent writers are refused before any
-            # byte is written rather than half-way through.
-            await cover(content_length)
+            # Known up front: reserved at once (only the growth over a file it replaces), so
+            # concurrent writers are refused before any byte is written, not half-way.
+            foreseen = await foreseen_store(
+                files, vfolder_id, rel, content_length, replace=replace, parents=parents
+            )
+            await self._quotas.reserve(
+                vfolder_id, holder=holder, bytes=foreseen.bytes, files=foreseen.entries
+            )
+            cover.covered = content_length
         staged = await files.create_staged()
         committed: Committed | None = None
         try:
