@@ -10,11 +10,13 @@ from typing import Any
 from drivers.base import VolumeDriver
 from drivers.errors import UnknownDriver
 from drivers.posix import PosixDriver
+from drivers.xfs import XfsDriver
 
 DriverFactory = Callable[..., VolumeDriver]
 
 DRIVERS: dict[str, DriverFactory] = {
     "posix": PosixDriver,
+    "xfs": XfsDriver,
 }
 
 

@@ -83,6 +83,7 @@ TABLE: dict[VFolderOperation, dict[str, str | int]] = {
     VFolderOperation.SHARE: expect(ALL_POWER | {"group-manager"}),
     VFolderOperation.RENAME: expect(ALL_POWER | {"group-manager"}),
     VFolderOperation.DELETE: expect(ALL_POWER | {"group-manager"}),
+    VFolderOperation.SET_QUOTA: expect(ALL_POWER | {"group-manager"}),
 }
 
 
@@ -106,6 +107,9 @@ REQUESTS: dict[VFolderOperation, Request] = {
         v, json={"name": f"renamed-{uuid.uuid4().hex[:6]}"}, headers=h
     ),
     VFolderOperation.DELETE: lambda c, v, h: c.delete(v, headers=h),
+    VFolderOperation.SET_QUOTA: lambda c, v, h: c.put(
+        f"/v1/quotas/vfolder/{v.rsplit('/', 1)[1]}", json={"limit_bytes": 10**9}, headers=h
+    ),
 }
 
 

@@ -58,7 +58,7 @@ class Metrics:
         )
         self.quota_usage_ratio = Gauge(
             "storage_quota_usage_ratio",
-            "Used bytes over the byte limit of each scope that has one",
+            "Bytes used or reserved by writes under way, over the byte limit, per limited scope",
             ("scope_type", "scope_id", "volume"),
             registry=self.registry,
         )

@@ -203,7 +203,8 @@ class QuotaLedger:
         await VFolderRepository(session).add_usage(
             vfolder.id, bytes_delta=delta.bytes, count_delta=delta.entries
         )
-        if delta.bytes:
+        if delta.bytes < 0:
+            # Growth was already measured against the thresholds when it was reserved.
             await self.track_alerts(session, scopes_of(vfolder))
 
     async def _check_room(
@@ -212,36 +213,50 @@ class QuotaLedger:
         for scope, limit in await quotas.limits_for_update(scopes_of(vfolder)):
             usage = await quotas.usage(scope)
             _refuse_beyond(self._metrics, scope, limit, usage, growth)
+            await self._note_level(
+                quotas, scope, limit, usage.used_bytes + usage.reserved_bytes + growth.bytes
+            )
 
     async def track_alerts(self, session: AsyncSession, scopes: list[Scope]) -> None:
-        """Sets the usage gauge of each limited scope and tells each threshold crossing
-        (up or down) once, as a structured log event."""
+        """Measures each limited scope against its thresholds (after a limit is set, space
+        is freed, or reconciliation corrected the ledger)."""
         quotas = QuotaRepository(session)
         for scope in scopes:
             limit = await quotas.get(scope)
-            if limit is None or not limit.limit_bytes:
-                continue
-            usage = await quotas.usage(scope)
-            ratio = usage.used_bytes / limit.limit_bytes
-            self._metrics.quota_usage_ratio.labels(
-                scope_type=scope.type.value, scope_id=scope.id, volume=scope.volume
-            ).set(ratio)
-            level = next((lv for lv in ALERT_LEVELS if ratio * 100 >= lv), 0)
-            if level != limit.alert_level:
-                await quotas.set_alert_level(scope, level)
-                log.warning(
-                    "quota threshold crossed",
-                    extra={
-                        "event": "quota_threshold",
-                        "scope_type": scope.type.value,
-                        "scope_id": scope.id,
-                        "volume": scope.volume,
-                        "level_percent": level,
-                        "previous_level_percent": limit.alert_level,
-                        "used_bytes": usage.used_bytes,
-                        "limit_bytes": limit.limit_bytes,
-                    },
+            if limit is not None:
+                usage = await quotas.usage(scope)
+                await self._note_level(
+                    quotas, scope, limit, usage.used_bytes + usage.reserved_bytes
                 )
+
+    async def _note_level(
+        self, quotas: QuotaRepository, scope: Scope, limit: QuotaRow, committed_bytes: int
+    ) -> None:
+        """Sets the usage gauge (bytes used or reserved by writes under way, over the limit)
+        and tells each threshold crossing, up or down, once, as a structured log event."""
+        if not limit.limit_bytes:
+            return
+        ratio = committed_bytes / limit.limit_bytes
+        self._metrics.quota_usage_ratio.labels(
+            scope_type=scope.type.value, scope_id=scope.id, volume=scope.volume
+        ).set(ratio)
+        level = next((lv for lv in ALERT_LEVELS if ratio * 100 >= lv), 0)
+        if level == limit.alert_level:
+            return
+        previous, limit.alert_level = limit.alert_level, level  # flushed with the transaction
+        log.warning(
+            "quota threshold crossed",
+            extra={
+                "event": "quota_threshold",
+                "scope_type": scope.type.value,
+                "scope_id": scope.id,
+                "volume": scope.volume,
+                "level_percent": level,
+                "previous_level_percent": previous,
+                "committed_bytes": committed_bytes,
+                "limit_bytes": limit.limit_bytes,
+            },
+        )
 
 
 def _refuse_beyond(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.quotas.models import QuotaRow, ReservationRow, ScopeType
@@ -104,26 +104,24 @@ class QuotaRepository:
     # -- usage -----------------------------------------------------------------------------
 
     async def usage(self, scope: Scope) -> ScopeUsage:
+        """Used and reserved, read in one statement: on PostgreSQL that is one snapshot, so a
+        write settling meanwhile (its reservation turning into usage) is seen either before
+        or after, never half-way (counted in neither)."""
         members = _members(scope)
-        used = (
-            await self._session.execute(
-                select(
-                    func.coalesce(func.sum(VFolderRow.used_bytes), 0),
-                    func.coalesce(func.sum(VFolderRow.file_count), 0),
-                ).where(*members)
-            )
-        ).one()
-        reserved = (
-            await self._session.execute(
-                select(
-                    func.coalesce(func.sum(ReservationRow.bytes), 0),
-                    func.coalesce(func.sum(ReservationRow.files), 0),
-                )
-                .select_from(ReservationRow)
-                .join(VFolderRow, and_(VFolderRow.id == ReservationRow.vfolder_id, *members))
-            )
-        ).one()
-        return ScopeUsage(int(used[0]), int(used[1]), int(reserved[0]), int(reserved[1]))
+        reservations = (
+            select(ReservationRow)
+            .join(VFolderRow, and_(VFolderRow.id == ReservationRow.vfolder_id, *members))
+            .subquery()
+        )
+        totals = [
+            select(func.coalesce(func.sum(column), 0)).where(*members).scalar_subquery()
+            for column in (VFolderRow.used_bytes, VFolderRow.file_count)
+        ] + [
+            select(func.coalesce(func.sum(column), 0)).scalar_subquery()
+            for column in (reservations.c.bytes, reservations.c.files)
+        ]
+        row = (await self._session.execute(select(*totals))).one()
+        return ScopeUsage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     # -- reservations ----------------------------------------------------------------------
 
@@ -147,14 +145,3 @@ class QuotaRepository:
     async def expired_reservations(self, now: datetime, *, limit: int = 500) -> Sequence[str]:
         stmt = select(ReservationRow.holder).where(ReservationRow.expires_at < now).limit(limit)
         return (await self._session.execute(stmt)).scalars().all()
-
-    async def set_alert_level(self, scope: Scope, level: int) -> None:
-        await self._session.execute(
-            update(QuotaRow)
-            .where(
-                QuotaRow.scope_type == scope.type.value,
-                QuotaRow.scope_id == scope.id,
-                QuotaRow.volume == scope.volume,
-            )
-            .values(alert_level=level)
-        )

@@ -12,12 +12,16 @@ from drivers.base import VolumeDriver, capabilities_of
 from drivers.errors import BackendUnavailable, UnknownDriver, VFolderDirectoryMissing
 from drivers.posix import PosixDriver
 from drivers.registry import DRIVERS, build_driver
+from drivers.xfs import XfsDriver
+from tests.drivers.test_xfs import FakeXfsTools
 
 DriverFactory = Callable[[Path], VolumeDriver]
 
 RUNNABLE: dict[str, tuple[DriverFactory, list[str]]] = {
     # name: (factory, the capabilities it must advertise)
     "posix": (lambda root: PosixDriver(root), []),
+    # XFS cannot be mounted here: its tools are a double, the files are real.
+    "xfs": (lambda root: XfsDriver(root, runner=FakeXfsTools()), ["fast-usage", "quota"]),
 }
 
 
