@@ -26,7 +26,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -284,9 +284,15 @@ class SortedNamesCache:
 class PosixFileOpsSync:
     """The blocking implementation."""
 
-    def __init__(self, layout: VolumeLayout) -> None:
+    def __init__(
+        self, layout: VolumeLayout, *, adopt: Callable[[int, int], None] | None = None
+    ) -> None:
         self.layout = layout
         self._names_cache = SortedNamesCache()
+        # Called with (staged file fd, destination directory fd) before a commit moves the
+        # file: a backend whose directories carry attributes a rename must match (XFS
+        # project ids) makes the file match first.
+        self._adopt = adopt
 
     # -- walking -------------------------------------------------------------------------
 
@@ -608,6 +614,8 @@ class PosixFileOpsSync:
                 or FileVersion.of(current) != if_match
             ):
                 raise PreconditionMismatch(f"{path} is not the version named by If-Match")
+            if self._adopt is not None:
+                self._adopt(staged.fd, parent_fd)
             if replace:
                 os.rename(
                     staged.name, path.name, src_dir_fd=staged.staging_fd, dst_dir_fd=parent_fd
@@ -723,8 +731,10 @@ class PosixFileOpsSync:
 class PosixFileOps:
     """File operations for the services layer: every blocking call runs in the thread pool."""
 
-    def __init__(self, layout: VolumeLayout) -> None:
-        self.sync = PosixFileOpsSync(layout)
+    def __init__(
+        self, layout: VolumeLayout, *, adopt: Callable[[int, int], None] | None = None
+    ) -> None:
+        self.sync = PosixFileOpsSync(layout, adopt=adopt)
 
     async def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
         return await to_thread.run_sync(self.sync.stat, vfolder_id, path)

@@ -24,15 +24,18 @@ filesystem): the ids used here go up to 2**32 - 2.
 
 XFS itself refuses (EXDEV) a rename or hard link into a tree of another project, or files
 could dodge its quota: that includes moving a file staged in ``.staging`` (project 0) into a
-vfolder, which the POSIX file operations do to commit an upload, unless the staged file is put
-in the vfolder's project first. XFS also rounds limits up to its block size.
+vfolder, which the POSIX file operations do to commit an upload. So before that move the staged
+file is put in its destination directory's project (``inherit_project``, the FS_IOC_FSSETXATTR
+ioctl that ``xfs_io chproj`` uses). XFS also rounds limits up to its block size.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
-from collections.abc import Collection, Sequence
+import struct
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ from anyio import to_thread
 
 from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandResult, CommandRunner, SubprocessRunner
 from drivers.errors import BackendCommandFailed, BackendUnavailable, VFolderDirectoryMissing
+from drivers.fsops import PosixFileOps
 from drivers.posix import PosixDriver
 
 KIB = 1024
@@ -154,6 +158,7 @@ class XfsDriver(PosixDriver):
         runner: CommandRunner | None = None,
     ) -> None:
         super().__init__(root, options=options)
+        self.files = PosixFileOps(self.layout, adopt=inherit_project)
         opts = options or {}
         self.mount_point = Path(str(opts.get("mount_point", self.root))).resolve()
         _check_volume_root(self.root, self.mount_point)
@@ -262,3 +267,21 @@ def _check_volume_root(root: Path, mount_point: Path) -> None:
             f"volume root {str(root)!r} has blanks, quotes or backslashes, which xfs_quota "
             "commands cannot carry"
         )
+
+
+Ioctl = Callable[[int, int, bytes], bytes]
+
+# struct fsxattr (linux/fs.h): xflags, extsize, nextents, projid, cowextsize, 8 bytes of pad.
+FSXATTR = struct.Struct("=5I8x")
+FS_IOC_FSGETXATTR = 0x801C581F  # _IOR('X', 31, struct fsxattr)
+FS_IOC_FSSETXATTR = 0x401C5820  # _IOW('X', 32, struct fsxattr)
+
+
+def inherit_project(file_fd: int, directory_fd: int, ioctl: Ioctl = fcntl.ioctl) -> None:
+    """Gives the file the project id of the directory it is about to be moved into."""
+    directory = FSXATTR.unpack(ioctl(directory_fd, FS_IOC_FSGETXATTR, bytes(FSXATTR.size)))
+    current = list(FSXATTR.unpack(ioctl(file_fd, FS_IOC_FSGETXATTR, bytes(FSXATTR.size))))
+    if current[3] == directory[3]:
+        return
+    current[3] = directory[3]
+    ioctl(file_fd, FS_IOC_FSSETXATTR, FSXATTR.pack(*current))

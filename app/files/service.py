@@ -309,7 +309,11 @@ class FilesService:
                 files, vfolder_id, rel, content_length, replace=replace, parents=parents
             )
             await self._quotas.reserve(
-                vfolder_id, holder=holder, bytes=foreseen.bytes, files=foreseen.entries
+                vfolder_id,
+                holder=holder,
+                bytes=foreseen.bytes,
+                files=foreseen.entries,
+                fresh=True,
             )
             cover.covered = content_length
         staged = await files.create_staged()

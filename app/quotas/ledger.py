@@ -120,9 +120,12 @@ class QuotaLedger:
         bytes: int,
         files: int = 0,
         ttl: timedelta = WRITE_RESERVATION_TTL,
+        fresh: bool = False,
     ) -> None:
-        """Reserve (or add to ``holder``'s reservation) in its own transaction; raises
-        ``QuotaExceeded`` naming the first scope that has no room."""
+        """Reserve (or add to ``holder``'s reservation; ``fresh``: the holder has none yet)
+        in its own transaction; raises ``QuotaExceeded`` naming the first scope that has no
+        room. Kept to few statements: on SQLite the transaction holds the database's write
+        lock throughout."""
         growth = Growth(max(0, bytes), max(0, files))
         async with self._sessions() as session, session.begin():
             vfolder = await _live_vfolder(session, vfolder_id)
@@ -130,7 +133,7 @@ class QuotaLedger:
             if growth:
                 await self._check_room(quotas, vfolder, growth)
             expires_at = datetime.now(UTC) + ttl
-            existing = await quotas.reservation(holder, for_update=True)
+            existing = None if fresh else await quotas.reservation(holder, for_update=True)
             if existing is None:
                 await quotas.add_reservation(
                     ReservationRow(
@@ -210,8 +213,11 @@ class QuotaLedger:
     async def _check_room(
         self, quotas: QuotaRepository, vfolder: VFolderRow, growth: Growth
     ) -> None:
-        for scope, limit in await quotas.limits_for_update(scopes_of(vfolder)):
-            usage = await quotas.usage(scope)
+        limits = await quotas.limits_for_update(scopes_of(vfolder))
+        if not limits:
+            return
+        usages = await quotas.usages([scope for scope, _ in limits])
+        for (scope, limit), usage in zip(limits, usages, strict=True):
             _refuse_beyond(self._metrics, scope, limit, usage, growth)
             await self._note_level(
                 quotas, scope, limit, usage.used_bytes + usage.reserved_bytes + growth.bytes

@@ -10,6 +10,7 @@ vfolder that kept changing is retried, then reported as busy for the next pass."
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -158,7 +159,8 @@ class Reconciler:
 
 
 class ReconcileJob(PeriodicJob):
-    """Every volume, periodically; and abandoned reservations swept more often."""
+    """Abandoned reservations swept at start and every interval; every volume scanned every
+    interval, the first time one interval after start."""
 
     name = "quota-reconciler"
 
@@ -166,9 +168,14 @@ class ReconcileJob(PeriodicJob):
         super().__init__(interval_seconds=interval_seconds)
         self._reconciler = reconciler
         self._volumes = volumes
+        self._next_scan = time.monotonic() + interval_seconds
 
     async def run_once(self) -> int:
         await self._reconciler.sweep_reservations()
+        # Not at start-up: a restart (or several nodes starting) must not scan every volume.
+        if time.monotonic() < self._next_scan:
+            return 0
+        self._next_scan = time.monotonic() + self._interval
         corrected = 0
         for volume in self._volumes:
             report = await self._reconciler.volume(volume)

@@ -6,8 +6,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, and_, delete, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.quotas.models import QuotaRow, ReservationRow, ScopeType
@@ -57,6 +58,24 @@ def _members(scope: Scope) -> list[ColumnElement[bool]]:
     ]
 
 
+def _usage_totals(scope: Scope) -> list[ScalarSelect[Any]]:
+    """Used bytes, used entries, reserved bytes, reserved entries of a scope, as scalar
+    subqueries."""
+    members = _members(scope)
+    reservations = (
+        select(ReservationRow)
+        .join(VFolderRow, and_(VFolderRow.id == ReservationRow.vfolder_id, *members))
+        .subquery()
+    )
+    return [
+        select(func.coalesce(func.sum(column), 0)).where(*members).scalar_subquery()
+        for column in (VFolderRow.used_bytes, VFolderRow.file_count)
+    ] + [
+        select(func.coalesce(func.sum(column), 0)).scalar_subquery()
+        for column in (reservations.c.bytes, reservations.c.files)
+    ]
+
+
 class QuotaRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -74,14 +93,21 @@ class QuotaRepository:
         return (await self._session.execute(stmt)).scalar_one_or_none()
 
     async def limits_for_update(self, scopes: list[Scope]) -> list[tuple[Scope, QuotaRow]]:
-        """The limits of these scopes that exist, each row locked (in the given order) until
-        the transaction ends: reservations against one scope are serialised."""
-        found = []
-        for scope in scopes:
-            row = await self.get(scope, for_update=True)
-            if row is not None:
-                found.append((scope, row))
-        return found
+        """The limits of these scopes that exist, locked until the transaction ends (in key
+        order, so concurrent writers cannot deadlock): reservations against one scope are
+        serialised. One statement."""
+        keys = [(scope.type.value, scope.id, scope.volume) for scope in scopes]
+        stmt = (
+            select(QuotaRow)
+            .where(tuple_(QuotaRow.scope_type, QuotaRow.scope_id, QuotaRow.volume).in_(keys))
+            .order_by(QuotaRow.scope_type, QuotaRow.scope_id, QuotaRow.volume)
+            .with_for_update()
+        )
+        rows = (await self._session.execute(stmt)).scalars().all()
+        by_key = {(row.scope_type, row.scope_id, row.volume): row for row in rows}
+        return [
+            (scope, by_key[key]) for scope, key in zip(scopes, keys, strict=True) if key in by_key
+        ]
 
     async def put(self, row: QuotaRow) -> None:
         self._session.add(row)
@@ -104,24 +130,19 @@ class QuotaRepository:
     # -- usage -----------------------------------------------------------------------------
 
     async def usage(self, scope: Scope) -> ScopeUsage:
-        """Used and reserved, read in one statement: on PostgreSQL that is one snapshot, so a
-        write settling meanwhile (its reservation turning into usage) is seen either before
-        or after, never half-way (counted in neither)."""
-        members = _members(scope)
-        reservations = (
-            select(ReservationRow)
-            .join(VFolderRow, and_(VFolderRow.id == ReservationRow.vfolder_id, *members))
-            .subquery()
-        )
-        totals = [
-            select(func.coalesce(func.sum(column), 0)).where(*members).scalar_subquery()
-            for column in (VFolderRow.used_bytes, VFolderRow.file_count)
-        ] + [
-            select(func.coalesce(func.sum(column), 0)).scalar_subquery()
-            for column in (reservations.c.bytes, reservations.c.files)
-        ]
+        return (await self.usages([scope]))[0]
+
+    async def usages(self, scopes: list[Scope]) -> list[ScopeUsage]:
+        """Used and reserved of each scope, read in one statement: on PostgreSQL that is one
+        snapshot, so a write settling meanwhile (its reservation turning into usage) is seen
+        either before or after, never half-way (counted in neither). Read it *after* taking
+        the limits' locks, in a statement of its own, so its snapshot follows every write
+        that settled before the lock was granted."""
+        totals = [total for scope in scopes for total in _usage_totals(scope)]
         row = (await self._session.execute(select(*totals))).one()
-        return ScopeUsage(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+        return [
+            ScopeUsage(*(int(value) for value in row[i : i + 4])) for i in range(0, len(row), 4)
+        ]
 
     # -- reservations ----------------------------------------------------------------------
 

@@ -256,7 +256,11 @@ class TusService:
         if length is not None:
             # The whole length, at creation: a client is refused before it sends a byte.
             await self._quotas.reserve(
-                vfolder_id, holder=upload_holder(row.id), bytes=length, ttl=self._hold_for
+                vfolder_id,
+                holder=upload_holder(row.id),
+                bytes=length,
+                ttl=self._hold_for,
+                fresh=True,
             )
         try:
             staged = await driver.files.open_staged(row.staging_name, create=True)
