@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, delete, func, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    String,
+    Uuid,
+    and_,
+    bindparam,
+    delete,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.quotas.models import QuotaRow, ReservationRow, ScopeType
@@ -45,35 +58,52 @@ def scopes_of(vfolder: VFolderRow) -> list[Scope]:
     )
 
 
-def _members(scope: Scope) -> list[ColumnElement[bool]]:
-    """The live vfolders of a scope, as SQL conditions on ``vfolders``."""
+def _members(scope_type: ScopeType, n: int) -> list[ColumnElement[bool]]:
+    """The live vfolders of the ``n``-th scope of a statement, as SQL conditions on
+    ``vfolders`` with bound parameters ``id<n>`` and ``volume<n>``."""
     live = VFolderRow.status != VFolderStatus.DELETED.value
-    if scope.type is ScopeType.VFOLDER:
-        return [VFolderRow.id == uuid.UUID(scope.id), live]
+    if scope_type is ScopeType.VFOLDER:
+        return [VFolderRow.id == bindparam(f"id{n}", type_=Uuid), live]
     return [
-        VFolderRow.owner_type == scope.type.value,
-        VFolderRow.owner_id == scope.id,
-        VFolderRow.volume == scope.volume,
+        VFolderRow.owner_type == scope_type.value,
+        VFolderRow.owner_id == bindparam(f"id{n}", type_=String),
+        VFolderRow.volume == bindparam(f"volume{n}", type_=String),
         live,
     ]
 
 
-def _usage_totals(scope: Scope) -> list[ScalarSelect[Any]]:
-    """Used bytes, used entries, reserved bytes, reserved entries of a scope, as scalar
-    subqueries."""
-    members = _members(scope)
-    reservations = (
-        select(ReservationRow)
-        .join(VFolderRow, and_(VFolderRow.id == ReservationRow.vfolder_id, *members))
-        .subquery()
-    )
-    return [
-        select(func.coalesce(func.sum(column), 0)).where(*members).scalar_subquery()
-        for column in (VFolderRow.used_bytes, VFolderRow.file_count)
-    ] + [
-        select(func.coalesce(func.sum(column), 0)).scalar_subquery()
-        for column in (reservations.c.bytes, reservations.c.files)
-    ]
+@functools.cache
+def _usages_statement(scope_types: tuple[ScopeType, ...]) -> Select[Any]:
+    """For each scope: used bytes, used entries, reserved bytes, reserved entries, as scalar
+    subqueries of one statement. Built once per shape (it is on every write's path)."""
+    totals: list[ScalarSelect[Any]] = []
+    for n, scope_type in enumerate(scope_types):
+        members = _members(scope_type, n)
+        reservations = (
+            select(ReservationRow.bytes, ReservationRow.files)
+            .join(VFolderRow, and_(VFolderRow.id == ReservationRow.vfolder_id, *members))
+            .subquery()
+        )
+        totals += [
+            select(func.coalesce(func.sum(column), 0)).where(*members).scalar_subquery()
+            for column in (VFolderRow.used_bytes, VFolderRow.file_count)
+        ]
+        totals += [
+            select(func.coalesce(func.sum(column), 0)).scalar_subquery()
+            for column in (reservations.c.bytes, reservations.c.files)
+        ]
+    return select(*totals)
+
+
+def _usages_parameters(scopes: list[Scope]) -> dict[str, object]:
+    parameters: dict[str, object] = {}
+    for n, scope in enumerate(scopes):
+        if scope.type is ScopeType.VFOLDER:
+            parameters[f"id{n}"] = uuid.UUID(scope.id)
+        else:
+            parameters[f"id{n}"] = scope.id
+            parameters[f"volume{n}"] = scope.volume
+    return parameters
 
 
 class QuotaRepository:
@@ -138,8 +168,8 @@ class QuotaRepository:
         either before or after, never half-way (counted in neither). Read it *after* taking
         the limits' locks, in a statement of its own, so its snapshot follows every write
         that settled before the lock was granted."""
-        totals = [total for scope in scopes for total in _usage_totals(scope)]
-        row = (await self._session.execute(select(*totals))).one()
+        statement = _usages_statement(tuple(scope.type for scope in scopes))
+        row = (await self._session.execute(statement, _usages_parameters(scopes))).one()
         return [
             ScopeUsage(*(int(value) for value in row[i : i + 4])) for i in range(0, len(row), 4)
         ]
