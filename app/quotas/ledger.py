@@ -219,9 +219,7 @@ class QuotaLedger:
         usages = await quotas.usages([scope for scope, _ in limits])
         for (scope, limit), usage in zip(limits, usages, strict=True):
             _refuse_beyond(self._metrics, scope, limit, usage, growth)
-            await self._note_level(
-                quotas, scope, limit, usage.used_bytes + usage.reserved_bytes + growth.bytes
-            )
+            self._note_level(scope, limit, usage.used_bytes + usage.reserved_bytes + growth.bytes)
 
     async def track_alerts(self, session: AsyncSession, scopes: list[Scope]) -> None:
         """Measures each limited scope against its thresholds (after a limit is set, space
@@ -231,13 +229,9 @@ class QuotaLedger:
             limit = await quotas.get(scope)
             if limit is not None:
                 usage = await quotas.usage(scope)
-                await self._note_level(
-                    quotas, scope, limit, usage.used_bytes + usage.reserved_bytes
-                )
+                self._note_level(scope, limit, usage.used_bytes + usage.reserved_bytes)
 
-    async def _note_level(
-        self, quotas: QuotaRepository, scope: Scope, limit: QuotaRow, committed_bytes: int
-    ) -> None:
+    def _note_level(self, scope: Scope, limit: QuotaRow, committed_bytes: int) -> None:
         """Sets the usage gauge (bytes used or reserved by writes under way, over the limit)
         and tells each threshold crossing, up or down, once, as a structured log event."""
         if not limit.limit_bytes:

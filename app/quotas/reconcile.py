@@ -29,6 +29,7 @@ from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
+from drivers.fsops import Usage
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,7 @@ class Reconciler:
                 await _mark_reconciled(change.session, locked)
                 if (scanned.bytes, scanned.entries) == before:
                     return None
-                await change.correct(
-                    type(scanned)(scanned.bytes - before[0], scanned.entries - before[1])
-                )
+                await change.correct(scanned - Usage(*before))
                 await self._ledger.track_alerts(change.session, scopes_of(locked))
             drift = scanned.bytes - before[0]
             self._metrics.quota_drift_bytes.labels(volume=row.volume).inc(abs(drift))
