@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+import httpx
 import yaml
 
 from app import __version__
 from app.auth.principal import Role
 from app.auth.tokens import mint_user_token
 from app.config import ConfigurationError, Settings
+from app.task_watch import start_scan, watch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,9 +59,50 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.set_defaults(handler=_token)
 
+    tasks = commands.add_parser("tasks", help="follow background tasks of a running service")
+    task_commands = tasks.add_subparsers(required=True, metavar="ACTION")
+    watch = task_commands.add_parser("watch", help="a live progress bar until the task ends")
+    watch.add_argument("task_id")
+    _client_options(watch)
+    watch.set_defaults(handler=_tasks_watch)
+
+    scan = commands.add_parser(
+        "scan", help="reconcile a volume's usage ledger with the disk, showing progress"
+    )
+    scan.add_argument("volume")
+    _client_options(scan)
+    scan.set_defaults(handler=_scan)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(__version__) or 0)
     return parser
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the service (default: http://STORAGE_HOST:STORAGE_PORT)")
+    parser.add_argument("--token", help="bearer token (default: the first of STORAGE_SERVICE_KEYS)")
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    settings = Settings()
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    token = args.token or settings.service_keys[0]
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _finish(task: dict[str, object]) -> int:
+    print(json.dumps(task, indent=2))
+    return 0 if task.get("state") == "succeeded" else 1
+
+
+def _tasks_watch(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _finish(watch(client, args.task_id))
+
+
+def _scan(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _finish(watch(client, start_scan(client, args.volume)))
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     upload_expiry_seconds: int = Field(default=24 * 3600, gt=0)
     upload_lock_ttl_seconds: float = Field(default=30.0, gt=0)
     quota_reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+    task_lease_seconds: float = Field(default=30.0, gt=0)
+    task_poll_seconds: float = Field(default=2.0, gt=0)
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

@@ -204,6 +204,11 @@ class UploadLockUnavailable(DomainError):
     retry_after = 2
 
 
+class TaskNotFound(NotFound):
+    problem_type = "/problems/task-not-found"
+    title = "Task not found"
+
+
 class UploadNotFound(NotFound):
     problem_type = "/problems/upload-not-found"
     title = "Upload not found"

@@ -30,10 +30,17 @@ from app.openapi_docs import install_openapi
 from app.permissions.router import router as grants_router
 from app.problems import install_problem_handlers
 from app.quotas.ledger import QuotaLedger
-from app.quotas.reconcile import ReconcileJob, Reconciler
+from app.quotas.reconcile import (
+    RECONCILE_VOLUME,
+    ReconcileJob,
+    Reconciler,
+    reconcile_volume_handler,
+)
 from app.quotas.router import router as quotas_router
 from app.runtime import Runtime
 from app.swagger import install_swagger_ui
+from app.tasks.router import router as tasks_router
+from app.tasks.runner import TaskRunner
 from app.uploads.expiry import UploadReaper
 from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
@@ -98,9 +105,17 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             reconciler = Reconciler(
                 sessions=sessions, volumes=volumes, ledger=quota_ledger, metrics=metrics
             )
+            tasks = TaskRunner(
+                sessions,
+                {RECONCILE_VOLUME: reconcile_volume_handler(reconciler)},
+                lease_seconds=settings.task_lease_seconds,
+                poll_seconds=settings.task_poll_seconds,
+            )
             reconcile_job = ReconcileJob(
                 reconciler,
                 volumes.names(),
+                sessions=sessions,
+                on_submitted=tasks.wake,
                 interval_seconds=settings.quota_reconcile_interval_seconds,
             )
             app.state.runtime = Runtime(
@@ -121,6 +136,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 ),
                 quota_ledger=quota_ledger,
                 reconciler=reconciler,
+                tasks=tasks,
             )
             reaper = UploadReaper(
                 sessions=sessions,
@@ -130,6 +146,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             purger.start()
             reaper.start()
             reconcile_job.start()
+            tasks.start()
             log.info(
                 "storage-proxy ready",
                 extra={"env": settings.effective_env, "volumes": volumes.names()},
@@ -137,6 +154,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             try:
                 yield
             finally:
+                await tasks.stop()
                 await reconcile_job.stop()
                 await reaper.stop()
                 await purger.stop()
@@ -175,6 +193,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(grants_router)
     app.include_router(uploads_router)
     app.include_router(quotas_router)
+    app.include_router(tasks_router)
     install_swagger_ui(app, title=TITLE)
     install_openapi(app)
 

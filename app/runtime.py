@@ -12,6 +12,7 @@ from app.config import Settings
 from app.observability.metrics import Metrics
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
+from app.tasks.runner import TaskRunner
 from app.uploads.locks import UploadLocks
 from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
@@ -32,3 +33,4 @@ class Runtime:
     upload_locks: UploadLocks
     quota_ledger: QuotaLedger
     reconciler: Reconciler
+    tasks: TaskRunner

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -124,3 +125,26 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
         assert '"name":"my-data"' in result.stdout
         assert '"backend":"posix"' in result.stdout
+
+
+def test_scan_shows_progress_and_prints_the_report(tmp_path: Path) -> None:
+    key = "cli-scan-service-key-0123456789abcdef0123456789"
+    env = clean_environment(STORAGE_SERVICE_KEYS=key, STORAGE_LOG_LEVEL="WARNING")
+    with serving(cwd=tmp_path, env=env) as server:
+        for n in range(3):
+            made = httpx.post(
+                f"{server.base_url}/v1/vfolders",
+                json={"name": f"s{n}", "volume": "local", "owner_id": "alice"},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert made.status_code == 201
+        scanned = run_cli(["scan", "local", "--url", server.base_url], cwd=tmp_path, env=env)
+        assert scanned.returncode == 0, scanned.stderr
+        task = json.loads(scanned.stdout)
+        assert task["state"] == "succeeded"
+        assert task["result"]["vfolders_scanned"] == 3
+        assert "3/3 vfolders (100%)" in scanned.stderr  # the bar, drawn with \r
+        watched = run_cli(
+            ["tasks", "watch", task["id"], "--url", server.base_url], cwd=tmp_path, env=env
+        )
+        assert watched.returncode == 0 and json.loads(watched.stdout)["id"] == task["id"]

@@ -27,3 +27,4 @@ def import_models() -> None:
     importlib.import_module("app.permissions.models")
     importlib.import_module("app.uploads.models")
     importlib.import_module("app.quotas.models")
+    importlib.import_module("app.tasks.models")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import anyio
+from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,6 +27,8 @@ from app.quotas.ledger import QuotaLedger
 from app.quotas.models import QuotaRow
 from app.quotas.repository import QuotaRepository, scopes_of
 from app.quotas.schemas import LedgerCorrection, ReconcileReport
+from app.tasks.runner import TaskContext, TaskHandler
+from app.tasks.service import SCHEDULER, submit
 from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
@@ -62,7 +66,10 @@ class Reconciler:
         await self._reconcile_into(report, vfolder_id)
         return report
 
-    async def volume(self, volume: str) -> ReconcileReport:
+    async def volume(
+        self, volume: str, progress: Callable[[int, int], Awaitable[None]] | None = None
+    ) -> ReconcileReport:
+        """Every vfolder of the volume; ``progress(done, total)`` after each."""
         if volume not in self._volumes.names():
             raise VolumeNotFound(f"volume {volume!r} is not configured")
         report = _empty_report(volume)
@@ -77,11 +84,13 @@ class Reconciler:
         layout = self._volumes.get(volume).files.sync.layout
         on_disk = set(await anyio.to_thread.run_sync(lambda: list(layout.vfolder_ids())))
         report.orphan_directories = sorted(on_disk - known)
-        for vfolder_id in live:
+        for done, vfolder_id in enumerate(live, start=1):
             if vfolder_id not in on_disk:
                 report.missing_directories.append(vfolder_id)
-                continue
-            await self._reconcile_into(report, vfolder_id)
+            else:
+                await self._reconcile_into(report, vfolder_id)
+            if progress is not None:
+                await progress(done, len(live))
         if report.orphan_directories or report.missing_directories:
             log.warning(
                 "orphans found on volume %s",
@@ -157,16 +166,30 @@ class Reconciler:
         return len(holders)
 
 
+RECONCILE_VOLUME = "reconcile-volume"
+
+
 class ReconcileJob(PeriodicJob):
-    """Abandoned reservations swept at start and every interval; every volume scanned every
-    interval, the first time one interval after start."""
+    """Every interval: abandoned reservations swept, and one reconcile task per volume
+    submitted. Each node's schedule fires, but a volume has at most one live reconcile task
+    in the whole cluster (the tasks table refuses a second), so it runs once."""
 
     name = "quota-reconciler"
 
-    def __init__(self, reconciler: Reconciler, volumes: list[str], *, interval_seconds: float):
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        volumes: list[str],
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        on_submitted: Callable[[], None],
+        interval_seconds: float,
+    ) -> None:
         super().__init__(interval_seconds=interval_seconds)
         self._reconciler = reconciler
         self._volumes = volumes
+        self._sessions = sessions
+        self._on_submitted = on_submitted
         self._next_scan = time.monotonic() + interval_seconds
 
     async def run_once(self) -> int:
@@ -175,11 +198,21 @@ class ReconcileJob(PeriodicJob):
         if time.monotonic() < self._next_scan:
             return 0
         self._next_scan = time.monotonic() + self._interval
-        corrected = 0
-        for volume in self._volumes:
-            report = await self._reconciler.volume(volume)
-            corrected += len(report.corrections)
-        return corrected
+        async with self._sessions() as session, session.begin():
+            for volume in self._volumes:
+                await submit(session, kind=RECONCILE_VOLUME, target=volume, owner=SCHEDULER)
+        self._on_submitted()
+        return len(self._volumes)
+
+
+def reconcile_volume_handler(reconciler: Reconciler) -> TaskHandler:
+    async def reconcile(task: TaskContext) -> BaseModel:
+        async def progress(done: int, total: int) -> None:
+            await task.report(done, total, "vfolders")
+
+        return await reconciler.volume(task.target, progress)
+
+    return reconcile
 
 
 async def _mark_reconciled(session: AsyncSession, vfolder: VFolderRow) -> None:

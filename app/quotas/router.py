@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 from uuid import UUID
 
@@ -9,13 +10,16 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.db.session import after_commit
 from app.deps import PrincipalDep, RuntimeDep, SessionDep
-from app.errors import Forbidden
+from app.errors import Forbidden, VolumeNotFound
 from app.openapi_docs import problem_responses
 from app.permissions.policy import VFolderOperation
 from app.quotas.models import ScopeType
-from app.quotas.reconcile import Reconciler
+from app.quotas.reconcile import RECONCILE_VOLUME, Reconciler
 from app.quotas.schemas import QuotaLimits, QuotaList, QuotaView, ReconcileReport
 from app.quotas.service import QuotaService
+from app.runtime import Runtime
+from app.tasks.schemas import TaskView
+from app.tasks.service import owner_of, submit
 
 router = APIRouter(tags=["quotas"])
 
@@ -139,12 +143,30 @@ async def reconcile_vfolder(
 @router.post(
     "/v1/volumes/{volume}/reconcile",
     operation_id="quotas-reconcile-volume",
+    status_code=status.HTTP_202_ACCEPTED,
     responses=problem_responses(401, 403, 404),
 )
 async def reconcile_volume(
-    volume: str, principal: PrincipalDep, reconciler: ReconcilerDep
-) -> ReconcileReport:
-    """Scan every vfolder of the volume, correct the ledger, report orphans (admins)."""
+    volume: str,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    response: Response,
+) -> TaskView:
+    """Scan every vfolder of the volume, correct the ledger, report orphans (admins): a task
+    (`Location`), whose result is the report. While one runs, asking again returns it."""
     if not principal.is_admin:
         raise Forbidden("only admins reconcile a whole volume")
-    return await reconciler.volume(volume)
+    if volume not in runtime.volumes.names():
+        raise VolumeNotFound(f"volume {volume!r} is not configured")
+    task = await submit(session, kind=RECONCILE_VOLUME, target=volume, owner=owner_of(principal))
+    after_commit(session, _wake(runtime))
+    response.headers["Location"] = f"/v1/tasks/{task.id}"
+    return TaskView.of(task)
+
+
+def _wake(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    async def wake() -> None:
+        runtime.tasks.wake()
+
+    return wake

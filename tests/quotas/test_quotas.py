@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -45,6 +46,15 @@ async def put(vf: VFolderHandle, path: str, size: int, **headers: str) -> httpx.
     return await vf.client.put(
         vf.url(f"files/{path}"), content=b"x" * size, headers={**ALICE, **headers}
     )
+
+
+async def finished_task(client: httpx.AsyncClient, location: str) -> dict[str, Any]:
+    with anyio.fail_after(15):
+        while True:
+            task: dict[str, Any] = (await client.get(location, headers=SERVICE)).json()
+            if task["state"] in {"succeeded", "failed", "cancelled"}:
+                return task
+            await anyio.sleep(0.05)
 
 
 def refused(response: httpx.Response, scope_type: str) -> dict[str, Any]:
@@ -318,9 +328,12 @@ async def test_volume_reconciliation_reports_orphans_without_deleting_them(
     (vfolder.root.parent.parent.parent / lost_hex[:2] / lost_hex[2:4] / lost_hex).rmdir()
     refused_user = await vfolder.client.post("/v1/volumes/local/reconcile", headers=ALICE)
     assert refused_user.status_code == 403
-    report = await vfolder.client.post("/v1/volumes/local/reconcile", headers=SERVICE)
-    assert report.status_code == 200, report.text
-    body = report.json()
+    submitted = await vfolder.client.post("/v1/volumes/local/reconcile", headers=SERVICE)
+    assert submitted.status_code == 202, submitted.text
+    task = await finished_task(vfolder.client, submitted.headers["location"])
+    assert task["state"] == "succeeded", task
+    assert task["progress"]["current"] == task["progress"]["total"] >= 2
+    body = task["result"]
     assert body["orphan_directories"] == [
         f"{orphan_hex[:8]}-{orphan_hex[8:12]}-"
         f"{orphan_hex[12:16]}-{orphan_hex[16:20]}-"

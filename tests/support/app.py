@@ -32,6 +32,7 @@ def make_settings(
         "service_keys": [SERVICE_KEY],
         "jwt_secret": JWT_SECRET,
         "trash_purge_interval_seconds": 0.2,
+        "task_poll_seconds": 0.1,
         "log_format": "text",
     }
     values.update(overrides)

@@ -1,0 +1,220 @@
+"""Runs tasks on this node: claims one with a lease, renews the lease while the handler works,
+records progress, and writes the outcome. A node that dies simply stops renewing; another
+node claims the task once the lease has run out and runs its handler again, which must
+therefore be idempotent (resume or restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.errors import DomainError, driver_problem
+from app.tasks.models import TaskRow, TaskState
+from app.tasks.repository import TaskRepository
+from drivers.errors import DriverError
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_SECONDS = 0.2
+
+
+def node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class TaskContext:
+    """What a handler sees of its task."""
+
+    def __init__(self, runner: TaskRunner, row: TaskRow) -> None:
+        self._runner = runner
+        self.id = row.id
+        self.kind = row.kind
+        self.target = row.target
+        self.attempt = row.attempts
+        self._reported_at = 0.0
+
+    async def report(self, current: int, total: int | None, unit: str) -> None:
+        """Progress, written at most every 0.2 s (and always when complete)."""
+        now = time.monotonic()
+        if now - self._reported_at < PROGRESS_EVERY_SECONDS and current != total:
+            return
+        self._reported_at = now
+        await self._runner.record_progress(self.id, current, total, unit)
+
+
+TaskHandler = Callable[[TaskContext], Awaitable[BaseModel]]
+
+
+class LeaseLost(Exception):
+    pass
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        handlers: Mapping[str, TaskHandler],
+        *,
+        node: str | None = None,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self._sessions = sessions
+        self._handlers = dict(handlers)
+        self.node = node or node_name()
+        self.lease_seconds = lease_seconds
+        self._poll = poll_seconds
+        self._wakeup = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._loop(), name="task-runner")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.run_pending()
+            except Exception:
+                log.exception("task runner: pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
+            self._wakeup.clear()
+
+    async def run_pending(self) -> int:
+        """Claims and runs tasks one after another until none is claimable."""
+        ran = 0
+        while (row := await self.claim()) is not None:
+            await self._run(row)
+            ran += 1
+        return ran
+
+    # -- one task --------------------------------------------------------------------------
+
+    async def claim(self) -> TaskRow | None:
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            return await TaskRepository(session).claim(
+                node=self.node,
+                now=now,
+                lease_until=now + timedelta(seconds=self.lease_seconds),
+                kinds=sorted(self._handlers),
+            )
+
+    async def _run(self, row: TaskRow) -> None:
+        context = TaskContext(self, row)
+        log.info(
+            "task started",
+            extra={"task_id": str(row.id), "kind": row.kind, "attempt": row.attempts},
+        )
+        cancelled = False
+        result: BaseModel | None = None
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def keep_leased() -> None:
+                    nonlocal cancelled
+                    cancelled = await self._keep_leased(row.id)
+                    group.cancel_scope.cancel()  # the handler stops where it is
+
+                group.start_soon(keep_leased)
+                result = await self._handlers[row.kind](context)
+                group.cancel_scope.cancel()
+        except BaseExceptionGroup as group_error:
+            error = group_error.exceptions[0]
+            if isinstance(error, LeaseLost):
+                log.warning("task lease lost to another node", extra={"task_id": str(row.id)})
+                return
+            outcome: tuple[TaskState, str | None, str | None] = (
+                TaskState.FAILED,
+                None,
+                _problem_of(error),
+            )
+        else:
+            if cancelled or result is None:
+                outcome = (TaskState.CANCELLED, None, None)
+            else:
+                outcome = (TaskState.SUCCEEDED, result.model_dump_json(), None)
+        state, result_json, problem = outcome
+        async with self._sessions() as session, session.begin():
+            finished = await TaskRepository(session).finish(
+                row.id,
+                node=self.node,
+                state=state,
+                now=datetime.now(UTC),
+                result=result_json,
+                problem=problem,
+            )
+        if finished:
+            log.info("task finished", extra={"task_id": str(row.id), "state": state.value})
+
+    async def _keep_leased(self, task_id: uuid.UUID) -> bool:
+        """Renews until the task is cancelled (True); raises ``LeaseLost`` when another node
+        took it over."""
+        while True:
+            await anyio.sleep(self.lease_seconds / 3)
+            until = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
+            async with self._sessions() as session, session.begin():
+                row = await TaskRepository(session).renew(task_id, node=self.node, until=until)
+            if row is None:
+                raise LeaseLost(str(task_id))
+            if row.cancel_requested:
+                return True
+
+    async def record_progress(
+        self, task_id: uuid.UUID, current: int, total: int | None, unit: str
+    ) -> None:
+        async with self._sessions() as session, session.begin():
+            held = await TaskRepository(session).progress(
+                task_id, node=self.node, current=current, total=total, unit=unit
+            )
+        if not held:
+            raise LeaseLost(str(task_id))
+
+
+def _problem_of(exc: BaseException) -> str:
+    body: dict[str, Any]
+    if isinstance(exc, DomainError):
+        body = {
+            "type": exc.problem_type,
+            "title": exc.title,
+            "status": exc.status,
+            "detail": exc.detail,
+        }
+    elif isinstance(exc, DriverError):
+        problem_type, title, status = driver_problem(exc)
+        body = {"type": problem_type, "title": title, "status": status, "detail": str(exc)}
+    else:
+        log.error("task failed unexpectedly", exc_info=exc)
+        body = {
+            "type": "/problems/internal",
+            "title": "Internal error",
+            "status": 500,
+            "detail": "the task failed unexpectedly; the logs have the details",
+        }
+    return json.dumps(body)

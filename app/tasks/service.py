@@ -1,0 +1,67 @@
+"""Submitting tasks and answering about them: who may see or cancel which."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.principal import Principal
+from app.errors import TaskNotFound
+from app.tasks.models import TaskRow, TaskState
+from app.tasks.repository import TaskRepository
+
+SCHEDULER = "system:scheduler"  # the owner of tasks the service schedules itself
+
+
+def owner_of(principal: Principal) -> str:
+    return f"{principal.kind.value}:{principal.id}"
+
+
+async def submit(session: AsyncSession, *, kind: str, target: str, owner: str) -> TaskRow:
+    """A new queued task, or the live one of the same kind and target (cluster-wide)."""
+    try:
+        async with session.begin_nested():
+            row = TaskRow(id=uuid.uuid4(), kind=kind, target=target, owner=owner)
+            await TaskRepository(session).add(row)
+            return row
+    except IntegrityError:
+        stmt = select(TaskRow).where(
+            TaskRow.kind == kind,
+            TaskRow.target == target,
+            TaskRow.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value]),
+        )
+        live = (await session.execute(stmt)).scalar_one_or_none()
+        if live is None:  # it finished in between: queue a fresh one
+            return await submit(session, kind=kind, target=target, owner=owner)
+        return live
+
+
+class TaskService:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        self._tasks = TaskRepository(session)
+
+    async def get(self, principal: Principal, task_id: uuid.UUID) -> TaskRow:
+        row = await self._tasks.get(task_id)
+        if row is None or not (principal.is_admin or row.owner == owner_of(principal)):
+            raise TaskNotFound(f"task {task_id} not found")
+        return row
+
+    async def mine(self, principal: Principal, *, limit: int) -> list[TaskRow]:
+        return list(await self._tasks.for_owner(owner_of(principal), limit=limit))
+
+    async def cancel(self, principal: Principal, task_id: uuid.UUID) -> TaskRow:
+        """A queued task is cancelled at once; a running one at its node's next renewal."""
+        row = await self.get(principal, task_id)
+        if TaskState(row.state).final:
+            return row
+        row.cancel_requested = True
+        if row.state == TaskState.QUEUED.value:
+            row.state = TaskState.CANCELLED.value
+            row.finished_at = datetime.now(UTC)
+        await self._session.flush()
+        return row
