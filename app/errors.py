@@ -141,6 +141,12 @@ class VFolderDeleted(Gone):
     title = "Virtual folder deleted"
 
 
+class VFolderNotReady(DomainError):
+    problem_type = "/problems/vfolder-not-ready"
+    title = "Virtual folder not ready (being cloned)"
+    status = 409
+
+
 class StorageUnavailable(DomainError):
     problem_type = "/problems/storage-unavailable"
     title = "Storage backend unavailable"

@@ -46,6 +46,8 @@ from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
 from app.uploads.router import router as uploads_router
 from app.uploads.tus_middleware import TusMiddleware
+from app.vfolders.clone import CLONE_VFOLDER, clone_handler
+from app.vfolders.clone_router import router as clone_router
 from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
 from app.vfolders.router import router as vfolders_router
@@ -107,7 +109,10 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             )
             tasks = TaskRunner(
                 sessions,
-                {RECONCILE_VOLUME: reconcile_volume_handler(reconciler)},
+                {
+                    RECONCILE_VOLUME: reconcile_volume_handler(reconciler),
+                    CLONE_VFOLDER: clone_handler(sessions, volumes, quota_ledger),
+                },
                 lease_seconds=settings.task_lease_seconds,
                 poll_seconds=settings.task_poll_seconds,
             )
@@ -194,6 +199,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(uploads_router)
     app.include_router(quotas_router)
     app.include_router(tasks_router)
+    app.include_router(clone_router)
     install_swagger_ui(app, title=TITLE)
     install_openapi(app)
 

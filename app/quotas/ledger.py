@@ -126,29 +126,46 @@ class QuotaLedger:
         in its own transaction; raises ``QuotaExceeded`` naming the first scope that has no
         room. Kept to few statements: on SQLite the transaction holds the database's write
         lock throughout."""
-        growth = Growth(max(0, bytes), max(0, files))
         async with self._sessions() as session, session.begin():
             vfolder = await _live_vfolder(session, vfolder_id)
-            quotas = QuotaRepository(session)
-            if growth:
-                await self._check_room(quotas, vfolder, growth)
-            expires_at = datetime.now(UTC) + ttl
-            existing = None if fresh else await quotas.reservation(holder, for_update=True)
-            if existing is None:
-                await quotas.add_reservation(
-                    ReservationRow(
-                        id=uuid.uuid4(),
-                        vfolder_id=vfolder_id,
-                        holder=holder,
-                        bytes=growth.bytes,
-                        files=growth.files,
-                        expires_at=expires_at,
-                    )
+            await self.reserve_in(
+                session, vfolder, holder=holder, bytes=bytes, files=files, ttl=ttl, fresh=fresh
+            )
+
+    async def reserve_in(
+        self,
+        session: AsyncSession,
+        vfolder: VFolderRow,
+        *,
+        holder: str,
+        bytes: int,
+        files: int = 0,
+        ttl: timedelta = WRITE_RESERVATION_TTL,
+        fresh: bool = False,
+    ) -> None:
+        """``reserve``, inside the caller's transaction (a clone reserves for the vfolder it
+        creates in that same transaction)."""
+        growth = Growth(max(0, bytes), max(0, files))
+        quotas = QuotaRepository(session)
+        if growth:
+            await self._check_room(quotas, vfolder, growth)
+        expires_at = datetime.now(UTC) + ttl
+        existing = None if fresh else await quotas.reservation(holder, for_update=True)
+        if existing is None:
+            await quotas.add_reservation(
+                ReservationRow(
+                    id=uuid.uuid4(),
+                    vfolder_id=vfolder.id,
+                    holder=holder,
+                    bytes=growth.bytes,
+                    files=growth.files,
+                    expires_at=expires_at,
                 )
-            else:
-                existing.bytes += growth.bytes
-                existing.files += growth.files
-                existing.expires_at = expires_at
+            )
+        else:
+            existing.bytes += growth.bytes
+            existing.files += growth.files
+            existing.expires_at = expires_at
 
     @contextlib.asynccontextmanager
     async def change(self, vfolder_id: uuid.UUID) -> AsyncIterator[VFolderChange]:

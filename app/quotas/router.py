@@ -131,12 +131,14 @@ async def reconcile_vfolder(
     principal: PrincipalDep,
     runtime: RuntimeDep,
     reconciler: ReconcilerDep,
-    session: SessionDep,
 ) -> ReconcileReport:
     """Scan the vfolder on disk now and correct its usage ledger (owner or admin)."""
-    await runtime.vfolder_reader.load_authorized(
-        session, principal, vfolder_id, VFolderOperation.SET_QUOTA
-    )
+    # A short session of its own: the scan takes row locks in its own transactions, which
+    # the request's transaction (SQLite: the database's write lock) would block.
+    async with runtime.sessions() as session:
+        await runtime.vfolder_reader.load_authorized(
+            session, principal, vfolder_id, VFolderOperation.SET_QUOTA
+        )
     return await reconciler.vfolder(vfolder_id)
 
 

@@ -45,6 +45,9 @@ class TaskContext:
         self.kind = row.kind
         self.target = row.target
         self.attempt = row.attempts
+        # Set when another node took the task over: whatever stops the handler then, the
+        # work belongs to that node now and must not be cleaned up here.
+        self.lease_lost = False
         self._reported_at = 0.0
 
     async def report(self, current: int, total: int | None, unit: str) -> None:
@@ -53,7 +56,11 @@ class TaskContext:
         if now - self._reported_at < PROGRESS_EVERY_SECONDS and current != total:
             return
         self._reported_at = now
-        await self._runner.record_progress(self.id, current, total, unit)
+        try:
+            await self._runner.record_progress(self.id, current, total, unit)
+        except LeaseLost:
+            self.lease_lost = True
+            raise
 
 
 TaskHandler = Callable[[TaskContext], Awaitable[BaseModel]]
@@ -139,7 +146,11 @@ class TaskRunner:
 
                 async def keep_leased() -> None:
                     nonlocal cancelled
-                    cancelled = await self._keep_leased(row.id)
+                    try:
+                        cancelled = await self._keep_leased(row.id)
+                    except LeaseLost:
+                        context.lease_lost = True
+                        raise
                     group.cancel_scope.cancel()  # the handler stops where it is
 
                 group.start_soon(keep_leased)

@@ -20,6 +20,7 @@ class OwnerType(enum.StrEnum):
 
 class VFolderStatus(enum.StrEnum):
     READY = "ready"
+    CLONING = "cloning"  # its content is being copied by a task; not usable until ready
     DELETED = "deleted"
 
 

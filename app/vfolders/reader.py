@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
 from app.cache import Cache
-from app.errors import VFolderDeleted, VFolderNotFound
+from app.errors import VFolderDeleted, VFolderNotFound, VFolderNotReady
 from app.permissions.models import GranteeType, Mode
 from app.permissions.policy import (
     Access,
@@ -89,6 +89,10 @@ class VFolderReader:
         )
         if live and vfolder.status == VFolderStatus.DELETED:
             raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
+        if live and vfolder.status == VFolderStatus.CLONING:
+            raise VFolderNotReady(
+                f"vfolder {vfolder_id} is still being cloned", vfolder_id=str(vfolder_id)
+            )
         return vfolder, access
 
     async def rules_changed(self, vfolder_id: uuid.UUID) -> None:

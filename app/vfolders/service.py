@@ -77,7 +77,7 @@ class VFolderService:
     async def create(self, principal: Principal, data: VFolderCreate) -> tuple[VFolderView, bool]:
         """Returns the vfolder and whether it was created now (False: an idempotent replay)."""
         driver = self._volumes.get(data.volume)
-        owner = _resolve_owner(principal, data)
+        owner = resolve_owner(principal, data)
         authorize_create(principal, owner)
         vfolder_id = data.id or uuid.uuid4()
         bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation="create")
@@ -301,7 +301,7 @@ class VFolderService:
         self._after_commit(invalidate_again)
 
 
-def _resolve_owner(principal: Principal, data: VFolderCreate) -> Owner:
+def resolve_owner(principal: Principal, data: VFolderCreate) -> Owner:
     if data.owner_id is None:
         if principal.user_id is None or data.owner_type == OwnerType.GROUP:
             raise InvalidRequest(

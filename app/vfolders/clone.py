@@ -1,0 +1,215 @@
+"""Cloning a vfolder: the new vfolder is created `cloning` with a quota reservation of the
+source's size, and a task copies the content (the driver's fast clone where it has one, else
+reflinks or kernel copies, in parallel) into the volume's private staging area, then moves it
+into place and turns the vfolder `ready` with its usage recorded, in one step.
+
+The task is idempotent: a node taking it over wipes the half-copied staging tree and starts
+again. A failed clone leaves nothing behind: staging tree removed, vfolder marked deleted (its
+name free again), reservation released."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.principal import Principal
+from app.errors import InvalidRequest, VFolderNotFound
+from app.permissions.policy import VFolderOperation, authorize_create
+from app.quotas.ledger import QuotaLedger
+from app.tasks.models import TaskRow
+from app.tasks.runner import TaskContext, TaskHandler
+from app.tasks.service import owner_of, submit
+from app.vfolders.models import VFolderRow, VFolderStatus
+from app.vfolders.reader import VFolderReader
+from app.vfolders.repository import VFolderRepository
+from app.vfolders.schemas import VFolderCreate
+from app.vfolders.service import resolve_owner
+from app.volumes.registry import VolumeRegistry
+from drivers.base import FastCloneCapable, VolumeDriver
+from drivers.clone import CloneProgress, copy_tree, remove_tree
+from drivers.posix import PosixDriver
+
+log = logging.getLogger(__name__)
+
+CLONE_VFOLDER = "clone-vfolder"
+REPORT_EVERY_SECONDS = 0.2
+
+
+class CloneResult(BaseModel):
+    vfolder_id: uuid.UUID
+    bytes: int
+    entries: int
+    reflinked_files: int = Field(description="Files whose data is shared, not copied.")
+    skipped: list[str] = Field(description="Sockets, devices, FIFOs: not cloned.")
+
+
+def clone_holder(vfolder_id: uuid.UUID) -> str:
+    return f"clone:{vfolder_id.hex}"
+
+
+async def start_clone(
+    session: AsyncSession,
+    principal: Principal,
+    source_id: uuid.UUID,
+    request: VFolderCreate,
+    *,
+    reader: VFolderReader,
+    volumes: VolumeRegistry,
+    ledger: QuotaLedger,
+) -> tuple[VFolderRow, TaskRow]:
+    """In the request's transaction: the new vfolder (`cloning`), its reservation, its task."""
+    source, _ = await reader.load_authorized(session, principal, source_id, VFolderOperation.READ)
+    volumes.get(request.volume)  # an unknown volume is refused now, not in the task
+    owner = resolve_owner(principal, request)
+    authorize_create(principal, owner)
+    repository = VFolderRepository(session)
+    source_row = await repository.get(source.id)
+    if source_row is None:
+        raise VFolderNotFound(f"vfolder {source_id} not found")
+    target = VFolderRow(
+        id=request.id or uuid.uuid4(),
+        name=request.name,
+        volume=request.volume,
+        owner_type=owner.type,
+        owner_id=owner.id,
+        status=VFolderStatus.CLONING.value,
+        cloned_from=source.id,
+    )
+    await repository.add(target)
+    await ledger.reserve_in(
+        session,
+        target,
+        holder=clone_holder(target.id),
+        bytes=source_row.used_bytes,
+        files=source_row.file_count,
+        fresh=True,
+    )
+    task = await submit(
+        session, kind=CLONE_VFOLDER, target=str(target.id), owner=owner_of(principal)
+    )
+    log.info("clone queued", extra={"vfolder_id": str(target.id), "source": str(source.id)})
+    return target, task
+
+
+def clone_handler(
+    sessions: async_sessionmaker[AsyncSession], volumes: VolumeRegistry, ledger: QuotaLedger
+) -> TaskHandler:
+    async def clone(task: TaskContext) -> BaseModel:
+        target_id = uuid.UUID(task.target)
+        async with sessions() as session:
+            repository = VFolderRepository(session)
+            target = await repository.get(target_id)
+            source = (
+                await repository.get(target.cloned_from) if target and target.cloned_from else None
+            )
+        if target is None or source is None:
+            raise VFolderNotFound(f"clone {target_id}: the vfolder or its source is gone")
+        if target.status == VFolderStatus.READY.value:  # done by a node that died after it
+            return CloneResult(
+                vfolder_id=target_id,
+                bytes=target.used_bytes,
+                entries=target.file_count,
+                reflinked_files=0,
+                skipped=[],
+            )
+        if target.status != VFolderStatus.CLONING.value:
+            raise InvalidRequest(f"vfolder {target_id} is {target.status}, not cloning")
+        source_driver = volumes.get(source.volume)
+        target_driver = volumes.get(target.volume)
+        try:
+            return await _copy_and_finish(task, source, target, source_driver, target_driver)
+        except BaseException:
+            if not task.lease_lost:
+                with anyio.CancelScope(shield=True):
+                    await _abandon(sessions, ledger, target, target_driver)
+            raise
+
+    async def _copy_and_finish(
+        task: TaskContext,
+        source: VFolderRow,
+        target: VFolderRow,
+        source_driver: VolumeDriver,
+        target_driver: VolumeDriver,
+    ) -> CloneResult:
+        progress = CloneProgress()
+        if source.volume == target.volume and isinstance(source_driver, FastCloneCapable):
+            await source_driver.clone_vfolder(source.id, target.id)
+        else:
+            staging = _staging_of(target_driver, target.id)
+            await anyio.to_thread.run_sync(remove_tree, staging)  # an earlier attempt's
+            await _copy_reporting(task, source, source_driver, staging, progress)
+            final = target_driver.vfolder_path(target.id)
+            await anyio.to_thread.run_sync(_move_into_place, staging, final)
+        usage = await target_driver.files.usage(target.id)
+        async with ledger.change(target.id) as change:
+            await change.settle(usage, holder=clone_holder(target.id))
+            change.vfolder.status = VFolderStatus.READY.value
+        await task.report(usage.bytes, usage.bytes, "bytes")
+        log.info("clone finished", extra={"vfolder_id": str(target.id), "bytes": usage.bytes})
+        return CloneResult(
+            vfolder_id=target.id,
+            bytes=usage.bytes,
+            entries=usage.entries,
+            reflinked_files=progress.reflinked,
+            skipped=progress.skipped,
+        )
+
+    return clone
+
+
+async def _copy_reporting(
+    task: TaskContext,
+    source: VFolderRow,
+    driver: VolumeDriver,
+    staging: Path,
+    progress: CloneProgress,
+) -> None:
+    source_root = driver.vfolder_path(source.id)
+    async with anyio.create_task_group() as group:
+
+        async def report() -> None:
+            while True:
+                await task.report(progress.bytes_done, source.used_bytes, "bytes")
+                await anyio.sleep(REPORT_EVERY_SECONDS)
+
+        group.start_soon(report)
+        await anyio.to_thread.run_sync(copy_tree, source_root, staging, progress)
+        group.cancel_scope.cancel()
+
+
+def _staging_of(driver: VolumeDriver, vfolder_id: uuid.UUID) -> Path:
+    """Beside the volume's vfolders, on the same filesystem: the final move is a rename."""
+    if not isinstance(driver, PosixDriver):
+        raise InvalidRequest(f"the {driver.backend} backend cannot receive a copied vfolder")
+    return driver.layout.staging / f"clone-{vfolder_id.hex}"
+
+
+def _move_into_place(staging: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(final)
+
+
+async def _abandon(
+    sessions: async_sessionmaker[AsyncSession],
+    ledger: QuotaLedger,
+    target: VFolderRow,
+    driver: VolumeDriver,
+) -> None:
+    """Nothing of a failed clone stays: its files, its row (marked deleted), its reservation."""
+    try:
+        await anyio.to_thread.run_sync(remove_tree, _staging_of(driver, target.id))
+        await anyio.to_thread.run_sync(remove_tree, driver.vfolder_path(target.id))
+        async with sessions() as session, session.begin():
+            row = await VFolderRepository(session).get(target.id)
+            if row is not None and row.status == VFolderStatus.CLONING.value:
+                row.status = VFolderStatus.DELETED.value
+                row.deleted_at = datetime.now(UTC)
+        await ledger.release(clone_holder(target.id))
+    except Exception:
+        log.exception("cleaning up after a failed clone of %s", target.id)

@@ -1,0 +1,61 @@
+"""`POST /v1/vfolders/{id}/clone`: a new vfolder with the same content, copied by a task."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel
+
+from app.db.session import after_commit
+from app.deps import PrincipalDep, RuntimeDep, SessionDep
+from app.openapi_docs import problem_responses
+from app.permissions.models import Mode
+from app.tasks.schemas import TaskView
+from app.vfolders.clone import start_clone
+from app.vfolders.schemas import VFolder, VFolderCreate, VFolderView
+
+router = APIRouter(tags=["vfolders"])
+
+
+class CloneStarted(BaseModel):
+    vfolder: VFolderView
+    task: TaskView
+
+
+@router.post(
+    "/v1/vfolders/{vfolder_id}/clone",
+    operation_id="vfolders-clone",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422),
+)
+async def clone_vfolder(
+    vfolder_id: UUID,
+    request: VFolderCreate,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    response: Response,
+) -> CloneStarted:
+    """The new vfolder (named, owned and placed like a create; any volume of this proxy) is
+    `cloning` until its task has copied everything, then `ready`. Its quota is reserved for
+    the source's size first. Follow the task at `Location` (or its `/events`)."""
+    target, task = await start_clone(
+        session,
+        principal,
+        vfolder_id,
+        request,
+        reader=runtime.vfolder_reader,
+        volumes=runtime.volumes,
+        ledger=runtime.quota_ledger,
+    )
+
+    async def wake() -> None:
+        runtime.tasks.wake()
+
+    after_commit(session, wake)
+    response.headers["Location"] = f"/v1/tasks/{task.id}"
+    return CloneStarted(
+        vfolder=VFolderView(**VFolder.model_validate(target).model_dump(), mode=Mode.RWD),
+        task=TaskView.of(task),
+    )
