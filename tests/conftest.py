@@ -38,6 +38,7 @@ async def _truncate(url: str) -> None:
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM vfolders"))
             await conn.execute(text("DELETE FROM quotas"))
+            await conn.execute(text("DELETE FROM tasks"))
     finally:
         await engine.dispose()
 
