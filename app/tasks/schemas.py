@@ -26,6 +26,7 @@ class TaskView(BaseModel):
     result: dict[str, Any] | None = Field(description="What a succeeded task produced.")
     problem: Problem | None = Field(description="Why a failed task failed (RFC 9457).")
     attempts: int = Field(description="How many times a node started it (takeovers add one).")
+    node: str | None = Field(description="The node running it (host:pid:tag), while it runs.")
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
@@ -44,6 +45,7 @@ class TaskView(BaseModel):
             result=json.loads(row.result) if row.result else None,
             problem=Problem.model_validate_json(row.problem) if row.problem else None,
             attempts=row.attempts,
+            node=row.node if row.state == TaskState.RUNNING.value else None,
             cancel_requested=row.cancel_requested,
             created_at=row.created_at,
             started_at=row.started_at,
