@@ -28,7 +28,7 @@ from app.quotas.models import QuotaRow
 from app.quotas.repository import QuotaRepository, scopes_of
 from app.quotas.schemas import LedgerCorrection, ReconcileReport
 from app.tasks.runner import TaskContext, TaskHandler
-from app.tasks.service import SCHEDULER, submit
+from app.tasks.service import schedule_once
 from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
@@ -170,9 +170,9 @@ RECONCILE_VOLUME = "reconcile-volume"
 
 
 class ReconcileJob(PeriodicJob):
-    """Every interval: abandoned reservations swept, and one reconcile task per volume
-    submitted. Each node's schedule fires, but a volume has at most one live reconcile task
-    in the whole cluster (the tasks table refuses a second), so it runs once."""
+    """Every interval: abandoned reservations swept, and one reconcile task per volume and
+    period of the schedule. Every node's schedule fires, but the period's task has one id
+    cluster-wide, so it is queued, and run, exactly once."""
 
     name = "quota-reconciler"
 
@@ -190,19 +190,25 @@ class ReconcileJob(PeriodicJob):
         self._volumes = volumes
         self._sessions = sessions
         self._on_submitted = on_submitted
-        self._next_scan = time.monotonic() + interval_seconds
+        self._started_in = int(time.time() // interval_seconds)
 
     async def run_once(self) -> int:
         await self._reconciler.sweep_reservations()
-        # Not at start-up: a restart (or several nodes starting) must not scan every volume.
-        if time.monotonic() < self._next_scan:
+        # Periods of the schedule are counted in wall-clock time, the same on every node;
+        # the first one after start-up is skipped (a restart must not scan every volume).
+        period = int(time.time() // self._interval)
+        if period <= self._started_in:
             return 0
-        self._next_scan = time.monotonic() + self._interval
+        queued = 0
         async with self._sessions() as session, session.begin():
             for volume in self._volumes:
-                await submit(session, kind=RECONCILE_VOLUME, target=volume, owner=SCHEDULER)
-        self._on_submitted()
-        return len(self._volumes)
+                task = await schedule_once(
+                    session, kind=RECONCILE_VOLUME, target=volume, period=period
+                )
+                queued += task is not None
+        if queued:
+            self._on_submitted()
+        return queued
 
 
 def reconcile_volume_handler(reconciler: Reconciler) -> TaskHandler:

@@ -40,6 +40,25 @@ async def submit(session: AsyncSession, *, kind: str, target: str, owner: str) -
         return live
 
 
+SCHEDULE_NAMESPACE = uuid.UUID("6f1d2c3e-8a4b-4f5e-9d7c-2b1a0e9f8c7d")
+
+
+async def schedule_once(
+    session: AsyncSession, *, kind: str, target: str, period: int
+) -> TaskRow | None:
+    """The task of one period of a schedule, queued by whichever node gets there first: its
+    id is derived from (kind, target, period), so every other node's attempt — even after
+    the task has finished — collides with it. None when it already exists."""
+    task_id = uuid.uuid5(SCHEDULE_NAMESPACE, f"{kind}:{target}:{period}")
+    try:
+        async with session.begin_nested():
+            row = TaskRow(id=task_id, kind=kind, target=target, owner=SCHEDULER)
+            await TaskRepository(session).add(row)
+            return row
+    except IntegrityError:
+        return None  # scheduled already, or a live task of this kind and target is running
+
+
 class TaskService:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
