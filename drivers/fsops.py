@@ -198,6 +198,50 @@ class StagedFile:
             os.close(self.staging_fd)
 
 
+def _place(src_dir: int, src: str, dst_dir: int, dst: str, *, replace: bool) -> None:
+    """Moves a name: rename() when replacing; link() then unlink() otherwise, because link()
+    refuses an existing name atomically and rename() cannot."""
+    if replace:
+        os.rename(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
+        return
+    os.link(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir, follow_symlinks=False)
+    os.unlink(src, dir_fd=src_dir)
+
+
+def _place_by_reflink(
+    staged: StagedFile, parent_fd: int, name: str, *, replace: bool
+) -> FileVersion | None:
+    """The staged data, shared (reflink) or copied into a hidden file in the destination
+    directory, then moved onto ``name`` there. None when ``name`` exists and may not be
+    replaced."""
+    from drivers.clone import copy_file_data
+
+    temporary = f".sp-commit-{secrets.token_hex(6)}"
+    source = os.open(staged.name, O_READ, dir_fd=staged.staging_fd)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        target = os.open(temporary, flags, FILE_MODE, dir_fd=parent_fd)
+        try:
+            copy_file_data(source, target, staged.size)
+            os.fchmod(target, FILE_MODE)
+            os.fsync(target)
+            version = FileVersion.of(os.fstat(target))
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+    try:
+        _place(parent_fd, temporary, parent_fd, name, replace=replace)
+    except FileExistsError:
+        os.unlink(temporary, dir_fd=parent_fd)
+        return None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=parent_fd)
+        raise
+    return version
+
+
 def _classify(exc: OSError, what: RelativePath) -> Exception:
     if exc.errno == errno.ENOENT:
         return PathNotFound(f"{what or '/'} does not exist")
@@ -616,25 +660,21 @@ class PosixFileOpsSync:
                 raise PreconditionMismatch(f"{path} is not the version named by If-Match")
             if self._adopt is not None:
                 self._adopt(staged.fd, parent_fd)
-            if replace:
-                os.rename(
-                    staged.name, path.name, src_dir_fd=staged.staging_fd, dst_dir_fd=parent_fd
-                )
-                replaced = _usage_of_stat(current) if current is not None else Usage()
-            else:
-                # link() refuses an existing name atomically, which rename() cannot.
-                try:
-                    os.link(
-                        staged.name,
-                        path.name,
-                        src_dir_fd=staged.staging_fd,
-                        dst_dir_fd=parent_fd,
-                        follow_symlinks=False,
-                    )
-                except FileExistsError:
+            try:
+                _place(staged.staging_fd, staged.name, parent_fd, path.name, replace=replace)
+            except FileExistsError:
+                raise PathExists(f"{path} exists") from None
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # Staging and destination on one filesystem but in different subvolumes
+                # (btrfs): share the data into a new file beside the destination instead.
+                copied = _place_by_reflink(staged, parent_fd, path.name, replace=replace)
+                if copied is None:
                     raise PathExists(f"{path} exists") from None
                 os.unlink(staged.name, dir_fd=staged.staging_fd)
-                replaced = Usage()
+                version = copied
+            replaced = _usage_of_stat(current) if replace and current is not None else Usage()
             os.fsync(parent_fd)
         staged.discard()  # closes the fds; the name is gone already
         return Committed(added=Usage(staged.size, 1 + made), replaced=replaced, version=version)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers.base import VolumeDriver
+from drivers.btrfs import BtrfsDriver
 from drivers.errors import UnknownDriver
 from drivers.posix import PosixDriver
 from drivers.xfs import XfsDriver
@@ -15,6 +16,7 @@ from drivers.xfs import XfsDriver
 DriverFactory = Callable[..., VolumeDriver]
 
 DRIVERS: dict[str, DriverFactory] = {
+    "btrfs": BtrfsDriver,
     "posix": PosixDriver,
     "xfs": XfsDriver,
 }

@@ -1,0 +1,173 @@
+"""The btrfs driver on a real, loop-mounted btrfs: subvolumes, kernel-enforced quotas,
+read-only snapshots, clones that share extents — directly, and through the API."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from app.config import Settings
+from drivers.base import capabilities_of
+from drivers.btrfs import BtrfsDriver, parse_qgroup_show
+from tests.support.app import SERVICE, bearer, client_for, make_settings, user_token
+from tests.support.btrfs import btrfs_scratch
+
+MIB = 1024 * 1024
+ALICE = bearer(user_token("alice"))
+
+QGROUP_SHOW = """\
+Qgroupid    Referenced    Exclusive  Max referenced  Max exclusive   Path
+--------    ----------    ---------  --------------  -------------   ----
+0/256         10469376     10469376        10485760           none   sv1
+"""
+
+
+def test_qgroup_output_is_read() -> None:
+    assert parse_qgroup_show(QGROUP_SHOW) == (10469376, 10485760)
+    assert parse_qgroup_show(QGROUP_SHOW.replace("10485760", "none")) == (10469376, None)
+
+
+@pytest.fixture
+async def driver() -> BtrfsDriver:
+    built = BtrfsDriver(btrfs_scratch() / "volume")
+    await built.initialize()
+    return built
+
+
+def write(path: Path, size: int) -> None:
+    with path.open("wb") as out:
+        for _ in range(size // MIB):
+            out.write(os.urandom(MIB))
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def free_bytes(path: Path) -> int:
+    subprocess.run(["btrfs", "filesystem", "sync", str(path)], check=True, capture_output=True)
+    return shutil.disk_usage(path).free
+
+
+async def test_every_capability_is_the_filesystems_own(driver: BtrfsDriver) -> None:
+    assert capabilities_of(driver) == ["fast-clone", "fast-usage", "quota", "snapshot"]
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    shown = await anyio.run_process(
+        ["btrfs", "subvolume", "show", str(driver.vfolder_path(vfolder_id))], check=False
+    )
+    assert shown.returncode == 0  # a subvolume, not a plain directory
+
+
+async def test_a_quota_is_enforced_by_the_kernel(driver: BtrfsDriver) -> None:
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    await driver.set_quota(vfolder_id, limit_bytes=10 * MIB)
+    assert await driver.get_quota(vfolder_id) == 10 * MIB
+    with pytest.raises(OSError) as refused:  # a container writing through the mount
+        write(driver.vfolder_path(vfolder_id) / "big", 20 * MIB)
+    assert refused.value.errno == errno.EDQUOT
+    (driver.vfolder_path(vfolder_id) / "big").unlink()
+    await driver.set_quota(vfolder_id, limit_bytes=None)
+    assert await driver.get_quota(vfolder_id) is None
+    write(driver.vfolder_path(vfolder_id) / "big", 20 * MIB)
+    await anyio.run_process(["btrfs", "filesystem", "sync", str(driver.root)])
+    assert await driver.usage_bytes(vfolder_id) >= 20 * MIB
+
+
+async def test_snapshots_are_read_only_listed_and_deleted(driver: BtrfsDriver) -> None:
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    (driver.vfolder_path(vfolder_id) / "a.txt").write_text("before")
+    made = await driver.create_snapshot(vfolder_id, name="nightly-1")
+    (driver.vfolder_path(vfolder_id) / "a.txt").write_text("after")
+    frozen = driver.snapshot_path(vfolder_id, "nightly-1")
+    assert (frozen / "a.txt").read_text() == "before"
+    with pytest.raises(OSError) as refused:
+        (frozen / "a.txt").write_text("tampered")
+    assert refused.value.errno == errno.EROFS
+    assert [s.name for s in await driver.list_snapshots(vfolder_id)] == [made.name]
+    await driver.delete_snapshot(vfolder_id, name="nightly-1")
+    assert await driver.list_snapshots(vfolder_id) == []
+
+
+async def test_a_clone_shares_extents_so_free_space_barely_moves(driver: BtrfsDriver) -> None:
+    source, target = uuid.uuid4(), uuid.uuid4()
+    await driver.create_vfolder(source)
+    write(driver.vfolder_path(source) / "data", 64 * MIB)
+    before = free_bytes(driver.root)
+    await driver.clone_vfolder(source, target)
+    after = free_bytes(driver.root)
+    assert (driver.vfolder_path(target) / "data").read_bytes() == (
+        driver.vfolder_path(source) / "data"
+    ).read_bytes()
+    assert before - after < 4 * MIB  # metadata only; a copy would take 64 MiB
+
+
+@pytest.fixture
+async def btrfs_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    volume = btrfs_scratch() / "volume"
+    config = tmp_path / "volumes.toml"
+    config.write_text(f'[volumes.local]\ndriver = "btrfs"\npath = "{volume}"\n')
+    settings = make_settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
+        config=config,
+        task_poll_seconds=0.1,
+    )
+    from app.db.engine import create_engine
+    from app.db.migrate import upgrade_to_head
+
+    engine = create_engine(settings.effective_database_url)
+    await upgrade_to_head(engine)
+    await engine.dispose()
+    async with client_for(settings) as client:
+        yield client, settings
+
+
+async def test_through_the_api_quotas_reach_the_kernel_and_clones_are_instant(
+    btrfs_client: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    client, settings = btrfs_client
+    volumes = (await client.get("/v1/volumes", headers=SERVICE)).json()
+    assert set(volumes["items"][0]["capabilities"]) >= {"quota", "snapshot", "fast-clone"}
+    made = await client.post("/v1/vfolders", json={"name": "d", "volume": "local"}, headers=ALICE)
+    vfolder_id = made.json()["id"]
+    limited = await client.put(
+        f"/v1/quotas/vfolder/{vfolder_id}", json={"limit_bytes": 8 * MIB}, headers=ALICE
+    )
+    assert limited.status_code == 200, limited.text
+    root = settings.volumes()["local"].path
+    hex_id = vfolder_id.replace("-", "")
+    path = root / hex_id[:2] / hex_id[2:4] / hex_id
+    with pytest.raises(OSError) as refused:
+        write(path / "bypass", 16 * MIB)  # not through the proxy: the kernel says no
+    assert refused.value.errno == errno.EDQUOT
+    (path / "bypass").unlink()
+    stored = await client.put(
+        f"/v1/vfolders/{vfolder_id}/files/x.bin", content=os.urandom(4 * MIB), headers=ALICE
+    )
+    assert stored.status_code == 201
+
+    started = await client.post(
+        f"/v1/vfolders/{vfolder_id}/clone", json={"name": "twin", "volume": "local"}, headers=ALICE
+    )
+    assert started.status_code == 202, started.text
+    task: dict[str, Any] = {}
+    with anyio.fail_after(30):
+        while task.get("state") not in {"succeeded", "failed"}:
+            await anyio.sleep(0.05)
+            task = (await client.get(started.headers["location"], headers=ALICE)).json()
+    assert task["state"] == "succeeded", task
+    twin = started.json()["vfolder"]["id"].replace("-", "")
+    assert (root / twin[:2] / twin[2:4] / twin / "x.bin").read_bytes() == (
+        path / "x.bin"
+    ).read_bytes()
