@@ -141,6 +141,12 @@ class VFolderDeleted(Gone):
     title = "Virtual folder deleted"
 
 
+class CapabilityMissing(DomainError):
+    problem_type = "/problems/capability-missing"
+    title = "The volume's backend cannot do this"
+    status = 409
+
+
 class VFolderNotReady(DomainError):
     problem_type = "/problems/vfolder-not-ready"
     title = "Virtual folder not ready (being cloned)"

@@ -38,6 +38,7 @@ from app.quotas.reconcile import (
 )
 from app.quotas.router import router as quotas_router
 from app.runtime import Runtime
+from app.snapshots.router import router as snapshots_router
 from app.swagger import install_swagger_ui
 from app.tasks.router import router as tasks_router
 from app.tasks.runner import TaskRunner
@@ -200,6 +201,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(quotas_router)
     app.include_router(tasks_router)
     app.include_router(clone_router)
+    app.include_router(snapshots_router)
     install_swagger_ui(app, title=TITLE)
     install_openapi(app)
 

@@ -120,6 +120,14 @@ class SnapshotCapable(Protocol):
 
     async def delete_snapshot(self, vfolder_id: UUID, *, name: str) -> None: ...
 
+    async def restore_snapshot(self, vfolder_id: UUID, *, name: str) -> None:
+        """The whole vfolder back to the snapshot (its current content goes to the trash)."""
+        ...
+
+    def snapshot_path(self, vfolder_id: UUID, name: str) -> Path:
+        """Where the snapshot can be read (read-only), for browsing and single-file restore."""
+        ...
+
 
 @runtime_checkable
 class FastCloneCapable(Protocol):

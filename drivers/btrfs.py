@@ -13,6 +13,7 @@ injectable ``CommandRunner``, like the XFS driver."""
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -115,14 +116,38 @@ class BtrfsDriver(PosixDriver):
     async def list_snapshots(self, vfolder_id: UUID) -> list[SnapshotInfo]:
         directory = self.snapshots_root / vfolder_id.hex
 
-        def listing() -> list[SnapshotInfo]:
-            if not directory.is_dir():
-                return []
-            return sorted(
-                (_snapshot_info(p) for p in directory.iterdir()), key=lambda s: s.created_at
-            )
+        def listing() -> list[Path]:
+            return sorted(directory.iterdir()) if directory.is_dir() else []
 
-        return await to_thread.run_sync(listing)
+        infos = []
+        for path in await to_thread.run_sync(listing):
+            info = await to_thread.run_sync(_snapshot_info, path)
+            # The space only this snapshot holds: what deleting it would give back.
+            output = await self._run("qgroup", "show", "-f", "--raw", str(path))
+            exclusive = parse_qgroup_exclusive(output)
+            infos.append(SnapshotInfo(info.name, info.created_at, exclusive))
+        return sorted(infos, key=lambda s: s.created_at)
+
+    async def restore_snapshot(self, vfolder_id: UUID, *, name: str) -> None:
+        """A writable snapshot of the snapshot takes the vfolder's place; the current
+        subvolume goes to the trash (purged like a deleted vfolder's files); the vfolder's
+        byte limit moves to the new subvolume."""
+        snapshot = self.snapshot_path(vfolder_id, name)
+        if not await to_thread.run_sync(snapshot.is_dir):
+            raise PathNotFound(f"no snapshot {name!r}")
+        current = self._existing(vfolder_id)
+        limit = await self.get_quota(vfolder_id)
+        fresh = self.layout.staging / f"restore-{vfolder_id.hex}-{secrets.token_hex(4)}"
+        await self._run("subvolume", "snapshot", str(snapshot), str(fresh))
+        retired = self.layout.trash / self.layout.new_file_trash_name(vfolder_id)
+
+        def swap() -> None:
+            current.rename(retired)
+            fresh.rename(current)
+
+        await to_thread.run_sync(swap)
+        if limit is not None:
+            await self.set_quota(vfolder_id, limit_bytes=limit)
 
     async def delete_snapshot(self, vfolder_id: UUID, *, name: str) -> None:
         path = self.snapshot_path(vfolder_id, name)
@@ -133,6 +158,15 @@ class BtrfsDriver(PosixDriver):
 
 def _snapshot_info(path: Path) -> SnapshotInfo:
     return SnapshotInfo(name=path.name, created_at=path.stat().st_mtime, size_bytes=None)
+
+
+def parse_qgroup_exclusive(output: str) -> int | None:
+    """Exclusive bytes from ``btrfs qgroup show -f --raw`` (None when unreadable)."""
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and re.fullmatch(r"\d+/\d+", fields[0]):
+            return int(fields[2])
+    return None
 
 
 def parse_qgroup_show(output: str) -> tuple[int, int | None]:

@@ -171,3 +171,36 @@ async def test_through_the_api_quotas_reach_the_kernel_and_clones_are_instant(
     assert (root / twin[:2] / twin[2:4] / twin / "x.bin").read_bytes() == (
         path / "x.bin"
     ).read_bytes()
+
+
+async def test_snapshots_through_the_api_create_browse_restore_and_delete(
+    btrfs_client: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    client, _settings = btrfs_client
+    made = await client.post("/v1/vfolders", json={"name": "s", "volume": "local"}, headers=ALICE)
+    base = f"/v1/vfolders/{made.json()['id']}"
+    await client.put(f"{base}/files/a.txt", content=b"version 1", headers=ALICE)
+    taken = await client.post(f"{base}/snapshots", json={"name": "s1"}, headers=ALICE)
+    assert taken.status_code == 201, taken.text
+    await client.put(f"{base}/files/a.txt", content=b"version 2, longer", headers=ALICE)
+    await client.put(f"{base}/files/b.txt", content=b"new", headers=ALICE)
+
+    listed = (await client.get(f"{base}/snapshots", headers=ALICE)).json()["items"]
+    assert [s["name"] for s in listed] == ["s1"] and listed[0]["size_bytes"] is not None
+    browsed = (await client.get(f"{base}/snapshots/s1/list", headers=ALICE)).json()["items"]
+    assert [(e["name"], e["size"]) for e in browsed] == [("a.txt", 9)]
+
+    one = await client.post(f"{base}/snapshots/s1/restore", json={"path": "a.txt"}, headers=ALICE)
+    assert one.status_code == 204, one.text
+    assert (await client.get(f"{base}/files/a.txt", headers=ALICE)).content == b"version 1"
+    assert (await client.get(f"{base}/usage", headers=ALICE)).json()["used_bytes"] == 12
+
+    whole = await client.post(f"{base}/snapshots/s1/restore", json={}, headers=ALICE)
+    assert whole.status_code == 204, whole.text
+    assert (await client.get(f"{base}/files/b.txt", headers=ALICE)).status_code == 404
+    usage = (await client.get(f"{base}/usage", headers=ALICE)).json()
+    assert (usage["used_bytes"], usage["file_count"]) == (9, 1)
+
+    gone = await client.delete(f"{base}/snapshots/s1", headers=ALICE)
+    assert gone.status_code == 204
+    assert (await client.get(f"{base}/snapshots", headers=ALICE)).json()["items"] == []

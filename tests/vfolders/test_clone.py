@@ -139,3 +139,15 @@ async def test_a_failed_clone_leaves_nothing_behind(
     quota = await client.get("/v1/quotas/user/alice", params={"volume": "local"}, headers=ALICE)
     assert quota.json()["reserved_bytes"] == 0
     assert (await make_vfolder(client, "orphan")) != target  # the name is free again
+
+
+async def test_snapshots_where_the_backend_has_none_are_a_clear_409(
+    client: httpx.AsyncClient,
+) -> None:
+    vfolder = await make_vfolder(client, "plain")
+    refused = await client.post(
+        f"/v1/vfolders/{vfolder}/snapshots", json={"name": "s1"}, headers=ALICE
+    )
+    assert refused.status_code == 409
+    assert refused.json()["type"] == "/problems/capability-missing"
+    assert refused.json()["capability"] == "snapshot"

@@ -1,0 +1,133 @@
+"""`/v1/vfolders/{id}/snapshots`: where the volume's driver can take them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic import BaseModel, Field
+
+from app.deps import PrincipalDep, RuntimeDep
+from app.files.schemas import FileInfo, FileList
+from app.openapi_docs import problem_responses
+from app.snapshots.service import SnapshotService
+from drivers.base import SnapshotInfo
+
+router = APIRouter(prefix="/v1/vfolders/{vfolder_id}/snapshots", tags=["snapshots"])
+
+SnapshotName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+class SnapshotCreate(BaseModel):
+    name: SnapshotName
+
+
+class SnapshotView(BaseModel):
+    name: str
+    created_at: datetime
+    size_bytes: int | None = Field(
+        description="Space only this snapshot holds (what deleting it frees); null if unknown."
+    )
+
+    @classmethod
+    def of(cls, info: SnapshotInfo) -> SnapshotView:
+        return cls(
+            name=info.name,
+            created_at=datetime.fromtimestamp(info.created_at, UTC),
+            size_bytes=info.size_bytes,
+        )
+
+
+class SnapshotList(BaseModel):
+    items: list[SnapshotView]
+
+
+class SnapshotRestore(BaseModel):
+    path: str | None = Field(
+        default=None, description="One file to restore (replacing it); null: the whole vfolder."
+    )
+
+
+def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
+    return SnapshotService(
+        sessions=runtime.sessions,
+        reader=runtime.vfolder_reader,
+        volumes=runtime.volumes,
+        ledger=runtime.quota_ledger,
+        reconciler=runtime.reconciler,
+    )
+
+
+SnapshotServiceDep = Annotated[SnapshotService, Depends(get_snapshot_service)]
+PROBLEMS = (400, 401, 403, 404, 409)
+
+
+@router.get("", operation_id="snapshots-list", responses=problem_responses(*PROBLEMS))
+async def list_snapshots(
+    vfolder_id: UUID, principal: PrincipalDep, service: SnapshotServiceDep
+) -> SnapshotList:
+    infos = await service.all(principal, vfolder_id)
+    return SnapshotList(items=[SnapshotView.of(i) for i in infos])
+
+
+@router.post(
+    "",
+    operation_id="snapshots-create",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(*PROBLEMS),
+)
+async def create_snapshot(
+    vfolder_id: UUID, body: SnapshotCreate, principal: PrincipalDep, service: SnapshotServiceDep
+) -> SnapshotView:
+    """A read-only, instant snapshot of the whole vfolder."""
+    return SnapshotView.of(await service.create(principal, vfolder_id, body.name))
+
+
+@router.delete(
+    "/{name}",
+    operation_id="snapshots-delete",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(*PROBLEMS),
+)
+async def delete_snapshot(
+    vfolder_id: UUID, name: str, principal: PrincipalDep, service: SnapshotServiceDep
+) -> Response:
+    await service.delete(principal, vfolder_id, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{name}/list", operation_id="snapshots-browse", responses=problem_responses(*PROBLEMS))
+async def browse_snapshot(
+    vfolder_id: UUID,
+    name: str,
+    principal: PrincipalDep,
+    service: SnapshotServiceDep,
+    path: str = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> FileList:
+    """A directory of the snapshot, read-only (symlinks listed, never followed)."""
+    entries, _more = await service.browse(principal, vfolder_id, name, path, limit=limit)
+    return FileList(items=[FileInfo.of(e) for e in entries], next_cursor=None)
+
+
+@router.post(
+    "/{name}/restore",
+    operation_id="snapshots-restore",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(*PROBLEMS, 413),
+)
+async def restore_snapshot(
+    vfolder_id: UUID,
+    name: str,
+    body: SnapshotRestore,
+    principal: PrincipalDep,
+    service: SnapshotServiceDep,
+) -> Response:
+    """One file back as it was in the snapshot, or the whole vfolder (its current content is
+    discarded); the usage ledger follows."""
+    await service.restore(principal, vfolder_id, name, body.path)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

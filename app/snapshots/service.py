@@ -1,0 +1,158 @@
+"""Snapshots of a vfolder, where its volume's driver can take them (``SnapshotCapable``):
+create, list (with the space each holds), delete, browse read-only, and restore one file or
+the whole vfolder. Elsewhere every call answers 409 ``/problems/capability-missing``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.principal import Principal
+from app.errors import CapabilityMissing, InvalidRequest
+from app.files.service import foreseen_store
+from app.permissions.policy import VFolderOperation
+from app.quotas.ledger import QuotaLedger
+from app.quotas.reconcile import Reconciler
+from app.vfolders.reader import VFolderReader
+from app.volumes.registry import VolumeRegistry
+from drivers.base import SnapshotCapable, SnapshotInfo, VolumeDriver
+from drivers.clone import copy_file_data
+from drivers.fsops import FileEntry, PosixFileOps
+from drivers.layout import VolumeLayout
+from drivers.paths import RelativePath, parse_relative_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotLayout(VolumeLayout):
+    """A snapshot seen through the file operations as if it were the vfolder (read only)."""
+
+    snapshot: Path = Path()
+
+    def vfolder_path(self, vfolder_id: UUID) -> Path:
+        return self.snapshot
+
+
+class SnapshotService:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        reader: VFolderReader,
+        volumes: VolumeRegistry,
+        ledger: QuotaLedger,
+        reconciler: Reconciler,
+    ) -> None:
+        self._sessions = sessions
+        self._reader = reader
+        self._volumes = volumes
+        self._ledger = ledger
+        self._reconciler = reconciler
+
+    async def _driver(
+        self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
+    ) -> tuple[VolumeDriver, SnapshotCapable]:
+        async with self._sessions() as session:
+            vfolder, _ = await self._reader.load_authorized(
+                session, principal, vfolder_id, operation
+            )
+        driver = self._volumes.get(vfolder.volume)
+        if not isinstance(driver, SnapshotCapable):
+            raise CapabilityMissing(
+                f"volume {vfolder.volume} ({driver.backend}) cannot take snapshots",
+                capability="snapshot",
+                volume=vfolder.volume,
+            )
+        return driver, driver
+
+    async def create(self, principal: Principal, vfolder_id: uuid.UUID, name: str) -> SnapshotInfo:
+        _, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        if any(s.name == name for s in await snapshots.list_snapshots(vfolder_id)):
+            raise InvalidRequest(f"a snapshot named {name!r} exists already")
+        info = await snapshots.create_snapshot(vfolder_id, name=name)
+        log.info("snapshot created", extra={"vfolder_id": str(vfolder_id), "snapshot": name})
+        return info
+
+    async def all(self, principal: Principal, vfolder_id: uuid.UUID) -> list[SnapshotInfo]:
+        _, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.READ)
+        return await snapshots.list_snapshots(vfolder_id)
+
+    async def delete(self, principal: Principal, vfolder_id: uuid.UUID, name: str) -> None:
+        _, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.DELETE_FILES)
+        await snapshots.delete_snapshot(vfolder_id, name=name)
+
+    async def browse(
+        self, principal: Principal, vfolder_id: uuid.UUID, name: str, path: str, *, limit: int
+    ) -> tuple[list[FileEntry], bool]:
+        driver, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.READ)
+        files = self._snapshot_files(driver, snapshots, vfolder_id, name)
+        return await files.list_page(
+            vfolder_id, parse_relative_path(path), after=None, recursive=False, limit=limit
+        )
+
+    async def restore(
+        self, principal: Principal, vfolder_id: uuid.UUID, name: str, path: str | None
+    ) -> None:
+        """``path`` None: the whole vfolder; else that one file, replacing the current one."""
+        driver, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        if path is None:
+            # Under the vfolder's row lock, so no write through the API lands mid-swap; the
+            # ledger is then measured from what is on disk.
+            async with self._ledger.change(vfolder_id):
+                await snapshots.restore_snapshot(vfolder_id, name=name)
+            await self._reconciler.vfolder(vfolder_id)
+            log.info("vfolder restored", extra={"vfolder_id": str(vfolder_id), "snapshot": name})
+            return
+        await self._restore_file(driver, snapshots, vfolder_id, name, parse_relative_path(path))
+
+    async def _restore_file(
+        self,
+        driver: VolumeDriver,
+        snapshots: SnapshotCapable,
+        vfolder_id: uuid.UUID,
+        name: str,
+        rel: RelativePath,
+    ) -> None:
+        source = self._snapshot_files(driver, snapshots, vfolder_id, name)
+        handle = await source.open_for_read(vfolder_id, rel)  # refuses dirs and symlinks
+        staged = await driver.files.create_staged()
+        committed = False
+        try:
+            staged.size = await anyio.to_thread.run_sync(_copy_into, handle.fd, staged.fd)
+            async with self._ledger.change(vfolder_id) as change:
+                foreseen = await foreseen_store(
+                    driver.files, vfolder_id, rel, staged.size, replace=True, parents=True
+                )
+                await change.settle(foreseen)
+                done = await driver.files.commit_staged(
+                    staged, vfolder_id, rel, replace=True, parents=True
+                )
+                committed = True
+                await change.correct(done.added - done.replaced - foreseen)
+        finally:
+            await anyio.to_thread.run_sync(handle.close)
+            if not committed:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await driver.files.discard_staged(staged)
+
+    @staticmethod
+    def _snapshot_files(
+        driver: VolumeDriver, snapshots: SnapshotCapable, vfolder_id: uuid.UUID, name: str
+    ) -> PosixFileOps:
+        path = snapshots.snapshot_path(vfolder_id, name)
+        return PosixFileOps(SnapshotLayout(root=path.parent, snapshot=path))
+
+
+def _copy_into(source_fd: int, target_fd: int) -> int:
+    size = os.fstat(source_fd).st_size
+    copy_file_data(source_fd, target_fd, size)
+    return size
