@@ -11,12 +11,12 @@ from app.config import Settings
 from app.db.engine import create_engine
 from app.db.migrate import upgrade_to_head
 from tests.support.app import client_for, make_settings
-from tests.support.btrfs import btrfs_status
+from tests.support.loop_mounts import loop_mount_status
 from tests.support.services import postgres_schema, redis_url
 
 
-def pytest_report_header() -> str:
-    return btrfs_status()
+def pytest_report_header() -> list[str]:
+    return loop_mount_status()
 
 
 async def _migrate(url: str) -> None:

@@ -20,7 +20,7 @@ from app.config import Settings
 from drivers.base import capabilities_of
 from drivers.btrfs import BtrfsDriver, parse_qgroup_show
 from tests.support.app import SERVICE, bearer, client_for, make_settings, user_token
-from tests.support.btrfs import btrfs_scratch
+from tests.support.loop_mounts import btrfs_scratch
 
 MIB = 1024 * 1024
 ALICE = bearer(user_token("alice"))

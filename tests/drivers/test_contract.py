@@ -15,7 +15,7 @@ from drivers.posix import PosixDriver
 from drivers.registry import DRIVERS, build_driver
 from drivers.xfs import XfsDriver
 from tests.drivers.test_xfs import FakeXfsTools
-from tests.support.btrfs import btrfs_scratch
+from tests.support.loop_mounts import btrfs_scratch
 
 DriverFactory = Callable[[Path], VolumeDriver]
 
