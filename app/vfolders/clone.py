@@ -142,9 +142,12 @@ def clone_handler(
             await source_driver.clone_vfolder(source.id, target.id)
         else:
             staging = _staging_of(target_driver, target.id)
-            await anyio.to_thread.run_sync(remove_tree, staging)  # an earlier attempt's
-            await _copy_reporting(task, source, source_driver, staging, progress)
             final = target_driver.vfolder_path(target.id)
+            # An earlier attempt's leftovers: half a copy, or a whole one moved into place by a
+            # node that died before declaring the vfolder ready. Nobody can have written there.
+            for leftover in (staging, final):
+                await anyio.to_thread.run_sync(remove_tree, leftover)
+            await _copy_reporting(task, source, source_driver, staging, progress)
             await anyio.to_thread.run_sync(_move_into_place, staging, final)
         usage = await target_driver.files.usage(target.id)
         async with ledger.change(target.id) as change:
