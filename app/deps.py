@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.principal import Principal
 from app.db.session import after_commit, unit_of_work
 from app.errors import TransferTokenMisused, Unauthenticated
+from app.maintenance import EVERY_VOLUME, PURGE_TRASH
 from app.observability.context import bind_log_fields
 from app.runtime import Runtime
 from app.vfolders.service import VFolderService
@@ -99,7 +100,8 @@ def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderServ
         cache=runtime.cache,
         reader=runtime.vfolder_reader,
         after_commit=lambda hook: after_commit(session, hook),
-        on_trashed=runtime.purger.wake,
+        # Purged now rather than at the next period (a task, once per cluster).
+        on_trashed=lambda: runtime.scheduler.now(PURGE_TRASH, EVERY_VOLUME),
     )
 
 

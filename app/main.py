@@ -22,6 +22,7 @@ from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
 from app.files.router import router as files_router
 from app.health.router import router as health_router
+from app.maintenance import build_scheduler, build_task_runner
 from app.observability.body_limit import BodySizeLimitMiddleware
 from app.observability.logging import configure_logging
 from app.observability.metrics import Metrics
@@ -30,24 +31,17 @@ from app.openapi_docs import install_openapi
 from app.permissions.router import router as grants_router
 from app.problems import install_problem_handlers
 from app.quotas.ledger import QuotaLedger
-from app.quotas.reconcile import (
-    RECONCILE_VOLUME,
-    ReconcileJob,
-    Reconciler,
-    reconcile_volume_handler,
-)
+from app.quotas.reconcile import Reconciler
 from app.quotas.router import router as quotas_router
 from app.runtime import Runtime
 from app.snapshots.router import router as snapshots_router
 from app.swagger import install_swagger_ui
 from app.tasks.router import router as tasks_router
-from app.tasks.runner import TaskRunner
 from app.uploads.expiry import UploadReaper
 from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
 from app.uploads.router import router as uploads_router
 from app.uploads.tus_middleware import TusMiddleware
-from app.vfolders.clone import CLONE_VFOLDER, clone_handler
 from app.vfolders.clone_router import router as clone_router
 from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
@@ -68,6 +62,14 @@ Every `/v1` call needs `Authorization: Bearer <service key or user JWT>`. Errors
 
 # Routes whose bodies stream to disk instead of being buffered: exempt from the 1 MiB cap.
 STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload|uploads(/[^/]+)?)$"
+
+
+async def _repair_interrupted_uploads(reaper: UploadReaper) -> None:
+    """Before serving: uploads a crashed process renamed into place but never recorded."""
+    try:
+        await reaper.repair_interrupted_completions()
+    except Exception:
+        log.exception("repairing interrupted uploads failed; the next start tries again")
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -108,22 +110,21 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             reconciler = Reconciler(
                 sessions=sessions, volumes=volumes, ledger=quota_ledger, metrics=metrics
             )
-            tasks = TaskRunner(
-                sessions,
-                {
-                    RECONCILE_VOLUME: reconcile_volume_handler(reconciler),
-                    CLONE_VFOLDER: clone_handler(sessions, volumes, quota_ledger),
-                },
-                lease_seconds=settings.task_lease_seconds,
-                poll_seconds=settings.task_poll_seconds,
-            )
-            reconcile_job = ReconcileJob(
-                reconciler,
-                volumes.names(),
+            reaper = UploadReaper(
                 sessions=sessions,
-                on_submitted=tasks.wake,
-                interval_seconds=settings.quota_reconcile_interval_seconds,
+                volumes=volumes,
+                interval_seconds=min(60.0, settings.upload_expiry_seconds / 10),
             )
+            tasks = build_task_runner(
+                settings,
+                sessions=sessions,
+                volumes=volumes,
+                ledger=quota_ledger,
+                reconciler=reconciler,
+                purger=purger,
+                reaper=reaper,
+            )
+            scheduler = build_scheduler(settings, sessions=sessions, volumes=volumes, runner=tasks)
             app.state.runtime = Runtime(
                 settings=settings,
                 engine=engine,
@@ -143,15 +144,10 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 quota_ledger=quota_ledger,
                 reconciler=reconciler,
                 tasks=tasks,
+                scheduler=scheduler,
             )
-            reaper = UploadReaper(
-                sessions=sessions,
-                volumes=volumes,
-                interval_seconds=min(60.0, settings.upload_expiry_seconds / 10),
-            )
-            purger.start()
-            reaper.start()
-            reconcile_job.start()
+            await _repair_interrupted_uploads(reaper)
+            scheduler.start()
             tasks.start()
             log.info(
                 "storage-proxy ready",
@@ -160,10 +156,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             try:
                 yield
             finally:
+                await scheduler.stop()
                 await tasks.stop()
-                await reconcile_job.stop()
-                await reaper.stop()
-                await purger.stop()
                 await app.state.runtime.upload_locks.close()
                 await cache.close()
         finally:

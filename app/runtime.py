@@ -13,6 +13,7 @@ from app.observability.metrics import Metrics
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
 from app.tasks.runner import TaskRunner
+from app.tasks.schedule import Scheduler
 from app.uploads.locks import UploadLocks
 from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
@@ -34,3 +35,4 @@ class Runtime:
     quota_ledger: QuotaLedger
     reconciler: Reconciler
     tasks: TaskRunner
+    scheduler: Scheduler

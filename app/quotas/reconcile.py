@@ -10,7 +10,6 @@ vfolder that kept changing is retried, then reported as busy for the next pass."
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.background import PeriodicJob
 from app.errors import VolumeNotFound
 from app.observability.metrics import Metrics
 from app.quotas.ledger import QuotaLedger
@@ -28,7 +26,6 @@ from app.quotas.models import QuotaRow
 from app.quotas.repository import QuotaRepository, scopes_of
 from app.quotas.schemas import LedgerCorrection, ReconcileReport
 from app.tasks.runner import TaskContext, TaskHandler
-from app.tasks.service import schedule_once
 from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
@@ -167,48 +164,6 @@ class Reconciler:
 
 
 RECONCILE_VOLUME = "reconcile-volume"
-
-
-class ReconcileJob(PeriodicJob):
-    """Every interval: abandoned reservations swept, and one reconcile task per volume and
-    period of the schedule. Every node's schedule fires, but the period's task has one id
-    cluster-wide, so it is queued, and run, exactly once."""
-
-    name = "quota-reconciler"
-
-    def __init__(
-        self,
-        reconciler: Reconciler,
-        volumes: list[str],
-        *,
-        sessions: async_sessionmaker[AsyncSession],
-        on_submitted: Callable[[], None],
-        interval_seconds: float,
-    ) -> None:
-        super().__init__(interval_seconds=interval_seconds)
-        self._reconciler = reconciler
-        self._volumes = volumes
-        self._sessions = sessions
-        self._on_submitted = on_submitted
-        self._started_in = int(time.time() // interval_seconds)
-
-    async def run_once(self) -> int:
-        await self._reconciler.sweep_reservations()
-        # Periods of the schedule are counted in wall-clock time, the same on every node;
-        # the first one after start-up is skipped (a restart must not scan every volume).
-        period = int(time.time() // self._interval)
-        if period <= self._started_in:
-            return 0
-        queued = 0
-        async with self._sessions() as session, session.begin():
-            for volume in self._volumes:
-                task = await schedule_once(
-                    session, kind=RECONCILE_VOLUME, target=volume, period=period
-                )
-                queued += task is not None
-        if queued:
-            self._on_submitted()
-        return queued
 
 
 def reconcile_volume_handler(reconciler: Reconciler) -> TaskHandler:

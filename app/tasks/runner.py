@@ -48,6 +48,9 @@ class TaskContext:
         # Set when another node took the task over: whatever stops the handler then, the
         # work belongs to that node now and must not be cleaned up here.
         self.lease_lost = False
+        # Set when the task's owner asked to cancel it (as opposed to this node stopping,
+        # after which another node carries on): its partial work should be undone.
+        self.cancel_requested = False
         self._reported_at = 0.0
 
     async def report(self, current: int, total: int | None, unit: str) -> None:
@@ -134,6 +137,17 @@ class TaskRunner:
             )
 
     async def _run(self, row: TaskRow) -> None:
+        try:
+            await self._run_leased(row)
+        except anyio.get_cancelled_exc_class():
+            # This node is shutting down: hand the task back rather than make the others
+            # wait for the lease to run out.
+            with anyio.CancelScope(shield=True):
+                async with self._sessions() as session, session.begin():
+                    await TaskRepository(session).hand_back(row.id, node=self.node)
+            raise
+
+    async def _run_leased(self, row: TaskRow) -> None:
         context = TaskContext(self, row)
         log.info(
             "task started",
@@ -151,6 +165,7 @@ class TaskRunner:
                     except LeaseLost:
                         context.lease_lost = True
                         raise
+                    context.cancel_requested = True
                     group.cancel_scope.cancel()  # the handler stops where it is
 
                 group.start_soon(keep_leased)

@@ -124,8 +124,10 @@ def clone_handler(
         target_driver = volumes.get(target.volume)
         try:
             return await _copy_and_finish(task, source, target, source_driver, target_driver)
-        except BaseException:
-            if not task.lease_lost:
+        except BaseException as exc:
+            # Undone when it failed or its owner cancelled it; left for the next attempt when
+            # this node stops or lost the task to another node.
+            if (isinstance(exc, Exception) or task.cancel_requested) and not task.lease_lost:
                 with anyio.CancelScope(shield=True):
                     await _abandon(sessions, ledger, target, target_driver)
             raise

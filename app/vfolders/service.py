@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,7 +64,7 @@ class VFolderService:
         cache: Cache,
         reader: VFolderReader,
         after_commit: ScheduleAfterCommit,
-        on_trashed: Callable[[], None],
+        on_trashed: Callable[[], Awaitable[None]],
     ) -> None:
         self._session = session
         self._repo = VFolderRepository(session)
@@ -255,7 +255,7 @@ class VFolderService:
         await self._invalidate(vfolder_id)
 
         async def wake_purger() -> None:
-            self._on_trashed()
+            await self._on_trashed()
 
         self._after_commit(wake_purger)
         log.info("vfolder deleted")
