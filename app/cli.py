@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -115,6 +116,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings.volumes()  # fail here, readably, on a broken STORAGE_CONFIG
     if settings.uses_embedded_database or args.migrate:
         upgrade_to_head_blocking(settings.effective_database_url)
+    if args.workers > 1 and not settings.redis_url:
+        # Workers share the database but not their memory: a cache in each could serve what
+        # another worker already changed.
+        os.environ["STORAGE_LOCAL_CACHE"] = "false"
     uvicorn.run(
         "app.main:create_app_from_environment",
         factory=True,

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     redis_key_prefix: str = "storage-proxy:"
     cache_ttl_seconds: int = Field(default=60, ge=1)
+    local_cache: bool = True
     service_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [PLACEHOLDER_SERVICE_KEY]
     )

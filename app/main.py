@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 settings.redis_url,
                 key_prefix=settings.redis_key_prefix,
                 on_availability_change=lambda up: metrics.cache_available.set(1 if up else 0),
+                local=settings.local_cache,
             )
             metrics.cache_available.set(1)
             sessions = create_session_factory(engine)

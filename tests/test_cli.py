@@ -148,3 +148,21 @@ def test_scan_shows_progress_and_prints_the_report(tmp_path: Path) -> None:
             ["tasks", "watch", task["id"], "--url", server.base_url], cwd=tmp_path, env=env
         )
         assert watched.returncode == 0 and json.loads(watched.stdout)["id"] == task["id"]
+
+
+def test_serve_with_workers_never_serves_what_another_worker_changed(tmp_path: Path) -> None:
+    key = "cli-workers-service-key-0123456789abcdef0123456"
+    env = clean_environment(STORAGE_SERVICE_KEYS=key, STORAGE_LOG_LEVEL="WARNING")
+    auth = {"Authorization": f"Bearer {key}"}
+    with serving(cwd=tmp_path, env=env, extra_args=["--workers", "2"], ready_within=30) as server:
+        made = httpx.post(
+            f"{server.base_url}/v1/vfolders",
+            json={"name": "before", "volume": "local", "owner_id": "alice"},
+            headers=auth,
+        )
+        url = f"{server.base_url}/v1/vfolders/{made.json()['id']}"
+        for _ in range(20):  # new connections: both workers read (and could cache) it
+            assert httpx.get(url, headers=auth).json()["name"] == "before"
+        assert httpx.patch(url, json={"name": "after"}, headers=auth).status_code == 200
+        names = {httpx.get(url, headers=auth).json()["name"] for _ in range(20)}
+        assert names == {"after"}

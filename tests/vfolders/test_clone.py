@@ -151,3 +151,39 @@ async def test_snapshots_where_the_backend_has_none_are_a_clear_409(
     assert refused.status_code == 409
     assert refused.json()["type"] == "/problems/capability-missing"
     assert refused.json()["capability"] == "snapshot"
+
+
+async def test_a_clone_to_another_volume_is_a_copy(tmp_path: Path) -> None:
+    from app.db.engine import create_engine
+    from app.db.migrate import upgrade_to_head
+    from tests.support.app import client_for, make_settings
+
+    config = tmp_path / "volumes.toml"
+    config.write_text(
+        f'[volumes.local]\npath = "{tmp_path / "a"}"\n[volumes.other]\npath = "{tmp_path / "b"}"\n'
+    )
+    settings = make_settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
+        config=config,
+        task_poll_seconds=0.1,
+    )
+    engine = create_engine(settings.effective_database_url)
+    await upgrade_to_head(engine)
+    await engine.dispose()
+    async with client_for(settings) as client:
+        source = await make_vfolder(client, "here")
+        await client.put(
+            f"/v1/vfolders/{source}/files/d/x.bin?parents=true", content=b"x" * 999, headers=ALICE
+        )
+        started = await client.post(
+            f"/v1/vfolders/{source}/clone", json={"name": "there", "volume": "other"}, headers=ALICE
+        )
+        assert started.status_code == 202, started.text
+        task = await finished(client, started.headers["location"])
+        assert task["state"] == "succeeded", task
+        target = started.json()["vfolder"]["id"].replace("-", "")
+        copied = tmp_path / "b" / target[:2] / target[2:4] / target / "d" / "x.bin"
+        assert copied.read_bytes() == b"x" * 999
+        got = (await client.get(f"/v1/vfolders/{target}", headers=ALICE)).json()
+        assert (got["volume"], got["status"]) == ("other", "ready")
