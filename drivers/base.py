@@ -124,8 +124,9 @@ class SnapshotCapable(Protocol):
         """The whole vfolder back to the snapshot (its current content goes to the trash)."""
         ...
 
-    def snapshot_path(self, vfolder_id: UUID, name: str) -> Path:
-        """Where the snapshot can be read (read-only), for browsing and single-file restore."""
+    def snapshot_files(self, vfolder_id: UUID, name: str) -> PosixFileOps:
+        """The snapshot's files, through the same safe operations as the vfolder's (its
+        vfolder id names the snapshot): read-only, for browsing and single-file restore."""
         ...
 
 

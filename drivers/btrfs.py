@@ -23,6 +23,8 @@ from anyio import to_thread
 from drivers.base import SnapshotInfo
 from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandRunner, SubprocessRunner
 from drivers.errors import BackendUnavailable, PathNotFound
+from drivers.fsops import PosixFileOps
+from drivers.layout import SnapshotLayout
 from drivers.posix import PosixDriver
 
 SNAPSHOTS_DIR = ".snapshots"
@@ -106,6 +108,10 @@ class BtrfsDriver(PosixDriver):
         if not SNAPSHOT_NAME.match(name):
             raise BackendUnavailable(f"{name!r} is not a valid snapshot name")
         return self.snapshots_root / vfolder_id.hex / name
+
+    def snapshot_files(self, vfolder_id: UUID, name: str) -> PosixFileOps:
+        path = self.snapshot_path(vfolder_id, name)
+        return PosixFileOps(SnapshotLayout(root=path.parent, snapshot=path))
 
     async def create_snapshot(self, vfolder_id: UUID, *, name: str) -> SnapshotInfo:
         path = self.snapshot_path(vfolder_id, name)

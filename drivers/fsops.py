@@ -28,10 +28,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
 
 from anyio import to_thread
 
+from drivers.clone import CloneProgress, copy_file_data, copy_tree, remove_tree
 from drivers.errors import (
     BackendUnavailable,
     DirectoryNotEmpty,
@@ -214,8 +216,6 @@ def _place_by_reflink(
     """The staged data, shared (reflink) or copied into a hidden file in the destination
     directory, then moved onto ``name`` there. None when ``name`` exists and may not be
     replaced."""
-    from drivers.clone import copy_file_data
-
     temporary = f".sp-commit-{secrets.token_hex(6)}"
     source = os.open(staged.name, O_READ, dir_fd=staged.staging_fd)
     try:
@@ -629,6 +629,25 @@ class PosixFileOpsSync:
         with contextlib.suppress(FileNotFoundError):
             (self.layout.staging / name).unlink()
 
+    def _copy_staging(self, vfolder_id: UUID) -> Path:
+        return self.layout.staging / f"copy-{vfolder_id.hex}"
+
+    def receive_copy(self, source_root: Path, vfolder_id: UUID, progress: CloneProgress) -> None:
+        """Copies ``source_root``'s tree into the staging area, then moves it into place as
+        the vfolder's directory (which must not be in use: a vfolder being created). What an
+        earlier, interrupted attempt left — half a copy, or a whole one — is cleared first."""
+        self.discard_copy(vfolder_id)
+        staging = self._copy_staging(vfolder_id)
+        copy_tree(source_root, staging, progress)
+        final = self.layout.vfolder_path(vfolder_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging.rename(final)
+
+    def discard_copy(self, vfolder_id: UUID) -> None:
+        """Everything ``receive_copy`` may have made for the vfolder."""
+        for path in (self._copy_staging(vfolder_id), self.layout.vfolder_path(vfolder_id)):
+            remove_tree(path)
+
     def commit_staged(
         self,
         staged: StagedFile,
@@ -820,6 +839,14 @@ class PosixFileOps:
 
     async def remove_staged(self, name: str) -> None:
         await to_thread.run_sync(self.sync.remove_staged, name)
+
+    async def receive_copy(
+        self, source_root: Path, vfolder_id: UUID, progress: CloneProgress
+    ) -> None:
+        await to_thread.run_sync(self.sync.receive_copy, source_root, vfolder_id, progress)
+
+    async def discard_copy(self, vfolder_id: UUID) -> None:
+        await to_thread.run_sync(self.sync.discard_copy, vfolder_id)
 
     async def concatenate_staged(self, target: StagedFile, parts: list[str]) -> None:
         await to_thread.run_sync(self.sync.concatenate_staged, target, parts)

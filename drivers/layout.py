@@ -70,3 +70,13 @@ def _shard_dirs(parent: Path, width: int) -> Iterator[Path]:
         name = entry.name
         if len(name) == width and all(c in HEX_DIGITS for c in name) and entry.is_dir():
             yield entry
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotLayout(VolumeLayout):
+    """A snapshot's directory standing for its vfolder's, so the file operations read it."""
+
+    snapshot: Path = Path()
+
+    def vfolder_path(self, vfolder_id: UUID) -> Path:
+        return self.snapshot

@@ -279,40 +279,27 @@ class QuotaLedger:
 def _refuse_beyond(
     metrics: Metrics, scope: Scope, limit: QuotaRow, usage: ScopeUsage, growth: Growth
 ) -> None:
-    if (
-        limit.limit_bytes is not None
-        and growth.bytes > 0
-        and usage.used_bytes + usage.reserved_bytes + growth.bytes > limit.limit_bytes
-    ):
+    measures = (
+        ("bytes", limit.limit_bytes, usage.used_bytes, usage.reserved_bytes, growth.bytes),
+        ("files", limit.limit_files, usage.used_files, usage.reserved_files, growth.files),
+    )
+    for measure, ceiling, used, reserved, more in measures:
+        if ceiling is None or more <= 0 or used + reserved + more <= ceiling:
+            continue
         metrics.quota_refusals.labels(scope_type=scope.type.value).inc()
         raise QuotaExceeded(
-            f"{growth.bytes} more bytes would exceed the {scope.type.value} quota of "
-            f"{scope.label}: limit {limit.limit_bytes}, used {usage.used_bytes}, "
-            f"reserved by writes in progress {usage.reserved_bytes}",
+            f"{more} more {measure} would exceed the {scope.type.value} quota of "
+            f"{scope.label}: limit {ceiling}, used {used}, "
+            f"reserved by writes in progress {reserved}",
             scope_type=scope.type.value,
             scope_id=scope.id,
             volume=scope.volume,
-            limit_bytes=limit.limit_bytes,
-            used_bytes=usage.used_bytes,
-            reserved_bytes=usage.reserved_bytes,
-            requested_bytes=growth.bytes,
-        )
-    if (
-        limit.limit_files is not None
-        and growth.files > 0
-        and usage.used_files + usage.reserved_files + growth.files > limit.limit_files
-    ):
-        metrics.quota_refusals.labels(scope_type=scope.type.value).inc()
-        raise QuotaExceeded(
-            f"{growth.files} more entries would exceed the {scope.type.value} quota of "
-            f"{scope.label}: limit {limit.limit_files} entries, used {usage.used_files}",
-            scope_type=scope.type.value,
-            scope_id=scope.id,
-            volume=scope.volume,
-            limit_files=limit.limit_files,
-            used_files=usage.used_files,
-            reserved_files=usage.reserved_files,
-            requested_files=growth.files,
+            **{
+                f"limit_{measure}": ceiling,
+                f"used_{measure}": used,
+                f"reserved_{measure}": reserved,
+                f"requested_{measure}": more,
+            },
         )
 
 

@@ -8,9 +8,6 @@ import contextlib
 import logging
 import os
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
-from uuid import UUID
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,21 +22,10 @@ from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 from drivers.base import SnapshotCapable, SnapshotInfo, VolumeDriver
 from drivers.clone import copy_file_data
-from drivers.fsops import FileEntry, PosixFileOps
-from drivers.layout import VolumeLayout
+from drivers.fsops import FileEntry
 from drivers.paths import RelativePath, parse_relative_path
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotLayout(VolumeLayout):
-    """A snapshot seen through the file operations as if it were the vfolder (read only)."""
-
-    snapshot: Path = Path()
-
-    def vfolder_path(self, vfolder_id: UUID) -> Path:
-        return self.snapshot
 
 
 class SnapshotService:
@@ -93,8 +79,8 @@ class SnapshotService:
     async def browse(
         self, principal: Principal, vfolder_id: uuid.UUID, name: str, path: str, *, limit: int
     ) -> tuple[list[FileEntry], bool]:
-        driver, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.READ)
-        files = self._snapshot_files(driver, snapshots, vfolder_id, name)
+        _, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.READ)
+        files = snapshots.snapshot_files(vfolder_id, name)
         return await files.list_page(
             vfolder_id, parse_relative_path(path), after=None, recursive=False, limit=limit
         )
@@ -122,7 +108,7 @@ class SnapshotService:
         name: str,
         rel: RelativePath,
     ) -> None:
-        source = self._snapshot_files(driver, snapshots, vfolder_id, name)
+        source = snapshots.snapshot_files(vfolder_id, name)
         handle = await source.open_for_read(vfolder_id, rel)  # refuses dirs and symlinks
         staged = await driver.files.create_staged()
         committed = False
@@ -143,13 +129,6 @@ class SnapshotService:
             if not committed:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await driver.files.discard_staged(staged)
-
-    @staticmethod
-    def _snapshot_files(
-        driver: VolumeDriver, snapshots: SnapshotCapable, vfolder_id: uuid.UUID, name: str
-    ) -> PosixFileOps:
-        path = snapshots.snapshot_path(vfolder_id, name)
-        return PosixFileOps(SnapshotLayout(root=path.parent, snapshot=path))
 
 
 def _copy_into(source_fd: int, target_fd: int) -> int:

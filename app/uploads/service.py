@@ -431,11 +431,15 @@ class TusService:
                 await anyio.to_thread.run_sync(staged.truncate, current.offset)
                 limit = current.length if current.length is not None else self.max_size
                 holder = upload_holder(row.id)
+                # A known length was reserved whole (at creation, or when declared); only a
+                # deferred one reserves as its bytes arrive, ahead of what it holds already.
+                held = (
+                    current.length
+                    if current.length is not None
+                    else await self._quotas.reserved(holder)
+                )
                 cover = ReservationCover(
-                    self._quotas,
-                    row.vfolder_id,
-                    holder,
-                    covered=await self._quotas.reserved(holder) - offset,
+                    self._quotas, row.vfolder_id, holder, covered=held - offset
                 )
                 with self._metrics.uploads_in_flight.track_inprogress():
                     written = await self._write_body(

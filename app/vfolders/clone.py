@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
 from pydantic import BaseModel, Field
@@ -32,8 +31,7 @@ from app.vfolders.schemas import VFolderCreate
 from app.vfolders.service import resolve_owner
 from app.volumes.registry import VolumeRegistry
 from drivers.base import FastCloneCapable, VolumeDriver
-from drivers.clone import CloneProgress, copy_tree, remove_tree
-from drivers.posix import PosixDriver
+from drivers.clone import CloneProgress
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +141,7 @@ def clone_handler(
         if source.volume == target.volume and isinstance(source_driver, FastCloneCapable):
             await source_driver.clone_vfolder(source.id, target.id)
         else:
-            staging = _staging_of(target_driver, target.id)
-            final = target_driver.vfolder_path(target.id)
-            # An earlier attempt's leftovers: half a copy, or a whole one moved into place by a
-            # node that died before declaring the vfolder ready. Nobody can have written there.
-            for leftover in (staging, final):
-                await anyio.to_thread.run_sync(remove_tree, leftover)
-            await _copy_reporting(task, source, source_driver, staging, progress)
-            await anyio.to_thread.run_sync(_move_into_place, staging, final)
+            await _copy_reporting(task, source, target, source_driver, target_driver, progress)
         usage = await target_driver.files.usage(target.id)
         async with ledger.change(target.id) as change:
             await change.settle(usage, holder=clone_holder(target.id))
@@ -171,11 +162,12 @@ def clone_handler(
 async def _copy_reporting(
     task: TaskContext,
     source: VFolderRow,
-    driver: VolumeDriver,
-    staging: Path,
+    target: VFolderRow,
+    source_driver: VolumeDriver,
+    target_driver: VolumeDriver,
     progress: CloneProgress,
 ) -> None:
-    source_root = driver.vfolder_path(source.id)
+    """The copy runs in a worker thread; its progress is reported from here meanwhile."""
     async with anyio.create_task_group() as group:
 
         async def report() -> None:
@@ -184,20 +176,10 @@ async def _copy_reporting(
                 await anyio.sleep(REPORT_EVERY_SECONDS)
 
         group.start_soon(report)
-        await anyio.to_thread.run_sync(copy_tree, source_root, staging, progress)
+        await target_driver.files.receive_copy(
+            source_driver.vfolder_path(source.id), target.id, progress
+        )
         group.cancel_scope.cancel()
-
-
-def _staging_of(driver: VolumeDriver, vfolder_id: uuid.UUID) -> Path:
-    """Beside the volume's vfolders, on the same filesystem: the final move is a rename."""
-    if not isinstance(driver, PosixDriver):
-        raise InvalidRequest(f"the {driver.backend} backend cannot receive a copied vfolder")
-    return driver.layout.staging / f"clone-{vfolder_id.hex}"
-
-
-def _move_into_place(staging: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(final)
 
 
 async def _abandon(
@@ -208,8 +190,7 @@ async def _abandon(
 ) -> None:
     """Nothing of a failed clone stays: its files, its row (marked deleted), its reservation."""
     try:
-        await anyio.to_thread.run_sync(remove_tree, _staging_of(driver, target.id))
-        await anyio.to_thread.run_sync(remove_tree, driver.vfolder_path(target.id))
+        await driver.files.discard_copy(target.id)
         async with sessions() as session, session.begin():
             row = await VFolderRepository(session).get(target.id)
             if row is not None and row.status == VFolderStatus.CLONING.value:

@@ -97,7 +97,7 @@ async def test_a_clone_of_10000_files_with_links_and_empty_dirs_is_exact(
     quota = (await client.get(f"/v1/quotas/vfolder/{target}", headers=SERVICE)).json()
     assert quota["reserved_bytes"] == 0
     staging = settings.data_dir / "volumes" / "local" / ".staging"
-    assert not [p for p in staging.iterdir() if p.name.startswith("clone-")]
+    assert not [p for p in staging.iterdir() if p.name.startswith("copy-")]
 
 
 async def test_a_clone_that_does_not_fit_the_owners_quota_is_refused_up_front(

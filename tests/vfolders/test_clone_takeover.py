@@ -92,6 +92,6 @@ def test_a_clone_survives_the_death_of_its_node(tmp_path: Path) -> None:
             target = started.json()["vfolder"]["id"]
             assert tree(_root(data_dir, target)) == tree(root)
             staging = data_dir / "volumes" / "local" / ".staging"
-            assert not [p for p in staging.iterdir() if p.name.startswith("clone-")]
+            assert not [p for p in staging.iterdir() if p.name.startswith("copy-")]
             got = httpx.get(f"{survivor.base_url}/v1/vfolders/{target}", headers=AUTH).json()
             assert got["status"] == "ready"
