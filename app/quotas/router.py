@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 from uuid import UUID
 
@@ -17,9 +16,8 @@ from app.quotas.models import ScopeType
 from app.quotas.reconcile import RECONCILE_VOLUME, Reconciler
 from app.quotas.schemas import QuotaLimits, QuotaList, QuotaView, ReconcileReport
 from app.quotas.service import QuotaService
-from app.runtime import Runtime
 from app.tasks.schemas import TaskView
-from app.tasks.service import owner_of, submit
+from app.tasks.service import owner_of, submit, wake_after_commit
 
 router = APIRouter(tags=["quotas"])
 
@@ -162,13 +160,6 @@ async def reconcile_volume(
     if volume not in runtime.volumes.names():
         raise VolumeNotFound(f"volume {volume!r} is not configured")
     task = await submit(session, kind=RECONCILE_VOLUME, target=volume, owner=owner_of(principal))
-    after_commit(session, _wake(runtime))
+    wake_after_commit(session, runtime.tasks)
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     return TaskView.of(task)
-
-
-def _wake(runtime: Runtime) -> Callable[[], Awaitable[None]]:
-    async def wake() -> None:
-        runtime.tasks.wake()
-
-    return wake

@@ -10,11 +10,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
+from app.db.session import after_commit
 from app.errors import TaskNotFound
 from app.tasks.models import TaskRow, TaskState
 from app.tasks.repository import TaskRepository
+from app.tasks.runner import TaskRunner
 
 SCHEDULER = "system:scheduler"  # the owner of tasks the service schedules itself
+
+
+def wake_after_commit(session: AsyncSession, runner: TaskRunner) -> None:
+    """This node looks for the task just submitted as soon as it is committed."""
+
+    async def wake() -> None:
+        runner.wake()
+
+    after_commit(session, wake)
 
 
 def owner_of(principal: Principal) -> str:

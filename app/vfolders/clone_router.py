@@ -7,11 +7,11 @@ from uuid import UUID
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 
-from app.db.session import after_commit
 from app.deps import PrincipalDep, RuntimeDep, SessionDep
 from app.openapi_docs import problem_responses
 from app.permissions.models import Mode
 from app.tasks.schemas import TaskView
+from app.tasks.service import wake_after_commit
 from app.vfolders.clone import start_clone
 from app.vfolders.schemas import VFolder, VFolderCreate, VFolderView
 
@@ -49,11 +49,7 @@ async def clone_vfolder(
         volumes=runtime.volumes,
         ledger=runtime.quota_ledger,
     )
-
-    async def wake() -> None:
-        runtime.tasks.wake()
-
-    after_commit(session, wake)
+    wake_after_commit(session, runtime.tasks)
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     return CloneStarted(
         vfolder=VFolderView(**VFolder.model_validate(target).model_dump(), mode=Mode.RWD),

@@ -10,7 +10,6 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
@@ -19,8 +18,9 @@ import pytest
 from app.config import Settings
 from drivers.base import capabilities_of
 from drivers.btrfs import BtrfsDriver, parse_qgroup_show
-from tests.support.app import SERVICE, bearer, client_for, make_settings, user_token
+from tests.support.app import SERVICE, bearer, client_with_volumes, user_token
 from tests.support.loop_mounts import btrfs_scratch
+from tests.support.tasks import finished_task
 
 MIB = 1024 * 1024
 ALICE = bearer(user_token("alice"))
@@ -115,22 +115,9 @@ async def test_a_clone_shares_extents_so_free_space_barely_moves(driver: BtrfsDr
 @pytest.fixture
 async def btrfs_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
     volume = btrfs_scratch() / "volume"
-    config = tmp_path / "volumes.toml"
-    config.write_text(f'[volumes.local]\ndriver = "btrfs"\npath = "{volume}"\n')
-    settings = make_settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
-        config=config,
-        task_poll_seconds=0.1,
-    )
-    from app.db.engine import create_engine
-    from app.db.migrate import upgrade_to_head
-
-    engine = create_engine(settings.effective_database_url)
-    await upgrade_to_head(engine)
-    await engine.dispose()
-    async with client_for(settings) as client:
-        yield client, settings
+    volumes = f'[volumes.local]\ndriver = "btrfs"\npath = "{volume}"\n'
+    async with client_with_volumes(tmp_path, volumes) as client_and_settings:
+        yield client_and_settings
 
 
 async def test_through_the_api_quotas_reach_the_kernel_and_clones_are_instant(
@@ -161,11 +148,7 @@ async def test_through_the_api_quotas_reach_the_kernel_and_clones_are_instant(
         f"/v1/vfolders/{vfolder_id}/clone", json={"name": "twin", "volume": "local"}, headers=ALICE
     )
     assert started.status_code == 202, started.text
-    task: dict[str, Any] = {}
-    with anyio.fail_after(30):
-        while task.get("state") not in {"succeeded", "failed"}:
-            await anyio.sleep(0.05)
-            task = (await client.get(started.headers["location"], headers=ALICE)).json()
+    task = await finished_task(client, started.headers["location"], ALICE)
     assert task["state"] == "succeeded", task
     twin = started.json()["vfolder"]["id"].replace("-", "")
     assert (root / twin[:2] / twin[2:4] / twin / "x.bin").read_bytes() == (

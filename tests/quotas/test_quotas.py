@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import anyio
 import httpx
 import pytest
 
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.support.app import SERVICE, bearer, user_token
+from tests.support.tasks import finished_task
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = {"Content-Type": "application/offset+octet-stream"}
@@ -46,15 +46,6 @@ async def put(vf: VFolderHandle, path: str, size: int, **headers: str) -> httpx.
     return await vf.client.put(
         vf.url(f"files/{path}"), content=b"x" * size, headers={**ALICE, **headers}
     )
-
-
-async def finished_task(client: httpx.AsyncClient, location: str) -> dict[str, Any]:
-    with anyio.fail_after(15):
-        while True:
-            task: dict[str, Any] = (await client.get(location, headers=SERVICE)).json()
-            if task["state"] in {"succeeded", "failed", "cancelled"}:
-                return task
-            await anyio.sleep(0.05)
 
 
 def refused(response: httpx.Response, scope_type: str) -> dict[str, Any]:
@@ -330,7 +321,7 @@ async def test_volume_reconciliation_reports_orphans_without_deleting_them(
     assert refused_user.status_code == 403
     submitted = await vfolder.client.post("/v1/volumes/local/reconcile", headers=SERVICE)
     assert submitted.status_code == 202, submitted.text
-    task = await finished_task(vfolder.client, submitted.headers["location"])
+    task = await finished_task(vfolder.client, submitted.headers["location"], SERVICE)
     assert task["state"] == "succeeded", task
     assert task["progress"]["current"] == task["progress"]["total"] >= 2
     body = task["result"]

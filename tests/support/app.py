@@ -76,3 +76,29 @@ async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with running(create_app(settings)) as client:
         yield client
+
+
+@asynccontextmanager
+async def client_with_volumes(
+    tmp_path: Path, volumes_toml: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    """The app over the volumes of ``volumes_toml`` (a STORAGE_CONFIG file), on a migrated
+    SQLite, with tasks picked up quickly."""
+    from app.db.engine import create_engine
+    from app.db.migrate import upgrade_to_head
+
+    config = tmp_path / "volumes.toml"
+    config.write_text(volumes_toml)
+    settings = make_settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
+        config=config,
+        task_poll_seconds=0.1,
+    )
+    engine = create_engine(settings.effective_database_url)
+    try:
+        await upgrade_to_head(engine)
+    finally:
+        await engine.dispose()
+    async with client_for(settings) as client:
+        yield client, settings

@@ -9,11 +9,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 
 from app.config import Settings
-from tests.support.app import SERVICE, bearer, user_token
+from tests.support.app import SERVICE, bearer, client_with_volumes, user_token
+from tests.support.tasks import finished_task
 
 ALICE = bearer(user_token("alice"))
 
@@ -48,12 +48,7 @@ async def make_vfolder(client: httpx.AsyncClient, name: str) -> str:
 
 
 async def finished(client: httpx.AsyncClient, location: str) -> dict[str, Any]:
-    with anyio.fail_after(60):
-        while True:
-            task: dict[str, Any] = (await client.get(location, headers=ALICE)).json()
-            if task["state"] in {"succeeded", "failed", "cancelled"}:
-                return task
-            await anyio.sleep(0.05)
+    return await finished_task(client, location, ALICE)
 
 
 async def clone(client: httpx.AsyncClient, source: str, name: str) -> httpx.Response:
@@ -154,24 +149,10 @@ async def test_snapshots_where_the_backend_has_none_are_a_clear_409(
 
 
 async def test_a_clone_to_another_volume_is_a_copy(tmp_path: Path) -> None:
-    from app.db.engine import create_engine
-    from app.db.migrate import upgrade_to_head
-    from tests.support.app import client_for, make_settings
-
-    config = tmp_path / "volumes.toml"
-    config.write_text(
+    volumes = (
         f'[volumes.local]\npath = "{tmp_path / "a"}"\n[volumes.other]\npath = "{tmp_path / "b"}"\n'
     )
-    settings = make_settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
-        config=config,
-        task_poll_seconds=0.1,
-    )
-    engine = create_engine(settings.effective_database_url)
-    await upgrade_to_head(engine)
-    await engine.dispose()
-    async with client_for(settings) as client:
+    async with client_with_volumes(tmp_path, volumes) as (client, _settings):
         source = await make_vfolder(client, "here")
         await client.put(
             f"/v1/vfolders/{source}/files/d/x.bin?parents=true", content=b"x" * 999, headers=ALICE

@@ -7,17 +7,15 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 
 from app.config import Settings
-from app.db.engine import create_engine
-from app.db.migrate import upgrade_to_head
-from tests.support.app import bearer, client_for, make_settings, user_token
+from tests.support.app import bearer, client_with_volumes, user_token
 from tests.support.loop_mounts import scratch_on
+from tests.support.tasks import finished_task
 from tests.vfolders.test_clone import tree
 
 ALICE = bearer(user_token("alice"))
@@ -27,19 +25,9 @@ MIB = 1024 * 1024
 @pytest.fixture
 async def xfs_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
     volume = scratch_on("xfs") / "volume"
-    config = tmp_path / "volumes.toml"
-    config.write_text(f'[volumes.local]\ndriver = "posix"\npath = "{volume}"\n')
-    settings = make_settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
-        config=config,
-        task_poll_seconds=0.1,
-    )
-    engine = create_engine(settings.effective_database_url)
-    await upgrade_to_head(engine)
-    await engine.dispose()
-    async with client_for(settings) as client:
-        yield client, settings
+    volumes = f'[volumes.local]\ndriver = "posix"\npath = "{volume}"\n'
+    async with client_with_volumes(tmp_path, volumes) as client_and_settings:
+        yield client_and_settings
 
 
 async def test_a_clone_on_xfs_is_made_of_reflinks(
@@ -64,11 +52,7 @@ async def test_a_clone_on_xfs_is_made_of_reflinks(
         headers=ALICE,
     )
     assert started.status_code == 202, started.text
-    task: dict[str, Any] = {}
-    with anyio.fail_after(30):
-        while task.get("state") not in {"succeeded", "failed"}:
-            await anyio.sleep(0.05)
-            task = (await client.get(started.headers["location"], headers=ALICE)).json()
+    task = await finished_task(client, started.headers["location"], ALICE)
     assert task["state"] == "succeeded", task
     assert task["result"]["reflinked_files"] == 16
     await anyio.run_process(["sync"])
