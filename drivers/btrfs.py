@@ -74,7 +74,7 @@ class BtrfsDriver(PosixDriver):
 
     async def set_quota(self, vfolder_id: UUID, *, limit_bytes: int | None) -> None:
         limit = "none" if limit_bytes is None else str(limit_bytes)
-        await self._run("qgroup", "limit", limit, str(self._existing(vfolder_id)))
+        await self._run("qgroup", "limit", limit, str(await self._existing(vfolder_id)))
 
     async def get_quota(self, vfolder_id: UUID) -> int | None:
         return (await self._qgroup(vfolder_id))[1]
@@ -84,12 +84,14 @@ class BtrfsDriver(PosixDriver):
 
     async def _qgroup(self, vfolder_id: UUID) -> tuple[int, int | None]:
         """(referenced bytes, max referenced or None) of the vfolder's own qgroup."""
-        output = await self._run("qgroup", "show", "-rfe", "--raw", str(self._existing(vfolder_id)))
+        output = await self._run(
+            "qgroup", "show", "-rfe", "--raw", str(await self._existing(vfolder_id))
+        )
         return parse_qgroup_show(output)
 
-    def _existing(self, vfolder_id: UUID) -> Path:
+    async def _existing(self, vfolder_id: UUID) -> Path:
         path = self.vfolder_path(vfolder_id)
-        if not path.is_dir():
+        if not await to_thread.run_sync(path.is_dir):
             raise PathNotFound(f"vfolder {vfolder_id} has no subvolume on this volume")
         return path
 
@@ -100,7 +102,7 @@ class BtrfsDriver(PosixDriver):
         await to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
         if await to_thread.run_sync(target.exists):
             await self._run("subvolume", "delete", str(target))  # an earlier attempt's
-        await self._run("subvolume", "snapshot", str(self._existing(source_id)), str(target))
+        await self._run("subvolume", "snapshot", str(await self._existing(source_id)), str(target))
 
     # -- SnapshotCapable -------------------------------------------------------------------
 
@@ -116,7 +118,9 @@ class BtrfsDriver(PosixDriver):
     async def create_snapshot(self, vfolder_id: UUID, *, name: str) -> SnapshotInfo:
         path = self.snapshot_path(vfolder_id, name)
         await to_thread.run_sync(lambda: path.parent.mkdir(mode=0o700, exist_ok=True))
-        await self._run("subvolume", "snapshot", "-r", str(self._existing(vfolder_id)), str(path))
+        await self._run(
+            "subvolume", "snapshot", "-r", str(await self._existing(vfolder_id)), str(path)
+        )
         return await to_thread.run_sync(_snapshot_info, path)
 
     async def list_snapshots(self, vfolder_id: UUID) -> list[SnapshotInfo]:
@@ -141,7 +145,7 @@ class BtrfsDriver(PosixDriver):
         snapshot = self.snapshot_path(vfolder_id, name)
         if not await to_thread.run_sync(snapshot.is_dir):
             raise PathNotFound(f"no snapshot {name!r}")
-        current = self._existing(vfolder_id)
+        current = await self._existing(vfolder_id)
         limit = await self.get_quota(vfolder_id)
         fresh = self.layout.staging / f"restore-{vfolder_id.hex}-{secrets.token_hex(4)}"
         await self._run("subvolume", "snapshot", str(snapshot), str(fresh))

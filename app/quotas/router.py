@@ -9,15 +9,14 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.db.session import after_commit
 from app.deps import PrincipalDep, RuntimeDep, SessionDep
-from app.errors import Forbidden, VolumeNotFound
 from app.openapi_docs import problem_responses
 from app.permissions.policy import VFolderOperation
 from app.quotas.models import ScopeType
-from app.quotas.reconcile import RECONCILE_VOLUME, Reconciler
+from app.quotas.reconcile import Reconciler
 from app.quotas.schemas import QuotaLimits, QuotaList, QuotaView, ReconcileReport
 from app.quotas.service import QuotaService
 from app.tasks.schemas import TaskView
-from app.tasks.service import owner_of, submit, wake_after_commit
+from app.tasks.service import wake_after_commit
 
 router = APIRouter(tags=["quotas"])
 
@@ -149,17 +148,14 @@ async def reconcile_vfolder(
 async def reconcile_volume(
     volume: str,
     principal: PrincipalDep,
+    service: QuotaServiceDep,
     runtime: RuntimeDep,
     session: SessionDep,
     response: Response,
 ) -> TaskView:
     """Scan every vfolder of the volume, correct the ledger, report orphans (admins): a task
     (`Location`), whose result is the report. While one runs, asking again returns it."""
-    if not principal.is_admin:
-        raise Forbidden("only admins reconcile a whole volume")
-    if volume not in runtime.volumes.names():
-        raise VolumeNotFound(f"volume {volume!r} is not configured")
-    task = await submit(session, kind=RECONCILE_VOLUME, target=volume, owner=owner_of(principal))
+    task = await service.scan_volume(principal, volume)
     wake_after_commit(session, runtime.tasks)
     response.headers["Location"] = f"/v1/tasks/{task.id}"
     return TaskView.of(task)

@@ -14,8 +14,11 @@ from app.errors import Forbidden, InvalidRequest, QuotaExceeded, VolumeNotFound
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
 from app.quotas.models import QuotaRow, ScopeType
+from app.quotas.reconcile import RECONCILE_VOLUME
 from app.quotas.repository import QuotaRepository, Scope
 from app.quotas.schemas import QuotaLimits, QuotaView
+from app.tasks.models import TaskRow
+from app.tasks.service import owner_of, submit
 from app.vfolders.reader import VFolderReader, vfolder_cache_key
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
@@ -123,6 +126,17 @@ class QuotaService:
             if view.usage_percent is not None and view.usage_percent >= threshold_percent:
                 views.append(view)
         return views
+
+    async def scan_volume(self, principal: Principal, volume: str) -> TaskRow:
+        """The task reconciling every vfolder of ``volume`` (admins): a new one, or the one
+        already running."""
+        if not principal.is_admin:
+            raise Forbidden("only admins reconcile a whole volume")
+        if volume not in self._volumes.names():
+            raise VolumeNotFound(f"volume {volume!r} is not configured")
+        return await submit(
+            self._session, kind=RECONCILE_VOLUME, target=volume, owner=owner_of(principal)
+        )
 
     async def _may_set(self, principal: Principal, scope: Scope, limits: QuotaLimits) -> None:
         """Admins and service keys set any limit; a vfolder's owner sets its vfolder's,
