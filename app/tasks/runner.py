@@ -102,6 +102,10 @@ class TaskRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
+        # Whatever this node still holds (stopped mid-run, or between running and recording
+        # the end) is queued again for any node, rather than left until its lease runs out.
+        async with self._sessions() as session, session.begin():
+            await TaskRepository(session).hand_back(node=self.node)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -137,17 +141,6 @@ class TaskRunner:
             )
 
     async def _run(self, row: TaskRow) -> None:
-        try:
-            await self._run_leased(row)
-        except anyio.get_cancelled_exc_class():
-            # This node is shutting down: hand the task back rather than make the others
-            # wait for the lease to run out.
-            with anyio.CancelScope(shield=True):
-                async with self._sessions() as session, session.begin():
-                    await TaskRepository(session).hand_back(row.id, node=self.node)
-            raise
-
-    async def _run_leased(self, row: TaskRow) -> None:
         context = TaskContext(self, row)
         log.info(
             "task started",

@@ -24,7 +24,7 @@ from app.uploads.repository import UploadRepository
 from tests.files.conftest import VFolderHandle
 from tests.uploads.test_tus_protocol import location
 
-TTL = 0.6
+TTL = 1.2  # renewed every 0.4 s, trusted for 0.9 s after each: room for a slow database
 
 
 @dataclass
@@ -83,7 +83,7 @@ async def test_one_holder_at_a_time_and_each_new_holder_gets_a_larger_fence(rig:
 
 async def test_a_lease_is_renewed_while_held(rig: LockRig) -> None:
     async with rig.locks.hold(rig.upload_id) as lease:
-        await anyio.sleep(TTL * 3)
+        await anyio.sleep(TTL * 2.5)
         lease.check()
         with pytest.raises(UploadLocked):
             async with rig.locks.hold(rig.upload_id):
