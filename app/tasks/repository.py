@@ -79,11 +79,15 @@ class TaskRepository:
             return None
         return await self.get(task_id)
 
-    async def hand_back(self, *, node: str) -> None:
-        """Queued again, for any node: the tasks ``node`` runs, when it stops cleanly."""
+    async def hand_back(self, task_id: uuid.UUID, *, node: str) -> None:
+        """Queued again, for any node, when the node running it stops cleanly."""
         await self._session.execute(
             update(TaskRow)
-            .where(TaskRow.node == node, TaskRow.state == TaskState.RUNNING.value)
+            .where(
+                TaskRow.id == task_id,
+                TaskRow.node == node,
+                TaskRow.state == TaskState.RUNNING.value,
+            )
             .values(state=TaskState.QUEUED.value, node=None, lease_expires_at=None)
         )
 

@@ -102,10 +102,6 @@ class TaskRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
-        # Whatever this node still holds (stopped mid-run, or between running and recording
-        # the end) is queued again for any node, rather than left until its lease runs out.
-        async with self._sessions() as session, session.begin():
-            await TaskRepository(session).hand_back(node=self.node)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -123,10 +119,15 @@ class TaskRunner:
     async def run_pending(self) -> int:
         """Claims and runs tasks one after another until none is claimable."""
         ran = 0
-        while (row := await self.claim()) is not None:
+        while True:
+            # Shielded: a stop must not land between the claim's commit and the hand-back
+            # below, or the task would stay leased to a node that is gone.
+            with anyio.CancelScope(shield=True):
+                row = await self.claim()
+            if row is None:
+                return ran
             await self._run(row)
             ran += 1
-        return ran
 
     # -- one task --------------------------------------------------------------------------
 
@@ -141,6 +142,17 @@ class TaskRunner:
             )
 
     async def _run(self, row: TaskRow) -> None:
+        try:
+            await self._run_leased(row)
+        except anyio.get_cancelled_exc_class():
+            # This node is stopping: the task goes back to the queue for any node, rather
+            # than wait for its lease to run out.
+            with anyio.CancelScope(shield=True):
+                async with self._sessions() as session, session.begin():
+                    await TaskRepository(session).hand_back(row.id, node=self.node)
+            raise
+
+    async def _run_leased(self, row: TaskRow) -> None:
         context = TaskContext(self, row)
         log.info(
             "task started",
