@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,7 @@ import anyio
 import httpx
 import pytest
 from pydantic import BaseModel
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -116,6 +118,25 @@ async def test_a_running_task_is_cancelled_at_its_next_renewal(
             assert row is not None and row.state == "running"
             row.cancel_requested = True
     assert (await _state(sessions, task.id)).state == TaskState.CANCELLED.value
+
+
+async def test_a_stopping_node_never_leaves_a_task_leased(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Stops land anywhere: before the claim, inside its commit, mid-handler, while the end is
+    # recorded. Whichever, the task ends up finished or queued again for any node — never
+    # running under a node that is gone (it would wait out a 30 s lease).
+    stop_after = random.Random(11)
+    for attempt in range(40):
+        task = await _queued(sessions, COUNTED, f"{1 + attempt % 3}")
+        runner = TaskRunner(sessions, {COUNTED: count}, node=f"stopping-{attempt}", poll_seconds=0)
+        runner.start()
+        await anyio.sleep(stop_after.uniform(0, 0.03))
+        await runner.stop()
+        row = await _state(sessions, task.id)
+        assert row.state in ("queued", "succeeded"), (attempt, row.state, row.node)
+        async with sessions() as session, session.begin():
+            await session.execute(delete(TaskRow).where(TaskRow.id == task.id))
 
 
 def _events(stream: str) -> list[tuple[str, dict[str, Any]]]:

@@ -90,18 +90,26 @@ class TaskRunner:
         self._poll = poll_seconds
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = anyio.CancelScope()
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._loop_task = asyncio.create_task(self._loop(), name="task-runner")
+        self._stopping = anyio.CancelScope()
+        self._loop_task = asyncio.create_task(self._loop_until_stopped(), name="task-runner")
 
     async def stop(self) -> None:
+        # Through anyio's cancel scope rather than Task.cancel(): a native cancellation
+        # pierces anyio's shields, so a stop could land inside a claim's commit and leave
+        # the task leased to a node that is gone.
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            self._stopping.cancel()
+            await self._loop_task
             self._loop_task = None
+
+    async def _loop_until_stopped(self) -> None:
+        with self._stopping:
+            await self._loop()
 
     def wake(self) -> None:
         self._wakeup.set()
