@@ -90,32 +90,33 @@ class TaskRunner:
         self._poll = poll_seconds
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._stopping = anyio.CancelScope()
+        self._stop_requested = False
+        self._handler_scope: anyio.CancelScope | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._stopping = anyio.CancelScope()
-        self._loop_task = asyncio.create_task(self._loop_until_stopped(), name="task-runner")
+        self._stop_requested = False
+        self._loop_task = asyncio.create_task(self._loop(), name="task-runner")
 
     async def stop(self) -> None:
-        # Through anyio's cancel scope rather than Task.cancel(): a native cancellation
-        # pierces anyio's shields, so a stop could land inside a claim's commit and leave
-        # the task leased to a node that is gone.
-        if self._loop_task is not None:
-            self._stopping.cancel()
-            await self._loop_task
-            self._loop_task = None
-
-    async def _loop_until_stopped(self) -> None:
-        with self._stopping:
-            await self._loop()
+        """Interrupts the handler at work, hands its task back, and ends the loop. The loop's
+        own database work (claim, renewal, hand-back, end) is never cancelled: a stop landing
+        inside a claim's commit would leave the task leased to a node that is gone."""
+        if self._loop_task is None:
+            return
+        self._stop_requested = True
+        self._wakeup.set()
+        if self._handler_scope is not None:
+            self._handler_scope.cancel()
+        await self._loop_task
+        self._loop_task = None
 
     def wake(self) -> None:
         self._wakeup.set()
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stop_requested:
             try:
                 await self.run_pending()
             except Exception:
@@ -125,17 +126,16 @@ class TaskRunner:
             self._wakeup.clear()
 
     async def run_pending(self) -> int:
-        """Claims and runs tasks one after another until none is claimable."""
+        """Claims and runs tasks one after another until none is claimable (or the runner
+        is stopping)."""
         ran = 0
-        while True:
-            # Shielded: a stop must not land between the claim's commit and the hand-back
-            # below, or the task would stay leased to a node that is gone.
-            with anyio.CancelScope(shield=True):
-                row = await self.claim()
+        while not self._stop_requested:
+            row = await self.claim()
             if row is None:
-                return ran
+                break
             await self._run(row)
             ran += 1
+        return ran
 
     # -- one task --------------------------------------------------------------------------
 
@@ -153,12 +153,16 @@ class TaskRunner:
         try:
             await self._run_leased(row)
         except anyio.get_cancelled_exc_class():
-            # This node is stopping: the task goes back to the queue for any node, rather
-            # than wait for its lease to run out.
+            # Cancelled from outside, not through stop(): still, the task goes back to the
+            # queue rather than wait for its lease to run out.
             with anyio.CancelScope(shield=True):
-                async with self._sessions() as session, session.begin():
-                    await TaskRepository(session).hand_back(row.id, node=self.node)
+                await self._hand_back(row)
             raise
+
+    async def _hand_back(self, row: TaskRow) -> None:
+        async with self._sessions() as session, session.begin():
+            await TaskRepository(session).hand_back(row.id, node=self.node)
+        log.info("task handed back", extra={"task_id": str(row.id)})
 
     async def _run_leased(self, row: TaskRow) -> None:
         context = TaskContext(self, row)
@@ -182,6 +186,9 @@ class TaskRunner:
                     group.cancel_scope.cancel()  # the handler stops where it is
 
                 group.start_soon(keep_leased)
+                self._handler_scope = group.cancel_scope
+                if self._stop_requested:  # stop() came before the scope could be cancelled
+                    group.cancel_scope.cancel()
                 result = await self._handlers[row.kind](context)
                 group.cancel_scope.cancel()
         except BaseExceptionGroup as group_error:
@@ -199,6 +206,11 @@ class TaskRunner:
                 outcome = (TaskState.CANCELLED, None, None)
             else:
                 outcome = (TaskState.SUCCEEDED, result.model_dump_json(), None)
+        finally:
+            self._handler_scope = None
+        if result is None and not cancelled and self._stop_requested:
+            await self._hand_back(row)  # interrupted by this node's stop: any node carries on
+            return
         state, result_json, problem = outcome
         async with self._sessions() as session, session.begin():
             finished = await TaskRepository(session).finish(
