@@ -15,7 +15,7 @@ from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
 from app.quotas.models import QuotaRow, ScopeType
 from app.quotas.reconcile import RECONCILE_VOLUME
-from app.quotas.repository import QuotaRepository, Scope
+from app.quotas.repository import QuotaRepository, Scope, ScopeUsage
 from app.quotas.schemas import QuotaLimits, QuotaView
 from app.tasks.models import TaskRow
 from app.tasks.service import owner_of, submit
@@ -72,28 +72,7 @@ class QuotaService:
         return Scope(scope_type, scope_id, volume)
 
     async def view(self, scope: Scope) -> QuotaView:
-        limit = await self._quotas.get(scope)
-        usage = await self._quotas.usage(scope)
-        limit_bytes = limit.limit_bytes if limit else None
-        return QuotaView(
-            scope_type=scope.type,
-            scope_id=scope.id,
-            volume=scope.volume,
-            limit_bytes=limit_bytes,
-            limit_files=limit.limit_files if limit else None,
-            used_bytes=usage.used_bytes,
-            used_files=usage.used_files,
-            reserved_bytes=usage.reserved_bytes,
-            reserved_files=usage.reserved_files,
-            free_bytes=(
-                max(0, limit_bytes - usage.used_bytes - usage.reserved_bytes)
-                if limit_bytes is not None
-                else None
-            ),
-            usage_percent=(round(100 * usage.used_bytes / limit_bytes, 3) if limit_bytes else None),
-            alert_level_percent=limit.alert_level if limit else 0,
-            last_reconciled_at=limit.last_reconciled_at if limit else None,
-        )
+        return _quota_view(scope, await self._quotas.get(scope), await self._quotas.usage(scope))
 
     async def set(self, principal: Principal, scope: Scope, limits: QuotaLimits) -> QuotaView:
         await self._may_set(principal, scope, limits)
@@ -121,8 +100,9 @@ class QuotaService:
         if not principal.is_admin:
             raise Forbidden("only admins list every quota")
         views = []
-        for row in await self._quotas.all_limits():
-            view = await self.view(Scope(ScopeType(row.scope_type), row.scope_id, row.volume))
+        for row, usage in await self._quotas.every_limit_with_usage():
+            scope = Scope(ScopeType(row.scope_type), row.scope_id, row.volume)
+            view = _quota_view(scope, row, usage)
             if view.usage_percent is not None and view.usage_percent >= threshold_percent:
                 views.append(view)
         return views
@@ -193,3 +173,26 @@ def _vfolder_id(text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         raise InvalidRequest(f"{text!r} is not a vfolder id") from None
+
+
+def _quota_view(scope: Scope, limit: QuotaRow | None, usage: ScopeUsage) -> QuotaView:
+    limit_bytes = limit.limit_bytes if limit else None
+    return QuotaView(
+        scope_type=scope.type,
+        scope_id=scope.id,
+        volume=scope.volume,
+        limit_bytes=limit_bytes,
+        limit_files=limit.limit_files if limit else None,
+        used_bytes=usage.used_bytes,
+        used_files=usage.used_files,
+        reserved_bytes=usage.reserved_bytes,
+        reserved_files=usage.reserved_files,
+        free_bytes=(
+            max(0, limit_bytes - usage.used_bytes - usage.reserved_bytes)
+            if limit_bytes is not None
+            else None
+        ),
+        usage_percent=(round(100 * usage.used_bytes / limit_bytes, 3) if limit_bytes else None),
+        alert_level_percent=limit.alert_level if limit else 0,
+        last_reconciled_at=limit.last_reconciled_at if limit else None,
+    )

@@ -8,7 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
+from app.config import Settings
+from app.db.engine import create_engine, create_session_factory
+from app.quotas.repository import QuotaRepository
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.support.app import SERVICE, bearer, user_token
 from tests.support.tasks import finished_task
@@ -332,3 +336,66 @@ async def test_volume_reconciliation_reports_orphans_without_deleting_them(
     ]
     assert body["missing_directories"] == [lost.json()["id"]]
     assert orphan.is_dir()
+
+
+async def test_the_listing_of_every_limit_agrees_with_each_scope_in_a_few_statements(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    vfolders = []
+    for n, owner in enumerate([("user", "alice")] * 3 + [("group", "lab")] * 2):
+        made = await client.post(
+            "/v1/vfolders",
+            json={"name": f"v{n}", "volume": "local", "owner_type": owner[0], "owner_id": owner[1]},
+            headers=SERVICE,
+        )
+        assert made.status_code == 201, made.text
+        vfolders.append(made.json()["id"])
+        as_owner = {**SERVICE, "X-Act-As-User": "alice", "X-Act-As-Groups": "lab"}
+        for size in range(n + 1):
+            written = await client.put(
+                f"/v1/vfolders/{made.json()['id']}/files/f{size}",
+                content=b"x" * (100 * (size + 1)),
+                headers=as_owner,
+            )
+            assert written.status_code == 201, written.text
+    reserving = await client.post(
+        f"/v1/vfolders/{vfolders[1]}/uploads",
+        headers={
+            **TUS,
+            **SERVICE,
+            "X-Act-As-User": "alice",
+            "Upload-Length": "777",
+            "Upload-Metadata": "path " + base64.b64encode(b"big.bin").decode(),
+        },
+    )
+    assert reserving.status_code == 201, reserving.text
+    for scope, scope_id in [("user", "alice"), ("group", "lab"), ("user", "nobody")] + [
+        ("vfolder", v) for v in vfolders
+    ]:
+        assert (await set_quota(client, scope, scope_id, limit_bytes=10_000)).is_success
+    deleted = await client.delete(f"/v1/vfolders/{vfolders[0]}", headers=SERVICE)
+    assert deleted.status_code == 204  # limited, then gone
+
+    listed = await client.get("/v1/quotas", params={"over": 0}, headers=SERVICE)
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert len(items) == 3 + len(vfolders) - 1  # a deleted vfolder's limit is gone with it
+    for item in items:
+        params = {} if item["scope_type"] == "vfolder" else {"volume": "local"}
+        one = await client.get(
+            f"/v1/quotas/{item['scope_type']}/{item['scope_id']}", params=params, headers=SERVICE
+        )
+        assert item == one.json()
+    by_scope = {(i["scope_type"], i["scope_id"]): i for i in items}
+    alice = by_scope[("user", "alice")]
+    assert (alice["used_bytes"], alice["reserved_bytes"]) == (300 + 600, 777)
+
+    engine = create_engine(settings.effective_database_url)
+    statements = []
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        async with create_session_factory(engine)() as session:
+            assert len(await QuotaRepository(session).every_limit_with_usage()) == len(items)
+    finally:
+        await engine.dispose()
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 5
