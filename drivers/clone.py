@@ -17,6 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.syncfs import sync_filesystem
+
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS reflink)
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 64 * 1024 * 1024
@@ -92,8 +94,8 @@ def copy_tree(
         os.fchmod(dst, stat.S_IMODE(top.st_mode))
         os.utime(dst, ns=(top.st_atime_ns, top.st_mtime_ns))
         # Durable before the clone is moved into place and declared ready: one flush of the
-        # filesystem costs far less than an fsync per file.
-        os.sync()
+        # target's filesystem costs far less than an fsync per file.
+        sync_filesystem(dst)
     finally:
         os.close(src)
         os.close(dst)
