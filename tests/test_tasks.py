@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -12,7 +13,7 @@ import anyio
 import httpx
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -126,10 +127,18 @@ async def test_a_stopping_node_never_leaves_a_task_leased(
     # Stops land anywhere: before the claim, inside its commit, mid-handler, while the end is
     # recorded. Whichever, the task ends up finished or queued again for any node — never
     # running under a node that is gone (it would wait out a 30 s lease).
+    async def query_away(task: TaskContext) -> Counted:
+        for _ in range(int(task.target)):
+            async with sessions() as session:
+                await session.execute(select(TaskRow.id).limit(1))
+        return Counted(counted=int(task.target), attempt=task.attempt)
+
     stop_after = random.Random(11)
     for attempt in range(40):
-        task = await _queued(sessions, COUNTED, f"{1 + attempt % 3}")
-        runner = TaskRunner(sessions, {COUNTED: count}, node=f"stopping-{attempt}", poll_seconds=0)
+        task = await _queued(sessions, COUNTED, f"{10 + attempt % 3 * 10}")
+        runner = TaskRunner(
+            sessions, {COUNTED: query_away}, node=f"stopping-{attempt}", poll_seconds=0
+        )
         runner.start()
         await anyio.sleep(stop_after.uniform(0, 0.03))
         await runner.stop()
@@ -137,6 +146,31 @@ async def test_a_stopping_node_never_leaves_a_task_leased(
         assert row.state in ("queued", "succeeded"), (attempt, row.state, row.node)
         async with sessions() as session, session.begin():
             await session.execute(delete(TaskRow).where(TaskRow.id == task.id))
+    # Nor does a stop strand the database driver's clean-up (an aiosqlite close left pending
+    # forever hangs the event loop's shutdown).
+    await anyio.sleep(0.2)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_handler_at_work_past_the_grace_is_interrupted_and_its_task_handed_back(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    started = anyio.Event()
+
+    async def work_on(task: TaskContext) -> Counted:
+        started.set()
+        return await wait_forever(task)
+
+    task = await _queued(sessions, "test-wait", "x")
+    runner = TaskRunner(
+        sessions, {"test-wait": work_on}, node="n", poll_seconds=0, stop_grace_seconds=0.3
+    )
+    runner.start()
+    with anyio.fail_after(5):
+        await started.wait()
+        await runner.stop()
+    row = await _state(sessions, task.id)
+    assert (row.state, row.node, row.lease_expires_at) == ("queued", None, None)
 
 
 def _events(stream: str) -> list[tuple[str, dict[str, Any]]]:

@@ -30,6 +30,8 @@ from drivers.errors import DriverError
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_SECONDS = 0.2
+# How long a stopping node lets the handler at work finish before interrupting it.
+STOP_GRACE_SECONDS = 5.0
 
 
 def node_name() -> str:
@@ -82,16 +84,18 @@ class TaskRunner:
         node: str | None = None,
         lease_seconds: float = 30.0,
         poll_seconds: float = 2.0,
+        stop_grace_seconds: float = STOP_GRACE_SECONDS,
     ) -> None:
         self._sessions = sessions
         self._handlers = dict(handlers)
         self.node = node or node_name()
         self.lease_seconds = lease_seconds
         self._poll = poll_seconds
+        self._stop_grace = stop_grace_seconds
         self._wakeup = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stop_requested = False
-        self._handler_scope: anyio.CancelScope | None = None
+        self._in_handler = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -100,16 +104,25 @@ class TaskRunner:
         self._loop_task = asyncio.create_task(self._loop(), name="task-runner")
 
     async def stop(self) -> None:
-        """Interrupts the handler at work, hands its task back, and ends the loop. The loop's
-        own database work (claim, renewal, hand-back, end) is never cancelled: a stop landing
-        inside a claim's commit would leave the task leased to a node that is gone."""
+        """Claims nothing more, lets the handler at work finish within a grace period, then
+        interrupts it (its task goes back to the queue), and ends the loop.
+
+        The loop's own database work (claim, hand-back, recording the end) is never
+        cancelled: a stop landing inside a claim's commit would leave the task leased to a
+        node that is gone (anyio's shields do not hold off ``Task.cancel()``). Nor is a
+        handler cancelled while a short one would finish: a transaction cancelled midway
+        can keep SQLite's write lock until its connection is collected."""
         if self._loop_task is None:
             return
         self._stop_requested = True
         self._wakeup.set()
-        if self._handler_scope is not None:
-            self._handler_scope.cancel()
-        await self._loop_task
+        await asyncio.wait({self._loop_task}, timeout=self._stop_grace)
+        if not self._loop_task.done() and self._in_handler:
+            # One native cancellation: an anyio scope would re-deliver it until the scope
+            # exits, and that can strand aiosqlite's connection close for good.
+            self._loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._loop_task
         self._loop_task = None
 
     def wake(self) -> None:
@@ -133,6 +146,9 @@ class TaskRunner:
             row = await self.claim()
             if row is None:
                 break
+            if self._stop_requested:  # the stop came during the claim
+                await self._hand_back(row)
+                break
             await self._run(row)
             ran += 1
         return ran
@@ -153,8 +169,8 @@ class TaskRunner:
         try:
             await self._run_leased(row)
         except anyio.get_cancelled_exc_class():
-            # Cancelled from outside, not through stop(): still, the task goes back to the
-            # queue rather than wait for its lease to run out.
+            # This node is stopping: the task goes back to the queue for any node, rather
+            # than wait for its lease to run out.
             with anyio.CancelScope(shield=True):
                 await self._hand_back(row)
             raise
@@ -186,10 +202,11 @@ class TaskRunner:
                     group.cancel_scope.cancel()  # the handler stops where it is
 
                 group.start_soon(keep_leased)
-                self._handler_scope = group.cancel_scope
-                if self._stop_requested:  # stop() came before the scope could be cancelled
-                    group.cancel_scope.cancel()
-                result = await self._handlers[row.kind](context)
+                self._in_handler = True
+                try:
+                    result = await self._handlers[row.kind](context)
+                finally:
+                    self._in_handler = False
                 group.cancel_scope.cancel()
         except BaseExceptionGroup as group_error:
             error = group_error.exceptions[0]
@@ -206,11 +223,6 @@ class TaskRunner:
                 outcome = (TaskState.CANCELLED, None, None)
             else:
                 outcome = (TaskState.SUCCEEDED, result.model_dump_json(), None)
-        finally:
-            self._handler_scope = None
-        if result is None and not cancelled and self._stop_requested:
-            await self._hand_back(row)  # interrupted by this node's stop: any node carries on
-            return
         state, result_json, problem = outcome
         async with self._sessions() as session, session.begin():
             finished = await TaskRepository(session).finish(
