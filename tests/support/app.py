@@ -43,9 +43,11 @@ def user_token(
     user: str,
     *groups: str,
     role: Role = Role.USER,
-    ttl: int = 300,
+    ttl: int = 6 * 3600,
     managed_groups: tuple[str, ...] | list[str] = (),
 ) -> str:
+    """A user's JWT. Long-lived by default: modules mint theirs at import, and the whole
+    suite must run before any expires (tests of expiry pass their own ``ttl``)."""
     return mint_user_token(
         secret=JWT_SECRET,
         audience=AUDIENCE,
