@@ -33,6 +33,11 @@ class LiveServer:
     def peak_rss_kib(self) -> int:
         return _status_kib(self.pid, "VmHWM")
 
+    def cpu_seconds(self) -> float:
+        """User and system time the server process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reset_peak(self) -> None:
         """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
         Path(f"/proc/{self.pid}/clear_refs").write_text("5")

@@ -1,7 +1,7 @@
 """Resumable-upload speed: 1 GiB in 64 MiB PATCHes, 1 GiB in one PATCH, and 8 concurrent
-128 MiB uploads, against `dd ... conv=fsync` into the same volume in the same run; the
-server's peak RSS throughout. A second baseline, a bare Python socket-to-file copy, shows what
-any Python server can reach on this machine.
+128 MiB uploads, all sent by curl, against `dd ... conv=fsync` into the same volume in the
+same run; the server's CPU share and peak RSS. A second baseline, a bare Python
+socket-to-file copy, shows what any Python server can reach on this machine.
 
     .venv/bin/python bench/tus_upload.py [--size-mib 1024] [--runs 3]
 """
@@ -16,9 +16,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -31,60 +31,55 @@ TUS = {**AUTH, "Tus-Resumable": "1.0.0", "X-Act-As-User": "bench"}
 MIB = 1024 * 1024
 
 
-def file_chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        source.seek(start)
-        remaining = length
-        while remaining > 0:
-            block = source.read(min(MIB, remaining))
-            if not block:
-                return
-            remaining -= len(block)
-            yield block
+def create_upload(server: LiveServer, size: int, name: str) -> str:
+    created = httpx.post(
+        f"{server.vfolder_url}/uploads",
+        headers={**TUS, "Upload-Length": str(size), "Upload-Metadata": f"path {_b64(name)}"},
+    )
+    assert created.status_code == 201, created.text
+    return server.base_url + created.headers["location"]
 
 
-def tus_upload(server: LiveServer, source: Path, size: int, patch_bytes: int, name: str) -> None:
-    with httpx.Client(headers=TUS, timeout=600) as http:
-        created = http.post(
-            f"{server.vfolder_url}/uploads",
-            headers={"Upload-Length": str(size), "Upload-Metadata": f"path {_b64(name)}"},
-        )
-        assert created.status_code == 201, created.text
-        url = server.base_url + created.headers["location"]
-        offset = 0
-        while offset < size:
-            length = min(patch_bytes, size - offset)
-            response = http.patch(
-                url,
-                headers={
-                    "Upload-Offset": str(offset),
-                    "Content-Type": "application/offset+octet-stream",
-                    "Content-Length": str(length),
-                },
-                content=file_chunks(source, offset, length),
-            )
-            assert response.status_code == 204, response.text
-            offset += length
+def curl_patches(url: str, parts: list[Path]) -> subprocess.Popen[str]:
+    """One curl process sending ``parts`` as consecutive PATCHes over one connection: curl is
+    the client in every case, so that a Python client competing for the same two cores does
+    not set the figure."""
+    args = ["curl", "-s"]
+    offset = 0
+    for index, part in enumerate(parts):
+        if index:
+            args.append("--next")
+        args += ["-o", "/dev/null", "-w", "%{http_code}\\n", "-X", "PATCH", "-T", str(part)]
+        for header, value in {
+            **TUS,
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+            "Expect": "",
+        }.items():
+            args += ["-H", f"{header}: {value}" if value else f"{header}:"]
+        args.append(url)
+        offset += part.stat().st_size
+    return subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
 
 
-def curl_single_patch(server: LiveServer, source: Path, size: int, name: str) -> None:
-    """The one-PATCH case with curl as the client, so that a Python client competing for
-    the same two cores does not set the figure."""
-    with httpx.Client(headers=TUS, timeout=600) as http:
-        created = http.post(
-            f"{server.vfolder_url}/uploads",
-            headers={"Upload-Length": str(size), "Upload-Metadata": f"path {_b64(name)}"},
-        )
-    url = server.base_url + created.headers["location"]
-    args = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PATCH", "-T", str(source)]
-    for header, value in {
-        **TUS,
-        "Upload-Offset": "0",
-        "Content-Type": "application/offset+octet-stream",
-    }.items():
-        args += ["-H", f"{header}: {value}"]
-    status = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
-    assert status == "204", status
+def finish(curl: subprocess.Popen[str], patches: int) -> None:
+    statuses, _ = curl.communicate()
+    assert curl.returncode == 0 and statuses.split() == ["204"] * patches, statuses
+
+
+def upload(server: LiveServer, parts: list[Path], name: str) -> None:
+    url = create_upload(server, sum(part.stat().st_size for part in parts), name)
+    finish(curl_patches(url, parts), len(parts))
+
+
+def concurrent_uploads(server: LiveServer, parts: list[Path], uploads: int, name: str) -> None:
+    urls = [
+        create_upload(server, sum(part.stat().st_size for part in parts), f"{name}-{i}.bin")
+        for i in range(uploads)
+    ]
+    curls = [curl_patches(url, parts) for url in urls]
+    for curl in curls:
+        finish(curl, len(parts))
 
 
 def _b64(text: str) -> str:
@@ -135,11 +130,20 @@ def raw_socket_mib_s(source: Path, target: Path, size_mib: int) -> float:
     return size_mib / elapsed
 
 
-def timed(action: object) -> float:
+def timed(action: Callable[[], None]) -> float:
     began = time.perf_counter()
-    assert callable(action)
     action()
     return time.perf_counter() - began
+
+
+def split(source: Path, part_bytes: int) -> list[Path]:
+    parts: list[Path] = []
+    with source.open("rb") as whole:
+        while block := whole.read(part_bytes):
+            part = source.with_name(f"{source.name}.{len(parts):03}")
+            part.write_bytes(block)
+            parts.append(part)
+    return parts
 
 
 def main() -> None:
@@ -147,70 +151,74 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    size = args.size_mib * MIB
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp, live_server(Path(tmp)) as server:
         source = Path(tmp) / "source.bin"
         with source.open("wb") as out:
             block = random.randbytes(MIB)
             for _ in range(args.size_mib):
                 out.write(block)
+        parts = split(source, 64 * MIB)
+        each_mib = min(128, args.size_mib)
         server.reset_peak()
         rss_before = server.rss_kib()
-        dd, raw, chunked, single, parallel = [], [], [], [], []
+        figures: dict[str, list[float]] = {
+            "dd": [],
+            "raw": [],
+            "chunked": [],
+            "single": [],
+            "parallel": [],
+            "cpu": [],
+        }
         for run in range(args.runs):
             # Each figure starts with no dirty pages left over from the step before.
             os.sync()
-            dd.append(dd_mib_s(source, server.volume_root / f"dd-{run}.bin", args.size_mib))
+            figures["dd"].append(
+                dd_mib_s(source, server.volume_root / f"dd-{run}.bin", args.size_mib)
+            )
             os.sync()
-            raw.append(
+            figures["raw"].append(
                 raw_socket_mib_s(source, server.volume_root / f"raw-{run}.bin", args.size_mib)
             )
             os.sync()
-            chunked.append(
-                args.size_mib
-                / timed(
-                    lambda r=run: tus_upload(server, source, size, 64 * MIB, f"chunked-{r}.bin")
-                )
-            )
+            elapsed = timed(partial(upload, server, parts, f"chunked-{run}.bin"))
+            figures["chunked"].append(args.size_mib / elapsed)
             os.sync()
-            single.append(
-                args.size_mib
-                / timed(lambda r=run: curl_single_patch(server, source, size, f"single-{r}.bin"))
-            )
-            each = min(128 * MIB, size)
-            threads = [
-                threading.Thread(
-                    target=tus_upload, args=(server, source, each, 64 * MIB, f"p{run}-{i}.bin")
-                )
-                for i in range(8)
-            ]
+            cpu_before = server.cpu_seconds()
+            elapsed = timed(partial(upload, server, [source], f"single-{run}.bin"))
+            figures["single"].append(args.size_mib / elapsed)
+            figures["cpu"].append((server.cpu_seconds() - cpu_before) / elapsed)
             os.sync()
-            began = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            parallel.append(8 * each / MIB / (time.perf_counter() - began))
+            elapsed = timed(
+                partial(concurrent_uploads, server, parts[: each_mib // 64 or 1], 8, f"p-{run}")
+            )
+            figures["parallel"].append(8 * each_mib / elapsed)
+            print(
+                f"run {run + 1}: "
+                + ", ".join(f"{name} {values[-1]:.2f}" for name, values in figures.items()),
+                flush=True,
+            )
             for path in server.vfolder_root.iterdir():
                 path.unlink()
         growth = (server.peak_rss_kib() - rss_before) / 1024
         peak = server.peak_rss_kib() / 1024
-        dd_med = statistics.median(dd)
-        print(f"\n== tus uploads, median of {args.runs} runs")
-        print(f"{'dd conv=fsync (baseline)':<34}{dd_med:>8.0f} MiB/s")
-        raw_med = statistics.median(raw)
-        share = raw_med / dd_med
+        medians = {name: statistics.median(values) for name, values in figures.items()}
+        dd = medians["dd"]
+        print(f"\n== tus uploads, curl as the client, median of {args.runs} runs")
+        print(f"{'dd conv=fsync (baseline)':<34}{dd:>8.0f} MiB/s")
         print(
-            f"{'socket -> file, Python, no HTTP':<34}{raw_med:>8.0f} MiB/s  = {share:.0%} of dd"
-            " (what a Python server can reach)"
+            f"{'socket -> file, Python, no HTTP':<34}{medians['raw']:>8.0f} MiB/s"
+            f"  = {medians['raw'] / dd:.0%} of dd (what a Python server can reach)"
         )
-        for label, values in (
-            (f"{args.size_mib} MiB in 64 MiB PATCHes", chunked),
-            (f"{args.size_mib} MiB in one PATCH (curl)", single),
-            ("8 x 128 MiB concurrent", parallel),
+        for label, name in (
+            (f"{args.size_mib} MiB in 64 MiB PATCHes", "chunked"),
+            (f"{args.size_mib} MiB in one PATCH", "single"),
+            (f"8 x {each_mib} MiB concurrent", "parallel"),
         ):
-            value = statistics.median(values)
-            print(f"{label:<34}{value:>8.0f} MiB/s  = {value / dd_med:.0%} of dd")
+            print(
+                f"{label:<34}{medians[name]:>8.0f} MiB/s  = {medians[name] / dd:.0%} of dd"
+                f", {medians[name] / medians['raw']:.0%} of the socket copy"
+            )
+        print(f"{'server CPU during one PATCH':<34}{medians['cpu']:>8.0%} of a core")
         print(f"{'server peak RSS':<34}{peak:>8.1f} MiB (growth {growth:.1f} MiB)")
 
 
