@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
@@ -43,12 +42,6 @@ class Figure:
     files_s: float
     mib_s: float
     server_cpu: float  # share of one core used by the server process while timed
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (fields 14 and 15 of /proc/pid/stat, after the comm)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def quota_urls(server: LiveServer) -> list[str]:
@@ -102,9 +95,9 @@ def measure(
 ) -> Figure:
     set_quotas(server, on)
     names = [f"{prefix}-c{i % clients}-{i}.bin" for i in range(files)]
-    cpu_before = cpu_seconds(server.pid)
+    cpu_before = server.cpu_seconds()
     elapsed, statuses = asyncio.run(put_files(server, names, body, clients))
-    cpu = cpu_seconds(server.pid) - cpu_before
+    cpu = server.cpu_seconds() - cpu_before
     stored = statuses.get(201, 0) + statuses.get(200, 0)
     if stored != files:
         raise SystemExit(f"{prefix}: only {stored} of {files} PUTs succeeded: {statuses}")

@@ -602,6 +602,10 @@ class PosixFileOpsSync:
         except OSError as exc:
             os.close(staging_fd)
             raise BackendUnavailable(f"cannot open staging file {name}: {exc}") from exc
+        if create:
+            # Its final mode from the start (the staging directory keeps it private), so that
+            # committing it changes nothing but its name.
+            os.fchmod(fd, FILE_MODE)
         staged = StagedFile(staging_fd, name, fd)
         staged.size = os.lseek(fd, 0, os.SEEK_END)
         return staged
@@ -663,8 +667,9 @@ class PosixFileOpsSync:
         Raises ``PathExists`` when ``replace`` is
         false and something is there, ``PreconditionMismatch`` when ``if_match`` is given
         and the current file is not that version."""
-        os.fchmod(staged.fd, FILE_MODE)
-        os.fsync(staged.fd)
+        if stat.S_IMODE(os.fstat(staged.fd).st_mode) != FILE_MODE:  # staged by an older release
+            os.fchmod(staged.fd, FILE_MODE)
+        os.fsync(staged.fd)  # nothing left to write when the caller synced it already
         # The same inode and mtime after the rename: this is the version clients will see.
         version = FileVersion.of(os.fstat(staged.fd))
         with self._parent_creating(vfolder_id, path, create=parents) as (parent_fd, made):

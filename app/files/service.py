@@ -320,6 +320,9 @@ class FilesService:
         committed: Committed | None = None
         try:
             await write_body(staged, body, on_batch=cover)
+            # On disk before the vfolder's ledger lock is taken: writers to one vfolder then
+            # queue behind each other's rename, not behind each other's fsync.
+            await anyio.to_thread.run_sync(staged.sync)
             async with self._quotas.change(vfolder_id) as change:
                 foreseen = await foreseen_store(
                     files, vfolder_id, rel, staged.size, replace=replace, parents=parents
