@@ -9,6 +9,7 @@ socket-to-file copy, shows what any Python server can reach on this machine.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import random
 import socket
@@ -54,8 +55,9 @@ def curl_patches(url: str, parts: list[Path]) -> subprocess.Popen[str]:
             **TUS,
             "Upload-Offset": str(offset),
             "Content-Type": "application/offset+octet-stream",
-            "Expect": "",
+            "Expect": "",  # no 100-continue round trip before each body
         }.items():
+            # "Name:" with no value makes curl drop that header rather than send it empty.
             args += ["-H", f"{header}: {value}" if value else f"{header}:"]
         args.append(url)
         offset += part.stat().st_size
@@ -83,8 +85,6 @@ def concurrent_uploads(server: LiveServer, parts: list[Path], uploads: int, name
 
 
 def _b64(text: str) -> str:
-    import base64
-
     return base64.b64encode(text.encode()).decode()
 
 
