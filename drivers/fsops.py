@@ -595,7 +595,7 @@ class PosixFileOpsSync:
         staging_fd = os.open(self.layout.staging, O_DIR)
         flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
         try:
-            fd = os.open(name, flags, 0o600, dir_fd=staging_fd)
+            fd = os.open(name, flags, FILE_MODE, dir_fd=staging_fd)
         except FileNotFoundError:
             os.close(staging_fd)
             raise PathNotFound(f"staging file {name} is gone") from None
@@ -603,8 +603,8 @@ class PosixFileOpsSync:
             os.close(staging_fd)
             raise BackendUnavailable(f"cannot open staging file {name}: {exc}") from exc
         if create:
-            # Its final mode from the start (the staging directory keeps it private), so that
-            # committing it changes nothing but its name.
+            # Its final mode from the start, whatever the umask (the staging directory keeps
+            # it private), so that committing it changes nothing but its name.
             os.fchmod(fd, FILE_MODE)
         staged = StagedFile(staging_fd, name, fd)
         staged.size = os.lseek(fd, 0, os.SEEK_END)
@@ -667,11 +667,12 @@ class PosixFileOpsSync:
         Raises ``PathExists`` when ``replace`` is
         false and something is there, ``PreconditionMismatch`` when ``if_match`` is given
         and the current file is not that version."""
-        if stat.S_IMODE(os.fstat(staged.fd).st_mode) != FILE_MODE:  # staged by an older release
-            os.fchmod(staged.fd, FILE_MODE)
+        staged_stat = os.fstat(staged.fd)
+        if stat.S_IMODE(staged_stat.st_mode) != FILE_MODE:  # staged by an older release
+            os.fchmod(staged.fd, FILE_MODE)  # a mode change leaves inode, size and mtime alone
         os.fsync(staged.fd)  # nothing left to write when the caller synced it already
         # The same inode and mtime after the rename: this is the version clients will see.
-        version = FileVersion.of(os.fstat(staged.fd))
+        version = FileVersion.of(staged_stat)
         with self._parent_creating(vfolder_id, path, create=parents) as (parent_fd, made):
             current = self._lstat(parent_fd, path)
             if current is not None and stat.S_ISDIR(current.st_mode):
