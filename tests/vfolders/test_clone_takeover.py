@@ -54,10 +54,18 @@ def test_a_clone_survives_the_death_of_its_node(tmp_path: Path) -> None:
             )
             source = made.json()["id"]
             root = _root(data_dir, source)
-            for d in range(20):  # 2,000 files, each fsynced by the copy: seconds of work
+            for d in range(20):  # 2,000 small files: a tree worth copying
                 (root / f"d{d}").mkdir()
                 for f in range(100):
                     (root / f"d{d}" / f"f{f}").write_bytes(os.urandom(16 * 1024))
+            # The copy is one flush of the filesystem at the end, not an fsync per file, so
+            # small files alone are cloned in a fraction of a second, before the test can catch
+            # the node at work. 512 MiB to copy and flush keep it busy for seconds.
+            chunk = os.urandom(1 << 20)
+            for big in range(4):
+                with (root / f"big{big}").open("wb") as out:
+                    for _ in range(128):
+                        out.write(chunk)
             (root / "link").symlink_to("d0/f0")
             (root / "empty").mkdir()
             httpx.post(f"{a.base_url}/v1/vfolders/{source}/reconcile", headers=AUTH)
