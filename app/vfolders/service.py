@@ -22,7 +22,7 @@ from app.errors import (
     VFolderNotFound,
 )
 from app.observability.context import bind_log_fields
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import CursorSealer, Listing, principal_key
 from app.permissions.models import Mode
 from app.permissions.policy import (
     Access,
@@ -39,6 +39,7 @@ from app.vfolders.models import OwnerType, VFolderRow, VFolderStatus
 from app.vfolders.reader import VFolderReader, load_rules, vfolder_cache_key
 from app.vfolders.repository import DuplicateVFolder, VFolderFilter, VFolderRepository
 from app.vfolders.schemas import (
+    MAX_NAME_BYTES,
     VFolder,
     VFolderCreate,
     VFolderList,
@@ -65,7 +66,9 @@ class VFolderService:
         reader: VFolderReader,
         after_commit: ScheduleAfterCommit,
         on_trashed: Callable[[], Awaitable[None]],
+        cursors: CursorSealer,
     ) -> None:
+        self._cursors = cursors
         self._session = session
         self._repo = VFolderRepository(session)
         self._volumes = volumes
@@ -174,13 +177,10 @@ class VFolderService:
     ) -> VFolderList:
         """The vfolders the caller has a mode on, with that mode; ``where.mode`` keeps those
         where it is at least that strong."""
+        listing = _listing(principal, where)
         after = None
         if cursor is not None:
-            position = decode_cursor(cursor, keys=CURSOR_KEYS)
-            try:
-                after = (str(position["name"]), uuid.UUID(str(position["id"])))
-            except ValueError:
-                raise InvalidCursor("cursor is not one this server issued") from None
+            after = _resume_point(self._cursors.open(cursor, listing=listing, keys=CURSOR_KEYS))
         scoped = VFolderFilter(
             visibility=visibility_scope(principal),
             volume=where.volume,
@@ -203,7 +203,9 @@ class VFolderService:
             page.append(_view(VFolder.model_validate(row), access_of(principal, rules)))
         next_cursor = None
         if len(fetched) > limit:
-            next_cursor = encode_cursor({"name": page[-1].name, "id": str(page[-1].id)})
+            next_cursor = self._cursors.seal(
+                {"name": page[-1].name, "id": str(page[-1].id)}, listing=listing
+            )
         return VFolderList(items=page, next_cursor=next_cursor)
 
     async def update(
@@ -310,6 +312,34 @@ def resolve_owner(principal: Principal, data: VFolderCreate) -> Owner:
             )
         return Owner(type=OwnerType.USER.value, id=principal.user_id)
     return Owner(type=(data.owner_type or OwnerType.USER).value, id=data.owner_id)
+
+
+def _listing(principal: Principal, where: VFolderFilter) -> Listing:
+    """What a vfolder listing cursor is bound to: the caller, the filters and the order."""
+    return {
+        "endpoint": "vfolders-list",
+        "principal": principal_key(principal),
+        "sort": "name,id",
+        "volume": where.volume,
+        "owner_type": where.owner_type.value if where.owner_type else None,
+        "owner_id": where.owner_id,
+        "name": where.name,
+        "status": where.status.value if where.status else None,
+        "mode": where.mode.value if where.mode else None,
+    }
+
+
+def _resume_point(position: dict[str, object]) -> tuple[str, uuid.UUID]:
+    name, vfolder_id = position["name"], position["id"]
+    refused = InvalidCursor("cursor is not one this server issued for this listing")
+    if not isinstance(name, str) or not isinstance(vfolder_id, str):
+        raise refused
+    try:
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise refused
+        return name, uuid.UUID(vfolder_id)
+    except ValueError:  # a lone surrogate (UnicodeEncodeError), or not a UUID
+        raise refused from None
 
 
 def _view(vfolder: VFolder, access: Access) -> VFolderView:
