@@ -45,9 +45,11 @@ class TransferScope:
             raise TransferTokenMisused(f"this transfer token is for {self.operation.value} only")
         if vfolder_id != self.vfolder_id:
             raise TransferTokenMisused("this transfer token is for another vfolder")
-        inside = path.is_within(self.path) if self.prefix else path == self.path
-        if not inside:
+        if not self.covers(path):
             raise TransferTokenMisused(f"this transfer token does not cover {path or '/'}")
+
+    def covers(self, path: RelativePath) -> bool:
+        return path.is_within(self.path) if self.prefix else path == self.path
 
 
 def transfer_audience(audience: str) -> str:

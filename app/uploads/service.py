@@ -344,13 +344,23 @@ class TusService:
         return UploadState.of(row)
 
     async def unfinished(self, principal: Principal, vfolder_id: uuid.UUID) -> list[UploadState]:
+        """The caller's unfinished uploads. A transfer token shares its minter's identity, not
+        their view: it sees only uploads to the path (or below the prefix) it may write."""
+        scope = principal.transfer
+        if scope is not None:
+            scope.check(vfolder_id=vfolder_id, path=scope.path, operation=TransferOperation.UPLOAD)
         async with self._sessions() as session:
             await self._reader.load_authorized(
                 session, principal, vfolder_id, VFolderOperation.WRITE_FILES
             )
             rows = await UploadRepository(session).active_for(vfolder_id, _owner(principal))
         now = datetime.now(UTC)
-        return [UploadState.of(row) for row in rows if row.expires_at > now]
+        return [
+            UploadState.of(row)
+            for row in rows
+            if row.expires_at > now
+            and (scope is None or scope.covers(parse_relative_path(row.destination)))
+        ]
 
     # -- appending -------------------------------------------------------------------------
 
