@@ -31,6 +31,7 @@ from app.permissions.policy import (
     VFolderOperation,
     access_of,
     authorize,
+    authorize_chosen_id,
     authorize_create,
     visibility_scope,
 )
@@ -79,6 +80,7 @@ class VFolderService:
 
     async def create(self, principal: Principal, data: VFolderCreate) -> tuple[VFolderView, bool]:
         """Returns the vfolder and whether it was created now (False: an idempotent replay)."""
+        authorize_chosen_id(principal, data.id)
         driver = self._volumes.get(data.volume)
         owner = resolve_owner(principal, data)
         authorize_create(principal, owner)
@@ -88,7 +90,7 @@ class VFolderService:
         if data.id is not None:
             existing = await self._repo.get(data.id)
             if existing is not None:
-                return self._replay(existing, data, owner), False
+                return await self._replay(principal, existing, data, owner), False
         await self._ensure_name_free(owner, data.name)
 
         row = VFolderRow(
@@ -106,16 +108,18 @@ class VFolderService:
             # or the same name.
             concurrent = await self._repo.get(vfolder_id)
             if concurrent is not None:
-                return self._replay(concurrent, data, owner), False
+                return await self._replay(principal, concurrent, data, owner), False
             raise self._name_conflict(owner, data.name) from None
         try:
             await driver.create_vfolder(vfolder_id)
         except BackendUnavailable as exc:
             raise StorageUnavailable(str(exc), volume=data.volume) from exc
         log.info("vfolder created", extra={"vfolder_name": data.name, "volume": data.volume})
-        return _view(VFolder.model_validate(row), Access(Mode.RWD, manager=True)), True
+        return await self._as_seen_by(principal, row), True
 
-    def _replay(self, existing: VFolderRow, data: VFolderCreate, owner: Owner) -> VFolderView:
+    async def _replay(
+        self, principal: Principal, existing: VFolderRow, data: VFolderCreate, owner: Owner
+    ) -> VFolderView:
         same = (
             existing.name == data.name
             and existing.volume == data.volume
@@ -128,7 +132,15 @@ class VFolderService:
                 f"vfolder id {existing.id} is already used by a different vfolder",
                 vfolder_id=str(existing.id),
             )
-        return _view(VFolder.model_validate(existing), Access(Mode.RWD, manager=True))
+        return await self._as_seen_by(principal, existing)
+
+    async def _as_seen_by(self, principal: Principal, row: VFolderRow) -> VFolderView:
+        """The vfolder with the caller's real mode (a group's member gets the group mode, a
+        service key acting for a user that user's mode), as a later GET would answer."""
+        access = access_of(principal, await load_rules(self._session, row.id))
+        if access.mode is None:
+            raise VFolderNotFound(f"vfolder {row.id} not found", vfolder_id=str(row.id))
+        return _view(VFolder.model_validate(row), access)
 
     async def _ensure_name_free(self, owner: Owner, name: str) -> None:
         taken = await self._repo.get_live_by_name(
