@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.files.conftest import ALICE, VFolderHandle
-from tests.uploads.test_tus_protocol import TUS, meta
+from tests.uploads.test_tus_protocol import OCTETS, TUS, meta
 
 
 async def start_upload(vfolder: VFolderHandle, path: str, headers: dict[str, str]) -> str:
@@ -65,3 +65,45 @@ async def test_download_token_lists_no_uploads(vfolder: VFolderHandle) -> None:
     assert response.status_code == 403, response.text
     assert response.json()["type"] == "/problems/transfer-token-scope"
     assert "up.bin" not in response.text
+
+
+async def test_upload_token_joins_only_parts_it_made(vfolder: VFolderHandle) -> None:
+    """Parts are the minter's too, but a token uploads (and lists, and joins) only the parts
+    made through a token of its scope: not the minter's other parts."""
+    token = await mint(vfolder, operation="upload", path="joined.bin")
+    parts = []
+    for chunk in (b"ab", b"cd"):
+        made = await vfolder.client.post(
+            vfolder.url("uploads"),
+            headers={**token, **TUS, "Upload-Length": "2", "Upload-Concat": "partial"},
+        )
+        assert made.status_code == 201, made.text
+        patched = await vfolder.client.patch(
+            made.headers["location"],
+            headers={**token, **TUS, **OCTETS, "Upload-Offset": "0"},
+            content=chunk,
+        )
+        assert patched.status_code == 204, patched.text
+        parts.append(made.headers["location"])
+    minters_part = await vfolder.client.post(
+        vfolder.url("uploads"),
+        headers={**ALICE, **TUS, **OCTETS, "Upload-Length": "2", "Upload-Concat": "partial"},
+        content=b"zz",
+    )
+    assert minters_part.status_code == 201, minters_part.text
+
+    def final(*urls: str) -> dict[str, str]:
+        return {
+            **token,
+            **TUS,
+            "Upload-Concat": "final;" + " ".join(urls),
+            "Upload-Metadata": meta(path="joined.bin"),
+        }
+
+    stolen = await vfolder.client.post(
+        vfolder.url("uploads"), headers=final(parts[0], minters_part.headers["location"])
+    )
+    assert stolen.status_code == 400, stolen.text
+    joined = await vfolder.client.post(vfolder.url("uploads"), headers=final(*parts))
+    assert joined.status_code == 201, joined.text
+    assert (vfolder.root / "joined.bin").read_bytes() == b"abcd"
