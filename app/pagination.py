@@ -17,6 +17,7 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import InvalidCursor
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -86,27 +89,32 @@ class CursorSealer:
     def open(self, cursor: str, *, listing: Listing, keys: tuple[str, ...]) -> dict[str, Any]:
         """The position sealed in ``cursor`` for exactly this ``listing``, with exactly the
         fields ``keys``; else ``InvalidCursor``."""
-        refused = InvalidCursor("cursor is not one this server issued for this listing")
         if len(cursor) > MAX_CURSOR_CHARS or cursor.count(".") != 1:
-            raise refused
+            raise refused_cursor("malformed")
         encoded_payload, encoded_tag = cursor.split(".")
         try:
             payload, tag = _unb64(encoded_payload), _unb64(encoded_tag)
         except (ValueError, binascii.Error):  # UnicodeEncodeError is a ValueError
-            raise refused from None
+            raise refused_cursor("malformed") from None
         # Every key is tried, each compare in constant time.
         verified = False
         for key in self.keys:
             verified |= hmac.compare_digest(self._tag(key, listing, payload), tag)
         if not verified:
-            raise refused
+            raise refused_cursor("forged, altered, or issued for another listing or caller")
         try:
             position = json.loads(payload)
-        except ValueError:
-            raise refused from None
+        except (ValueError, RecursionError):  # only if the key leaked: still a 400
+            raise refused_cursor("verified, but not JSON") from None
         if not isinstance(position, dict) or set(position) != set(keys):
-            raise refused
+            raise refused_cursor("verified, but not a position of this listing")
         return position
+
+
+def refused_cursor(reason: str) -> InvalidCursor:
+    """Logged: a cursor that fails is a client bug or someone trying their luck."""
+    log.warning("cursor refused: %s", reason, extra={"audit": True})
+    return InvalidCursor("cursor is not one this server issued for this listing")
 
 
 def cursor_sealer(settings: Settings) -> CursorSealer:

@@ -26,7 +26,6 @@ from app.auth.transfer import TransferMinter, TransferOperation
 from app.body_writer import write_body
 from app.errors import (
     InsufficientStorage,
-    InvalidCursor,
     InvalidRequest,
     Problem,
     driver_problem,
@@ -43,7 +42,7 @@ from app.files.schemas import (
     UploadedFiles,
 )
 from app.observability.context import bind_log_fields
-from app.pagination import CursorSealer, Listing, principal_key
+from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
 from app.vfolders.reader import VFolderReader
@@ -482,8 +481,8 @@ def _resume_point(position: dict[str, object]) -> tuple[str, ...]:
     but a name that could walk out of the vfolder never reaches the driver)."""
     after = position["after"]
     if not isinstance(after, list) or not 0 < len(after) <= MAX_CURSOR_DEPTH:
-        raise InvalidCursor("cursor is not one this server issued for this listing")
+        raise refused_cursor("a resume point that is not a list of names")
     try:
         return tuple(require_single_name(name) for name in after)
     except UnsafePath:
-        raise InvalidCursor("cursor is not one this server issued for this listing") from None
+        raise refused_cursor("a resume point that is not a single name") from None

@@ -13,7 +13,6 @@ from app.auth.principal import Principal
 from app.cache import Cache
 from app.db.session import ScheduleAfterCommit
 from app.errors import (
-    InvalidCursor,
     InvalidRequest,
     StorageUnavailable,
     VFolderDeleted,
@@ -22,7 +21,7 @@ from app.errors import (
     VFolderNotFound,
 )
 from app.observability.context import bind_log_fields
-from app.pagination import CursorSealer, Listing, principal_key
+from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
 from app.permissions.models import Mode
 from app.permissions.policy import (
     Access,
@@ -343,15 +342,14 @@ def _listing(principal: Principal, where: VFolderFilter) -> Listing:
 
 def _resume_point(position: dict[str, object]) -> tuple[str, uuid.UUID]:
     name, vfolder_id = position["name"], position["id"]
-    refused = InvalidCursor("cursor is not one this server issued for this listing")
     if not isinstance(name, str) or not isinstance(vfolder_id, str):
-        raise refused
+        raise refused_cursor("a resume point that is not a name and an id")
     try:
         if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-            raise refused
+            raise refused_cursor("a resume name that is too long")
         return name, uuid.UUID(vfolder_id)
     except ValueError:  # a lone surrogate (UnicodeEncodeError), or not a UUID
-        raise refused from None
+        raise refused_cursor("a resume point that is not a name and an id") from None
 
 
 def _view(vfolder: VFolder, access: Access) -> VFolderView:

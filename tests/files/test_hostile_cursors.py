@@ -5,6 +5,8 @@ never makes the server read a directory outside the vfolder."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Callable
@@ -14,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.pagination import CursorSealer, Listing
+from app.errors import InvalidCursor
+from app.pagination import CursorSealer, Listing, derive_cursor_key
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.files.test_hostile import assert_outside_untouched, assert_refused, outside
 from tests.support.app import JWT_SECRET, SERVICE, bearer, user_token
@@ -237,3 +240,25 @@ async def test_vfolders_cursor_tampered_truncated_or_garbage_is_refused(
         )
         assert response.status_code == 400, (case, response.text)
         assert_invalid_cursor(response)
+
+
+def test_cursors_survive_a_secret_rotation_only_while_the_old_secret_is_listed() -> None:
+    """The operator rotates STORAGE_JWT_SECRET and lists the old one as previous: pages in
+    flight keep working; once the old secret is dropped, its cursors are refused."""
+    old, new = "old-secret-" + "o" * 32, "new-secret-" + "n" * 32
+    listing: Listing = {"endpoint": "files-list", "principal": "user:alice"}
+    cursor = CursorSealer.from_secrets([old]).seal({"after": ["a"]}, listing=listing)
+    rotated = CursorSealer.from_secrets([new, old])
+    assert rotated.open(cursor, listing=listing, keys=("after",)) == {"after": ["a"]}
+    with pytest.raises(InvalidCursor):
+        CursorSealer.from_secrets([new]).open(cursor, listing=listing, keys=("after",))
+    # The key is derived: the raw secret does not seal a cursor this server accepts.
+    payload = cursor.partition(".")[0]
+    message = json.dumps(listing, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+    message += base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    sealed_tag = base64.urlsafe_b64decode(cursor.partition(".")[2] + "=")
+    assert hmac.new(derive_cursor_key(old), message, hashlib.sha256).digest() == sealed_tag
+    raw_tag = hmac.new(old.encode(), message, hashlib.sha256).digest()
+    forged = payload + "." + base64.urlsafe_b64encode(raw_tag).decode().rstrip("=")
+    with pytest.raises(InvalidCursor):
+        rotated.open(forged, listing=listing, keys=("after",))
