@@ -14,6 +14,7 @@ from app.db.session import after_commit, unit_of_work
 from app.errors import TransferTokenMisused, Unauthenticated
 from app.maintenance import EVERY_VOLUME, PURGE_TRASH
 from app.observability.context import bind_log_fields
+from app.pagination import cursor_sealer
 from app.runtime import Runtime
 from app.vfolders.service import VFolderService
 from app.volumes.service import VolumeService
@@ -102,6 +103,7 @@ def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderServ
         after_commit=lambda hook: after_commit(session, hook),
         # Purged now rather than at the next period (a task, once per cluster).
         on_trashed=lambda: runtime.scheduler.now(PURGE_TRASH, EVERY_VOLUME),
+        cursors=cursor_sealer(runtime.settings),
     )
 
 

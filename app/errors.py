@@ -104,6 +104,11 @@ class VFolderIdConflict(Conflict):
     title = "Virtual folder id already used for a different folder"
 
 
+class VFolderIdNotAllowed(Forbidden):
+    problem_type = "/problems/vfolder-id-not-allowed"
+    title = "Only service keys choose a vfolder's id"
+
+
 class PreconditionFailed(DomainError):
     problem_type = "/problems/precondition-failed"
     title = "Precondition failed"

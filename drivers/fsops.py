@@ -49,7 +49,7 @@ from drivers.errors import (
     VFolderDirectoryMissing,
 )
 from drivers.layout import VolumeLayout
-from drivers.paths import RelativePath
+from drivers.paths import RelativePath, require_single_name
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted in a vfolder must not hang a worker thread.
@@ -475,7 +475,12 @@ class PosixFileOpsSync:
     ) -> Generator[FileEntry]:
         """Entries below ``path`` in depth-first order, each directory's children sorted by
         name, starting strictly after ``after`` (components relative to ``path``). Keyed by
-        name, not position: entries added or removed meanwhile never shift a later page."""
+        name, not position: entries added or removed meanwhile never shift a later page.
+
+        Each component of ``after`` is opened relative to its parent, so each must be one
+        name: ``..`` or ``/etc`` would walk out of the vfolder (``UnsafePath``)."""
+        for name in after or ():
+            require_single_name(name)
         with self._directory(vfolder_id, path) as fd:
             yield from self._iter_dir(fd, path, after=after, recursive=recursive)
 

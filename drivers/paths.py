@@ -45,6 +45,21 @@ class RelativePath:
 ROOT = RelativePath(())
 
 
+def require_single_name(name: object) -> str:
+    """``name`` if it names one entry of a directory, else ``UnsafePath``: never empty, ``.``
+    or ``..``, no ``/`` or NUL (``openat`` would read those as a walk, or from ``/``), valid
+    UTF-8 (no lone surrogate) and at most MAX_COMPONENT_BYTES long."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise UnsafePath("a name is empty, '.', '..', or holds '/' or NUL")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePath("a name is not valid UTF-8") from None
+    if len(encoded) > MAX_COMPONENT_BYTES:
+        raise UnsafePath(f"a name is longer than {MAX_COMPONENT_BYTES} bytes")
+    return name
+
+
 def parse_relative_path(text: str) -> RelativePath:
     """Raises ``UnsafePath`` for absolute paths, ``..`` escaping the root, backslashes,
     control characters, text that is not valid UTF-8, and over-long names.

@@ -144,6 +144,12 @@ def _forged(**overrides: Any) -> str:
         _forged(op="delete-everything"),
         _forged(jti=None),
         _forged(vfolder="not-a-uuid"),
+        # Signed, yet checked again: a scope path that is not one the minter could produce.
+        _forged(path="../../etc"),
+        _forged(path="/etc"),
+        _forged(path="docs/../docs/a.txt"),
+        _forged(path="docs/a.txt\x00"),
+        _forged(path=["docs", "a.txt"]),
         jwt.encode(
             {"aud": AUDIENCE + ":transfer", "exp": int(time.time()) + 60, "sub": "x"},
             "wrong-secret-of-sufficient-length-0123456789",

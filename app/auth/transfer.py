@@ -18,7 +18,8 @@ import jwt
 
 from app.auth.principal import Principal, PrincipalKind, Role
 from app.errors import TransferTokenMisused, Unauthenticated
-from drivers.paths import RelativePath
+from drivers.errors import UnsafePath
+from drivers.paths import RelativePath, parse_relative_path
 
 TRANSFER_AUDIENCE_SUFFIX = ":transfer"
 MAX_TTL_SECONDS = 24 * 3600
@@ -45,9 +46,11 @@ class TransferScope:
             raise TransferTokenMisused(f"this transfer token is for {self.operation.value} only")
         if vfolder_id != self.vfolder_id:
             raise TransferTokenMisused("this transfer token is for another vfolder")
-        inside = path.is_within(self.path) if self.prefix else path == self.path
-        if not inside:
+        if not self.covers(path):
             raise TransferTokenMisused(f"this transfer token does not cover {path or '/'}")
+
+    def covers(self, path: RelativePath) -> bool:
+        return path.is_within(self.path) if self.prefix else path == self.path
 
 
 def transfer_audience(audience: str) -> str:
@@ -119,11 +122,24 @@ def mint_transfer_token(
     return jwt.encode(claims, secret, algorithm="HS256"), jti, now + ttl_seconds
 
 
+def _scope_path(claim: object) -> RelativePath:
+    """The path exactly as minted (normalised): signed, but checked again like client text."""
+    if not isinstance(claim, str):
+        raise ValueError("path must be a string")
+    try:
+        path = parse_relative_path(claim)
+    except UnsafePath as exc:
+        raise ValueError(str(exc)) from None
+    if str(path) != claim:
+        raise ValueError("path is not in its normal form")
+    return path
+
+
 def principal_from_transfer_claims(claims: dict[str, Any]) -> Principal:
     try:
         scope = TransferScope(
             vfolder_id=uuid.UUID(str(claims["vfolder"])),
-            path=RelativePath(tuple(p for p in str(claims["path"]).split("/") if p)),
+            path=_scope_path(claims["path"]),
             prefix=bool(claims["prefix"]),
             operation=TransferOperation(claims["op"]),
             jti=str(claims["jti"]),

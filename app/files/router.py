@@ -33,7 +33,7 @@ from app.files.schemas import (
 )
 from app.files.service import FilesService
 from app.openapi_docs import problem_responses
-from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, cursor_sealer
 from drivers.errors import DriverError, PathExists
 from drivers.fsops import FileEntry
 
@@ -57,6 +57,7 @@ def get_files_service(runtime: RuntimeDep) -> FilesService:
             issuer=runtime.authenticator.issuer,
         ),
         quotas=runtime.quota_ledger,
+        cursors=cursor_sealer(runtime.settings),
     )
 
 

@@ -26,7 +26,6 @@ from app.auth.transfer import TransferMinter, TransferOperation
 from app.body_writer import write_body
 from app.errors import (
     InsufficientStorage,
-    InvalidCursor,
     InvalidRequest,
     Problem,
     driver_problem,
@@ -43,14 +42,14 @@ from app.files.schemas import (
     UploadedFiles,
 )
 from app.observability.context import bind_log_fields
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
 from app.vfolders.reader import VFolderReader
 from app.vfolders.schemas import VFolder
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
-from drivers.errors import DriverError, NotADirectory, PathNotFound
+from drivers.errors import DriverError, NotADirectory, PathNotFound, UnsafePath
 from drivers.fsops import (
     Committed,
     EntryType,
@@ -60,11 +59,18 @@ from drivers.fsops import (
     PosixFileOps,
     Usage,
 )
-from drivers.paths import RelativePath, parse_relative_path
+from drivers.paths import (
+    MAX_PATH_BYTES,
+    RelativePath,
+    parse_relative_path,
+    require_single_name,
+)
 
 log = logging.getLogger(__name__)
 
 LISTING_BATCH = 1000
+# A path of MAX_PATH_BYTES has at most this many components (each one byte and a '/').
+MAX_CURSOR_DEPTH = MAX_PATH_BYTES // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +88,9 @@ class FilesService:
         volumes: VolumeRegistry,
         minter: TransferMinter,
         quotas: QuotaLedger,
+        cursors: CursorSealer,
     ) -> None:
+        self._cursors = cursors
         self._quotas = quotas
         self._sessions = sessions
         self._reader = reader
@@ -165,16 +173,17 @@ class FilesService:
         """One page of entries and the cursor of the next page (None on the last)."""
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path)
-        after = _decode_listing_cursor(cursor, rel, recursive=recursive)
+        listing = _listing(principal, vfolder_id, rel, recursive=recursive)
+        after = None
+        if cursor is not None:
+            after = _resume_point(self._cursors.open(cursor, listing=listing, keys=("after",)))
         entries, more = await target.driver.files.list_page(
             vfolder_id, rel, after=after, recursive=recursive, limit=limit
         )
         next_cursor = None
         if more and entries:
             position = entries[-1].path.parts[len(rel.parts) :]
-            next_cursor = encode_cursor(
-                {"path": str(rel), "recursive": recursive, "after": list(position)}
-            )
+            next_cursor = self._cursors.seal({"after": list(position)}, listing=listing)
         return entries, next_cursor
 
     async def open_listing(
@@ -453,19 +462,27 @@ async def _batches(entries: Generator[FileEntry]) -> AsyncIterator[list[FileEntr
             await anyio.to_thread.run_sync(entries.close)
 
 
-def _decode_listing_cursor(
-    cursor: str | None, rel: RelativePath, *, recursive: bool
-) -> tuple[str, ...] | None:
-    if cursor is None:
-        return None
-    position = decode_cursor(cursor, keys=("path", "recursive", "after"))
+def _listing(
+    principal: Principal, vfolder_id: uuid.UUID, rel: RelativePath, *, recursive: bool
+) -> Listing:
+    """What a listing cursor is bound to: replayed on anything else, it does not verify."""
+    return {
+        "endpoint": "files-list",
+        "vfolder": str(vfolder_id),
+        "path": str(rel),
+        "recursive": recursive,
+        "sort": "name",
+        "principal": principal_key(principal),
+    }
+
+
+def _resume_point(position: dict[str, object]) -> tuple[str, ...]:
+    """The names the listing resumes after, each one directory entry (the cursor verified,
+    but a name that could walk out of the vfolder never reaches the driver)."""
     after = position["after"]
-    if (
-        position["path"] != str(rel)
-        or position["recursive"] is not recursive
-        or not isinstance(after, list)
-        or not after
-        or not all(isinstance(part, str) and part for part in after)
-    ):
-        raise InvalidCursor("cursor belongs to a different listing")
-    return tuple(after)
+    if not isinstance(after, list) or not 0 < len(after) <= MAX_CURSOR_DEPTH:
+        raise refused_cursor("a resume point that is not a list of names")
+    try:
+        return tuple(require_single_name(name) for name in after)
+    except UnsafePath:
+        raise refused_cursor("a resume point that is not a single name") from None

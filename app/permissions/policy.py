@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass
 from uuid import UUID
 
-from app.auth.principal import Principal
-from app.errors import DomainError, Forbidden, VFolderNotFound
+from app.auth.principal import Principal, PrincipalKind
+from app.errors import DomainError, Forbidden, VFolderIdNotAllowed, VFolderNotFound
 from app.permissions.models import GranteeType, Mode
 
 audit_log = logging.getLogger("storage_proxy.audit")
@@ -184,6 +184,16 @@ def authorize_create(principal: Principal, owner: Owner) -> None:
         f"cannot create a vfolder owned by {owner.type} {owner.id!r}",
         owner_type=owner.type,
         owner_id=owner.id,
+    )
+
+
+def authorize_chosen_id(principal: Principal, chosen_id: UUID | None) -> None:
+    """Only a service key (the Manager, also when it acts for a user) names a new vfolder's
+    id. Refused for everyone else whatever the id, so no answer tells whether it is taken."""
+    if chosen_id is None or principal.kind is PrincipalKind.SERVICE or principal.acting_service:
+        return
+    raise VFolderIdNotAllowed(
+        "only a service key chooses a vfolder's id: leave `id` out and the proxy picks one"
     )
 
 

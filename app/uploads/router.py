@@ -235,7 +235,8 @@ class UnfinishedUploads(BaseModel):
 async def list_unfinished(
     vfolder_id: UUID, principal: TransferablePrincipalDep, service: TusServiceDep
 ) -> UnfinishedUploads:
-    """Your unfinished uploads on this vfolder."""
+    """Your unfinished uploads on this vfolder. Through an upload transfer token, only those
+    to its path (or below its prefix); a download token gets 403."""
     states = await service.unfinished(principal, vfolder_id)
     return UnfinishedUploads(
         items=[

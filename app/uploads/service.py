@@ -110,6 +110,12 @@ def _owner(principal: Principal) -> str:
     return f"{principal.kind.value}:{principal.id}"
 
 
+def _within_scope(principal: Principal, destination: str) -> bool:
+    """A transfer token acts as its minter but only within its scope, also on uploads."""
+    scope = principal.transfer
+    return scope is None or scope.covers(parse_relative_path(destination))
+
+
 def destination_of(metadata: dict[str, str]) -> tuple[RelativePath, bool]:
     """From ``path``, or ``filename`` into an optional ``dir``; plus ``overwrite``."""
     if "path" in metadata:
@@ -233,10 +239,12 @@ class TusService:
             raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
         partial = concat is not None
         if partial:
-            # A part has no place of its own; the final upload names the destination.
-            destination, overwrite = RelativePath(()), False
-            scope_path = principal.transfer.path if principal.transfer else destination
-            driver = await self._driver(principal, vfolder_id, scope_path)
+            # A part has no place of its own; the final upload names the destination. One
+            # made through a transfer token records the token's path: that token (and no
+            # narrower one) can then resume it, list it and join it.
+            destination = principal.transfer.path if principal.transfer else RelativePath(())
+            overwrite = False
+            driver = await self._driver(principal, vfolder_id, destination)
         else:
             destination, overwrite = destination_of(parse_metadata(metadata_header))
             driver = await self._driver(principal, vfolder_id, destination)
@@ -299,6 +307,7 @@ class TusService:
                     or part.vfolder_id != vfolder_id
                     or (part.owner != _owner(principal) and not principal.is_admin)
                     or part.concat != "partial"
+                    or not _within_scope(principal, part.destination)
                 ):
                     raise InvalidRequest(f"{url} is not one of your partial uploads here")
                 if part.status != UploadStatus.COMPLETED.value:
@@ -344,13 +353,22 @@ class TusService:
         return UploadState.of(row)
 
     async def unfinished(self, principal: Principal, vfolder_id: uuid.UUID) -> list[UploadState]:
+        """The caller's unfinished uploads. A transfer token shares its minter's identity, not
+        their view: it sees only uploads to the path (or below the prefix) it may write."""
+        scope = principal.transfer
+        if scope is not None:
+            scope.check(vfolder_id=vfolder_id, path=scope.path, operation=TransferOperation.UPLOAD)
         async with self._sessions() as session:
             await self._reader.load_authorized(
                 session, principal, vfolder_id, VFolderOperation.WRITE_FILES
             )
             rows = await UploadRepository(session).active_for(vfolder_id, _owner(principal))
         now = datetime.now(UTC)
-        return [UploadState.of(row) for row in rows if row.expires_at > now]
+        return [
+            UploadState.of(row)
+            for row in rows
+            if row.expires_at > now and _within_scope(principal, row.destination)
+        ]
 
     # -- appending -------------------------------------------------------------------------
 

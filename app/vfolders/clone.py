@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.errors import InvalidRequest, VFolderNotFound
-from app.permissions.policy import VFolderOperation, authorize_create
+from app.permissions.policy import VFolderOperation, authorize_chosen_id, authorize_create
 from app.quotas.ledger import QuotaLedger
 from app.tasks.models import TaskRow
 from app.tasks.runner import TaskContext, TaskHandler
@@ -62,6 +62,7 @@ async def start_clone(
     ledger: QuotaLedger,
 ) -> tuple[VFolderRow, TaskRow]:
     """In the request's transaction: the new vfolder (`cloning`), its reservation, its task."""
+    authorize_chosen_id(principal, request.id)
     source, _ = await reader.load_authorized(session, principal, source_id, VFolderOperation.READ)
     volumes.get(request.volume)  # an unknown volume is refused now, not in the task
     owner = resolve_owner(principal, request)

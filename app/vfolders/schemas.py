@@ -49,8 +49,9 @@ class VFolderCreate(BaseModel):
 
     id: UUID | None = Field(
         default=None,
-        description="Caller-chosen id (a Manager keeps its own ids). Repeating a create with "
-        "the same id and body returns the existing vfolder.",
+        description="Caller-chosen id, for service keys only (a Manager keeps its own ids; "
+        "a user who sends one gets 403 `/problems/vfolder-id-not-allowed`). Repeating a create "
+        "with the same id and body returns the existing vfolder, with the caller's mode.",
     )
     name: VFolderName
     volume: VolumeName = Field(examples=["local"])

@@ -13,7 +13,6 @@ from app.auth.principal import Principal
 from app.cache import Cache
 from app.db.session import ScheduleAfterCommit
 from app.errors import (
-    InvalidCursor,
     InvalidRequest,
     StorageUnavailable,
     VFolderDeleted,
@@ -22,7 +21,7 @@ from app.errors import (
     VFolderNotFound,
 )
 from app.observability.context import bind_log_fields
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
 from app.permissions.models import Mode
 from app.permissions.policy import (
     Access,
@@ -31,6 +30,7 @@ from app.permissions.policy import (
     VFolderOperation,
     access_of,
     authorize,
+    authorize_chosen_id,
     authorize_create,
     visibility_scope,
 )
@@ -39,6 +39,7 @@ from app.vfolders.models import OwnerType, VFolderRow, VFolderStatus
 from app.vfolders.reader import VFolderReader, load_rules, vfolder_cache_key
 from app.vfolders.repository import DuplicateVFolder, VFolderFilter, VFolderRepository
 from app.vfolders.schemas import (
+    MAX_NAME_BYTES,
     VFolder,
     VFolderCreate,
     VFolderList,
@@ -65,7 +66,9 @@ class VFolderService:
         reader: VFolderReader,
         after_commit: ScheduleAfterCommit,
         on_trashed: Callable[[], Awaitable[None]],
+        cursors: CursorSealer,
     ) -> None:
+        self._cursors = cursors
         self._session = session
         self._repo = VFolderRepository(session)
         self._volumes = volumes
@@ -76,6 +79,7 @@ class VFolderService:
 
     async def create(self, principal: Principal, data: VFolderCreate) -> tuple[VFolderView, bool]:
         """Returns the vfolder and whether it was created now (False: an idempotent replay)."""
+        authorize_chosen_id(principal, data.id)
         driver = self._volumes.get(data.volume)
         owner = resolve_owner(principal, data)
         authorize_create(principal, owner)
@@ -85,7 +89,7 @@ class VFolderService:
         if data.id is not None:
             existing = await self._repo.get(data.id)
             if existing is not None:
-                return self._replay(existing, data, owner), False
+                return await self._replay(principal, existing, data, owner), False
         await self._ensure_name_free(owner, data.name)
 
         row = VFolderRow(
@@ -103,16 +107,18 @@ class VFolderService:
             # or the same name.
             concurrent = await self._repo.get(vfolder_id)
             if concurrent is not None:
-                return self._replay(concurrent, data, owner), False
+                return await self._replay(principal, concurrent, data, owner), False
             raise self._name_conflict(owner, data.name) from None
         try:
             await driver.create_vfolder(vfolder_id)
         except BackendUnavailable as exc:
             raise StorageUnavailable(str(exc), volume=data.volume) from exc
         log.info("vfolder created", extra={"vfolder_name": data.name, "volume": data.volume})
-        return _view(VFolder.model_validate(row), Access(Mode.RWD, manager=True)), True
+        return await self._as_seen_by(principal, row), True
 
-    def _replay(self, existing: VFolderRow, data: VFolderCreate, owner: Owner) -> VFolderView:
+    async def _replay(
+        self, principal: Principal, existing: VFolderRow, data: VFolderCreate, owner: Owner
+    ) -> VFolderView:
         same = (
             existing.name == data.name
             and existing.volume == data.volume
@@ -125,7 +131,15 @@ class VFolderService:
                 f"vfolder id {existing.id} is already used by a different vfolder",
                 vfolder_id=str(existing.id),
             )
-        return _view(VFolder.model_validate(existing), Access(Mode.RWD, manager=True))
+        return await self._as_seen_by(principal, existing)
+
+    async def _as_seen_by(self, principal: Principal, row: VFolderRow) -> VFolderView:
+        """The vfolder with the caller's real mode (a group's member gets the group mode, a
+        service key acting for a user that user's mode), as a later GET would answer."""
+        access = access_of(principal, await load_rules(self._session, row.id))
+        if access.mode is None:
+            raise VFolderNotFound(f"vfolder {row.id} not found", vfolder_id=str(row.id))
+        return _view(VFolder.model_validate(row), access)
 
     async def _ensure_name_free(self, owner: Owner, name: str) -> None:
         taken = await self._repo.get_live_by_name(
@@ -174,13 +188,10 @@ class VFolderService:
     ) -> VFolderList:
         """The vfolders the caller has a mode on, with that mode; ``where.mode`` keeps those
         where it is at least that strong."""
+        listing = _listing(principal, where)
         after = None
         if cursor is not None:
-            position = decode_cursor(cursor, keys=CURSOR_KEYS)
-            try:
-                after = (str(position["name"]), uuid.UUID(str(position["id"])))
-            except ValueError:
-                raise InvalidCursor("cursor is not one this server issued") from None
+            after = _resume_point(self._cursors.open(cursor, listing=listing, keys=CURSOR_KEYS))
         scoped = VFolderFilter(
             visibility=visibility_scope(principal),
             volume=where.volume,
@@ -203,7 +214,9 @@ class VFolderService:
             page.append(_view(VFolder.model_validate(row), access_of(principal, rules)))
         next_cursor = None
         if len(fetched) > limit:
-            next_cursor = encode_cursor({"name": page[-1].name, "id": str(page[-1].id)})
+            next_cursor = self._cursors.seal(
+                {"name": page[-1].name, "id": str(page[-1].id)}, listing=listing
+            )
         return VFolderList(items=page, next_cursor=next_cursor)
 
     async def update(
@@ -310,6 +323,33 @@ def resolve_owner(principal: Principal, data: VFolderCreate) -> Owner:
             )
         return Owner(type=OwnerType.USER.value, id=principal.user_id)
     return Owner(type=(data.owner_type or OwnerType.USER).value, id=data.owner_id)
+
+
+def _listing(principal: Principal, where: VFolderFilter) -> Listing:
+    """What a vfolder listing cursor is bound to: the caller, the filters and the order."""
+    return {
+        "endpoint": "vfolders-list",
+        "principal": principal_key(principal),
+        "sort": "name,id",
+        "volume": where.volume,
+        "owner_type": where.owner_type.value if where.owner_type else None,
+        "owner_id": where.owner_id,
+        "name": where.name,
+        "status": where.status.value if where.status else None,
+        "mode": where.mode.value if where.mode else None,
+    }
+
+
+def _resume_point(position: dict[str, object]) -> tuple[str, uuid.UUID]:
+    name, vfolder_id = position["name"], position["id"]
+    if not isinstance(name, str) or not isinstance(vfolder_id, str):
+        raise refused_cursor("a resume point that is not a name and an id")
+    try:
+        if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise refused_cursor("a resume name that is too long")
+        return name, uuid.UUID(vfolder_id)
+    except ValueError:  # a lone surrogate (UnicodeEncodeError), or not a UUID
+        raise refused_cursor("a resume point that is not a name and an id") from None
 
 
 def _view(vfolder: VFolder, access: Access) -> VFolderView:

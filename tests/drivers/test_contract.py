@@ -10,7 +10,13 @@ import pytest
 
 from drivers.base import VolumeDriver, capabilities_of
 from drivers.btrfs import BtrfsDriver
-from drivers.errors import BackendUnavailable, UnknownDriver, VFolderDirectoryMissing
+from drivers.errors import (
+    BackendUnavailable,
+    UnknownDriver,
+    UnsafePath,
+    VFolderDirectoryMissing,
+)
+from drivers.paths import ROOT, RelativePath
 from drivers.posix import PosixDriver
 from drivers.registry import DRIVERS, build_driver
 from drivers.xfs import XfsDriver
@@ -154,3 +160,36 @@ async def test_posix_options(tmp_path: Path) -> None:
     await driver.create_vfolder(vfolder_id)
     assert driver.vfolder_path(vfolder_id).stat().st_mode & 0o777 == 0o770
     assert (await driver.mount_info(vfolder_id)).mount_options == ("rw", "noatime")
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        ("..",),
+        ("/etc",),
+        ("a/b",),
+        (".",),
+        ("",),
+        ("a\0b",),
+        ("\ud800",),
+        ("a", ".."),
+        ("x" * 256,),
+    ],
+)
+async def test_listing_walk_resumes_only_after_single_names(
+    driver: VolumeDriver, after: tuple[str, ...]
+) -> None:
+    """Defence in depth under the sealed cursor: the walk opens each resume component
+    relative to its parent, so a component that is not one name (``..``, an absolute path, a
+    path) is refused before anything is opened, rather than walked out of the vfolder."""
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    (driver.vfolder_path(vfolder_id) / "a" / "b").mkdir(parents=True)
+    for path in (ROOT, RelativePath(("a",))):
+        with pytest.raises(UnsafePath):
+            await driver.files.list_page(vfolder_id, path, after=after, recursive=True, limit=10)
+    # The same resume point as names the walk produced works.
+    entries, more = await driver.files.list_page(
+        vfolder_id, ROOT, after=("a",), recursive=True, limit=10
+    )
+    assert [str(e.path) for e in entries] == ["a/b"] and not more
