@@ -110,10 +110,13 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.db.migrate import upgrade_to_head_blocking
+    from app.volumes.registry import VolumeRegistry
 
     settings = Settings()
     settings.check_safe_to_start()
-    settings.volumes()  # fail here, readably, on a broken STORAGE_CONFIG
+    # Fail here, on one readable line, on a broken STORAGE_CONFIG (unknown key, driver or
+    # option), not in each worker with a traceback.
+    VolumeRegistry.from_config(settings.volumes())
     if settings.uses_embedded_database or args.migrate:
         upgrade_to_head_blocking(settings.effective_database_url)
     if args.workers > 1 and not settings.redis_url:

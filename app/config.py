@@ -8,8 +8,18 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from drivers.errors import UnknownDriver
+from drivers.registry import canonical_driver_name
 
 # Values that ship in the code: fine on a laptop, refused anywhere else.
 PLACEHOLDER_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105
@@ -25,11 +35,48 @@ class ConfigurationError(Exception):
 
 
 class VolumeConfig(BaseModel):
-    """One ``[volumes.<name>]`` table of the TOML file."""
+    """One ``[volumes.<name>]`` table of the TOML file. A key it does not know is refused: an
+    ignored ``backend = "xfs"`` once ran a volume on the default POSIX driver."""
+
+    model_config = ConfigDict(extra="forbid")
 
     driver: str = "posix"
     path: Path
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_is_another_name_for_driver(cls, data: object) -> object:
+        """``backend`` is what Backend.AI's storage-proxy calls the key."""
+        if not isinstance(data, dict) or "backend" not in data:
+            return data
+        data = dict(data)
+        backend = data.pop("backend")
+        if "driver" in data and data["driver"] != backend:
+            raise ValueError(f"driver {data['driver']!r} and backend {backend!r} disagree")
+        data["driver"] = backend
+        return data
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, name: str) -> str:
+        try:
+            return canonical_driver_name(name)
+        except UnknownDriver as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    """Pydantic's report, on the one line a start-up refusal prints."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown key {where!r}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 class Settings(BaseSettings):
@@ -113,6 +160,12 @@ class Settings(BaseSettings):
         tables = raw.get("volumes")
         if not isinstance(tables, dict) or not tables:
             raise ConfigurationError(f"{self.config} defines no [volumes.<name>] tables")
+        unknown = sorted(set(raw) - {"volumes"})
+        if unknown:
+            raise ConfigurationError(
+                f"{self.config}: unknown key {', '.join(map(repr, unknown))} "
+                "(only [volumes.<name>] tables)"
+            )
         volumes: dict[str, VolumeConfig] = {}
         for name, table in tables.items():
             if not re.fullmatch(VOLUME_NAME_PATTERN, name):
@@ -120,7 +173,9 @@ class Settings(BaseSettings):
             try:
                 volumes[name] = VolumeConfig.model_validate(table)
             except ValidationError as exc:
-                raise ConfigurationError(f"{self.config}: volume {name!r}: {exc}") from exc
+                raise ConfigurationError(
+                    f"{self.config}: volume {name!r}: {_one_line(exc)}"
+                ) from exc
         return volumes
 
     def check_safe_to_start(self) -> None:

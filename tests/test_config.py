@@ -9,6 +9,8 @@ import pytest
 
 from app.config import ConfigurationError, Settings, VolumeConfig
 from app.main import create_app
+from app.volumes.registry import VolumeRegistry
+from drivers.posix import PosixDriver
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +120,64 @@ def test_env_example_copied_to_dotenv_gives_the_defaults(tmp_path: Path) -> None
     example = Path(__file__).resolve().parents[1] / ".env.example"
     (tmp_path / ".env").write_text(example.read_text())
     assert Settings() == Settings(_env_file=None)
+
+
+# -- An operator's volumes file: every mistake stops the start, none is silently ignored ----
+
+
+def _volumes_file(tmp_path: Path, content: str) -> Path:
+    config = tmp_path / "volumes.toml"
+    config.write_text(content)
+    return config
+
+
+def test_backend_key_from_backend_ai_picks_that_driver(tmp_path: Path) -> None:
+    """``backend = "xfs"`` (Backend.AI's spelling) once ran the volume on POSIX, silently."""
+    config = _volumes_file(tmp_path, '[volumes.v]\nbackend = "xfs"\npath = "/x"\n')
+    assert Settings(config=config).volumes()["v"].driver == "xfs"
+
+
+@pytest.mark.parametrize("spelling", ['driver = "vfs"', 'backend = "vfs"'])
+def test_vfs_is_another_name_for_posix(tmp_path: Path, spelling: str) -> None:
+    config = _volumes_file(tmp_path, f'[volumes.v]\n{spelling}\npath = "{tmp_path / "v"}"\n')
+    assert Settings(config=config).volumes()["v"].driver == "posix"
+    volumes = VolumeRegistry.from_config(Settings(config=config).volumes())
+    assert isinstance(volumes.get("v"), PosixDriver)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[volumes.v]\npath = "/x"\nbakend = "xfs"\n', "unknown key 'bakend'"),
+        ('[volumes.v]\npath = "/x"\n[volume.w]\npath = "/y"\n', "unknown key 'volume'"),
+        ('[volumes.v]\ndriver = "zfs"\npath = "/x"\n', "unknown driver 'zfs'"),
+        ('[volumes.v]\nbackend = "tape"\npath = "/x"\n', "unknown driver 'tape'"),
+        ('[volumes.v]\ndriver = "posix"\nbackend = "xfs"\npath = "/x"\n', "disagree"),
+    ],
+)
+def test_typos_in_the_volumes_file_are_refused(tmp_path: Path, content: str, message: str) -> None:
+    config = _volumes_file(tmp_path, content)
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        Settings(config=config).volumes()
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("driver", "options", "message"),
+    [
+        ("posix", {"dir_mod": "0o700"}, "takes no option 'dir_mod'"),
+        ("posix", {"quota": True}, "takes no option 'quota'"),
+        ("xfs", {"btrfs": "/sbin/btrfs"}, "takes no option 'btrfs'"),
+        ("btrfs", {"mount_point": "/mnt"}, "takes no option 'mount_point'"),
+        ("posix", {"dir_mode": "rwx"}, "bad option value"),
+        ("posix", {"mount_options": "noatime"}, "mount_options must be a list"),
+    ],
+)
+def test_options_a_driver_does_not_take_are_refused(
+    tmp_path: Path, driver: str, options: dict[str, object], message: str
+) -> None:
+    volume = VolumeConfig(driver=driver, path=tmp_path / "v", options=options)
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        VolumeRegistry.from_config({"v": volume})
+    assert str(refused.value).startswith("volume 'v': ")
+    assert "\n" not in str(refused.value)
