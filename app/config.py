@@ -26,6 +26,9 @@ PLACEHOLDER_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105
 PLACEHOLDER_SERVICE_KEY = "dev-insecure-service-key"
 PLACEHOLDERS = frozenset({PLACEHOLDER_JWT_SECRET, PLACEHOLDER_SERVICE_KEY, "", "change-me"})
 MIN_SECRET_BYTES = 32
+# The examples in docker/compose.yaml and .env.example say what to replace: kept as they are,
+# every deployment made from them would share one public secret.
+EXAMPLE_SECRET = re.compile(r"replace|change-?me|example|placeholder|insecure|secret-here", re.I)
 
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -64,6 +67,15 @@ class VolumeConfig(BaseModel):
             return canonical_driver_name(name)
         except UnknownDriver as exc:
             raise ValueError(str(exc)) from None
+
+
+def _unusable_secret(secret: str) -> bool:
+    """A shipped placeholder or example, or too short to resist guessing."""
+    return (
+        secret in PLACEHOLDERS
+        or EXAMPLE_SECRET.search(secret) is not None
+        or len(secret.encode()) < MIN_SECRET_BYTES
+    )
 
 
 def _one_line(exc: ValidationError) -> str:
@@ -183,11 +195,11 @@ class Settings(BaseSettings):
         if self.effective_env == "dev":
             return
         problems = []
-        if self.jwt_secret in PLACEHOLDERS or len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        if _unusable_secret(self.jwt_secret):
             problems.append(f"STORAGE_JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes")
-        if not self.service_keys or any(
-            key in PLACEHOLDERS or len(key.encode()) < MIN_SECRET_BYTES for key in self.service_keys
-        ):
+        if any(_unusable_secret(secret) for secret in self.jwt_previous_secrets):
+            problems.append("STORAGE_JWT_PREVIOUS_SECRETS must not list placeholders")
+        if not self.service_keys or any(_unusable_secret(key) for key in self.service_keys):
             problems.append(
                 f"STORAGE_SERVICE_KEYS must list keys of at least {MIN_SECRET_BYTES} bytes"
             )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from app.config import ConfigurationError, Settings, VolumeConfig
 from app.main import create_app
@@ -181,3 +184,73 @@ def test_options_a_driver_does_not_take_are_refused(
         VolumeRegistry.from_config({"v": volume})
     assert str(refused.value).startswith("volume 'v': ")
     assert "\n" not in str(refused.value)
+
+
+# -- The shipped examples, copied as they are into a production deployment -----------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET_SETTINGS = ("STORAGE_JWT_SECRET", "STORAGE_SERVICE_KEYS", "STORAGE_JWT_PREVIOUS_SECRETS")
+STRONG = "k9Vq2mXr7LpT4wZs8NcY1hBd6FgJ3eQa5uKo0iRt"
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    return loaded
+
+
+def _shipped_secret_values() -> list[tuple[str, str]]:
+    """Every non-empty value that docker/compose.yaml and .env.example give a setting whose
+    name says it is a secret or a key (``${VAR:-default}`` counts by its default)."""
+    found: list[tuple[str, str]] = []
+    for service in _compose()["services"].values():
+        for name, value in (service.get("environment") or {}).items():
+            found.append((f"compose {name}", re.sub(r"^\$\{\w+:-(.*)\}$", r"\1", str(value))))
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if re.match(r"^#?\s*STORAGE_\w+=", line):
+            name, value = line.lstrip("# ").split("=", 1)
+            found.append((f".env.example {name}", value))
+    return [
+        (where, value)
+        for where, value in found
+        if re.search(r"SECRET|_KEYS?$|PASSWORD|TOKEN", where) and value and "${" not in value
+    ]
+
+
+def test_the_shipped_examples_hold_secrets_to_check() -> None:
+    # The compose file gives both STORAGE_* secrets an example default.
+    assert {where for where, _ in _shipped_secret_values()} >= {
+        "compose STORAGE_JWT_SECRET",
+        "compose STORAGE_SERVICE_KEYS",
+    }
+
+
+@pytest.mark.parametrize("setting", SECRET_SETTINGS)
+@pytest.mark.parametrize(("where", "value"), _shipped_secret_values())
+def test_prod_refuses_every_shipped_example_secret(
+    monkeypatch: pytest.MonkeyPatch, setting: str, where: str, value: str
+) -> None:
+    """An operator who starts the compose file (or .env.example) without replacing its
+    examples runs with a secret anyone can read on GitHub: prod refuses it in any slot."""
+    monkeypatch.setenv("STORAGE_ENV", "prod")
+    monkeypatch.setenv("STORAGE_JWT_SECRET", STRONG)
+    monkeypatch.setenv("STORAGE_SERVICE_KEYS", STRONG[::-1])
+    Settings().check_safe_to_start()
+    monkeypatch.setenv(setting, value)
+    with pytest.raises(ConfigurationError, match=setting):
+        Settings().check_safe_to_start()
+
+
+def test_env_example_copied_to_dotenv_refuses_prod(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        (ROOT / ".env.example").read_text()
+        + "\nSTORAGE_DATABASE_URL=postgresql+asyncpg://db.example/storage\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"STORAGE_JWT_SECRET.*STORAGE_SERVICE_KEYS"):
+        Settings().check_safe_to_start()
+
+
+def test_compose_publishes_on_this_host_only() -> None:
+    """docker compose up on a laptop or a shared server must not expose the API to the LAN."""
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
