@@ -12,10 +12,10 @@ from redis.asyncio import Redis
 from app.cache import Cache, CacheStatus
 from app.cache.memory import MemoryCache
 from app.cache.redis import RedisCache
-from tests.support.services import REDIS_HOST, REDIS_PORT
+from tests.support.services import REDIS_HOST, REDIS_PORT, UNREACHABLE_REDIS_URL, redis_url_via
 from tests.support.tcp_proxy import TcpProxy
 
-UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+UNREACHABLE_REDIS = UNREACHABLE_REDIS_URL
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -85,7 +85,7 @@ async def test_recovery_drops_entries_whose_invalidation_was_lost(redis: str) ->
     prefix = f"sp-test-{secrets.token_hex(6)}:"
     changes: list[bool] = []
     cache = RedisCache(
-        f"redis://{proxy.url_host}/0", key_prefix=prefix, on_availability_change=changes.append
+        redis_url_via(proxy.url_host), key_prefix=prefix, on_availability_change=changes.append
     )
     raw: Redis = Redis.from_url(redis)
     try:
