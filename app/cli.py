@@ -110,6 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.db.migrate import upgrade_to_head_blocking
+    from app.observability.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
     from app.volumes.registry import VolumeRegistry
 
     settings = Settings()
@@ -123,15 +124,20 @@ def _serve(args: argparse.Namespace) -> int:
         # Workers share the database but not their memory: a cache in each could serve what
         # another worker already changed.
         os.environ["STORAGE_LOCAL_CACHE"] = "false"
-    uvicorn.run(
-        "app.main:create_app_from_environment",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=args.workers,
-        log_config=None,
-        proxy_headers=False,
-    )
+    # Set before the workers import prometheus-client, which reads it once at import.
+    metrics_dir = prepare_multiprocess_dir(args.workers)
+    try:
+        uvicorn.run(
+            "app.main:create_app_from_environment",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=args.workers,
+            log_config=None,
+            proxy_headers=False,
+        )
+    finally:
+        remove_multiprocess_dir(metrics_dir)
     return 0
 
 
