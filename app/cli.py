@@ -110,25 +110,34 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.db.migrate import upgrade_to_head_blocking
+    from app.observability.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+    from app.volumes.registry import VolumeRegistry
 
     settings = Settings()
     settings.check_safe_to_start()
-    settings.volumes()  # fail here, readably, on a broken STORAGE_CONFIG
+    # Fail here, on one readable line, on a broken STORAGE_CONFIG (unknown key, driver or
+    # option), not in each worker with a traceback.
+    VolumeRegistry.from_config(settings.volumes())
     if settings.uses_embedded_database or args.migrate:
         upgrade_to_head_blocking(settings.effective_database_url)
     if args.workers > 1 and not settings.redis_url:
         # Workers share the database but not their memory: a cache in each could serve what
         # another worker already changed.
         os.environ["STORAGE_LOCAL_CACHE"] = "false"
-    uvicorn.run(
-        "app.main:create_app_from_environment",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=args.workers,
-        log_config=None,
-        proxy_headers=False,
-    )
+    # Set before the workers import prometheus-client, which reads it once at import.
+    metrics_dir = prepare_multiprocess_dir(args.workers)
+    try:
+        uvicorn.run(
+            "app.main:create_app_from_environment",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=args.workers,
+            log_config=None,
+            proxy_headers=False,
+        )
+    finally:
+        remove_multiprocess_dir(metrics_dir)
     return 0
 
 

@@ -8,14 +8,27 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from drivers.errors import UnknownDriver
+from drivers.registry import canonical_driver_name
 
 # Values that ship in the code: fine on a laptop, refused anywhere else.
 PLACEHOLDER_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105
 PLACEHOLDER_SERVICE_KEY = "dev-insecure-service-key"
 PLACEHOLDERS = frozenset({PLACEHOLDER_JWT_SECRET, PLACEHOLDER_SERVICE_KEY, "", "change-me"})
 MIN_SECRET_BYTES = 32
+# The examples in docker/compose.yaml and .env.example say what to replace: kept as they are,
+# every deployment made from them would share one public secret.
+EXAMPLE_SECRET = re.compile(r"replace|change-?me|example|placeholder|insecure|secret-here", re.I)
 
 VOLUME_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -25,11 +38,57 @@ class ConfigurationError(Exception):
 
 
 class VolumeConfig(BaseModel):
-    """One ``[volumes.<name>]`` table of the TOML file."""
+    """One ``[volumes.<name>]`` table of the TOML file. A key it does not know is refused: an
+    ignored ``backend = "xfs"`` once ran a volume on the default POSIX driver."""
+
+    model_config = ConfigDict(extra="forbid")
 
     driver: str = "posix"
     path: Path
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_is_another_name_for_driver(cls, data: object) -> object:
+        """``backend`` is what Backend.AI's storage-proxy calls the key."""
+        if not isinstance(data, dict) or "backend" not in data:
+            return data
+        data = dict(data)
+        backend = data.pop("backend")
+        if "driver" in data and data["driver"] != backend:
+            raise ValueError(f"driver {data['driver']!r} and backend {backend!r} disagree")
+        data["driver"] = backend
+        return data
+
+    @field_validator("driver")
+    @classmethod
+    def _known_driver(cls, name: str) -> str:
+        try:
+            return canonical_driver_name(name)
+        except UnknownDriver as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _unusable_secret(secret: str) -> bool:
+    """A shipped placeholder or example, or too short to resist guessing."""
+    return (
+        secret in PLACEHOLDERS
+        or EXAMPLE_SECRET.search(secret) is not None
+        or len(secret.encode()) < MIN_SECRET_BYTES
+    )
+
+
+def _one_line(exc: ValidationError) -> str:
+    """Pydantic's report, on the one line a start-up refusal prints."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown key {where!r}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 class Settings(BaseSettings):
@@ -113,6 +172,12 @@ class Settings(BaseSettings):
         tables = raw.get("volumes")
         if not isinstance(tables, dict) or not tables:
             raise ConfigurationError(f"{self.config} defines no [volumes.<name>] tables")
+        unknown = sorted(set(raw) - {"volumes"})
+        if unknown:
+            raise ConfigurationError(
+                f"{self.config}: unknown key {', '.join(map(repr, unknown))} "
+                "(only [volumes.<name>] tables)"
+            )
         volumes: dict[str, VolumeConfig] = {}
         for name, table in tables.items():
             if not re.fullmatch(VOLUME_NAME_PATTERN, name):
@@ -120,7 +185,9 @@ class Settings(BaseSettings):
             try:
                 volumes[name] = VolumeConfig.model_validate(table)
             except ValidationError as exc:
-                raise ConfigurationError(f"{self.config}: volume {name!r}: {exc}") from exc
+                raise ConfigurationError(
+                    f"{self.config}: volume {name!r}: {_one_line(exc)}"
+                ) from exc
         return volumes
 
     def check_safe_to_start(self) -> None:
@@ -128,11 +195,11 @@ class Settings(BaseSettings):
         if self.effective_env == "dev":
             return
         problems = []
-        if self.jwt_secret in PLACEHOLDERS or len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        if _unusable_secret(self.jwt_secret):
             problems.append(f"STORAGE_JWT_SECRET must be set to at least {MIN_SECRET_BYTES} bytes")
-        if not self.service_keys or any(
-            key in PLACEHOLDERS or len(key.encode()) < MIN_SECRET_BYTES for key in self.service_keys
-        ):
+        if any(_unusable_secret(secret) for secret in self.jwt_previous_secrets):
+            problems.append("STORAGE_JWT_PREVIOUS_SECRETS must not list placeholders")
+        if not self.service_keys or any(_unusable_secret(key) for key in self.service_keys):
             problems.append(
                 f"STORAGE_SERVICE_KEYS must list keys of at least {MIN_SECRET_BYTES} bytes"
             )

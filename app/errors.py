@@ -221,6 +221,17 @@ class UploadLockUnavailable(DomainError):
     retry_after = 2
 
 
+class AccessChangeUnannounced(DomainError):
+    """A change that narrows who may use a vfolder (revoke, downgrade, group mode, delete)
+    could not be announced to the other nodes, whose caches would go on granting the old
+    access: refused, nothing changed."""
+
+    problem_type = "/problems/unavailable"
+    title = "Service unavailable; retry shortly"
+    status = 503
+    retry_after = 2
+
+
 class TaskNotFound(NotFound):
     problem_type = "/problems/task-not-found"
     title = "Task not found"

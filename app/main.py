@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import Response
@@ -163,6 +163,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 await cache.close()
         finally:
             await engine.dispose()
+            metrics.process_exiting()
 
     app = FastAPI(
         title=TITLE,
@@ -202,7 +203,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(_request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

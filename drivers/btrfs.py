@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from anyio import to_thread
@@ -33,6 +33,7 @@ SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 class BtrfsDriver(PosixDriver):
     backend = "btrfs"
+    OPTIONS: ClassVar[frozenset[str]] = PosixDriver.OPTIONS | {"btrfs", "command_timeout"}
 
     def __init__(
         self,

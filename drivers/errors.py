@@ -37,6 +37,10 @@ class UnknownDriver(DriverError):
     """No driver is registered under the configured name."""
 
 
+class InvalidDriverOptions(DriverError):
+    """The volume's options name one the driver does not take, or a value it cannot use."""
+
+
 class UnsafePath(DriverError):
     """A client-supplied path that could leave the vfolder or cannot name a file safely."""
 

@@ -8,7 +8,7 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from anyio import to_thread
@@ -24,6 +24,7 @@ class PosixDriver:
     services layer's generic code."""
 
     backend = "posix"
+    OPTIONS: ClassVar[frozenset[str]] = frozenset({"dir_mode", "mount_options"})
 
     def __init__(self, root: Path, *, options: dict[str, Any] | None = None) -> None:
         self.root = root.resolve()
@@ -31,7 +32,10 @@ class PosixDriver:
         self.files = PosixFileOps(self.layout)
         opts = options or {}
         self._dir_mode = int(str(opts.get("dir_mode", "0o755")), 0)
-        self._mount_options = tuple(str(o) for o in opts.get("mount_options", ()))
+        mount_options = opts.get("mount_options", ())
+        if not isinstance(mount_options, list | tuple):
+            raise ValueError(f"mount_options must be a list, not {mount_options!r}")
+        self._mount_options = tuple(str(o) for o in mount_options)
 
     async def initialize(self) -> None:
         await to_thread.run_sync(self._initialize_sync)

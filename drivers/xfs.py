@@ -38,7 +38,7 @@ import struct
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import anyio
@@ -149,6 +149,12 @@ class XfsDriver(PosixDriver):
     """``QuotaCapable`` and ``FastUsageCapable`` through XFS project quotas."""
 
     backend = "xfs"
+    OPTIONS: ClassVar[frozenset[str]] = PosixDriver.OPTIONS | {
+        "xfs_quota",
+        "xfs_io",
+        "mount_point",
+        "command_timeout",
+    }
 
     def __init__(
         self,

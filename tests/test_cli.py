@@ -166,3 +166,27 @@ def test_serve_with_workers_never_serves_what_another_worker_changed(tmp_path: P
         assert httpx.patch(url, json={"name": "after"}, headers=auth).status_code == 200
         names = {httpx.get(url, headers=auth).json()["name"] for _ in range(20)}
         assert names == {"after"}
+
+
+@pytest.mark.parametrize(
+    ("volumes", "message"),
+    [
+        ('[volumes.v]\nbackend = "tape"\npath = "VOL"\n', "unknown driver 'tape'"),
+        ('[volumes.v]\npath = "VOL"\nreadonly = true\n', "unknown key 'readonly'"),
+        ('[volumes.v]\npath = "VOL"\noptions = { dirmode = "0o700" }\n', "no option 'dirmode'"),
+    ],
+)
+def test_serve_refuses_a_volumes_file_it_would_misread(
+    tmp_path: Path, volumes: str, message: str
+) -> None:
+    """An operator's typo stops the start on one line, before any worker is spawned."""
+    config = tmp_path / "volumes.toml"
+    config.write_text(volumes.replace("VOL", str(tmp_path / "v")))
+    result = run_cli(
+        ["serve", "--port", "1", "--workers", "2"],
+        cwd=tmp_path,
+        env=clean_environment(STORAGE_CONFIG=str(config)),
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

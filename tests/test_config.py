@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from app.config import ConfigurationError, Settings, VolumeConfig
 from app.main import create_app
+from app.volumes.registry import VolumeRegistry
+from drivers.posix import PosixDriver
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +123,134 @@ def test_env_example_copied_to_dotenv_gives_the_defaults(tmp_path: Path) -> None
     example = Path(__file__).resolve().parents[1] / ".env.example"
     (tmp_path / ".env").write_text(example.read_text())
     assert Settings() == Settings(_env_file=None)
+
+
+# -- An operator's volumes file: every mistake stops the start, none is silently ignored ----
+
+
+def _volumes_file(tmp_path: Path, content: str) -> Path:
+    config = tmp_path / "volumes.toml"
+    config.write_text(content)
+    return config
+
+
+def test_backend_key_from_backend_ai_picks_that_driver(tmp_path: Path) -> None:
+    """``backend = "xfs"`` (Backend.AI's spelling) once ran the volume on POSIX, silently."""
+    config = _volumes_file(tmp_path, '[volumes.v]\nbackend = "xfs"\npath = "/x"\n')
+    assert Settings(config=config).volumes()["v"].driver == "xfs"
+
+
+@pytest.mark.parametrize("spelling", ['driver = "vfs"', 'backend = "vfs"'])
+def test_vfs_is_another_name_for_posix(tmp_path: Path, spelling: str) -> None:
+    config = _volumes_file(tmp_path, f'[volumes.v]\n{spelling}\npath = "{tmp_path / "v"}"\n')
+    assert Settings(config=config).volumes()["v"].driver == "posix"
+    volumes = VolumeRegistry.from_config(Settings(config=config).volumes())
+    assert isinstance(volumes.get("v"), PosixDriver)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('[volumes.v]\npath = "/x"\nbakend = "xfs"\n', "unknown key 'bakend'"),
+        ('[volumes.v]\npath = "/x"\n[volume.w]\npath = "/y"\n', "unknown key 'volume'"),
+        ('[volumes.v]\ndriver = "zfs"\npath = "/x"\n', "unknown driver 'zfs'"),
+        ('[volumes.v]\nbackend = "tape"\npath = "/x"\n', "unknown driver 'tape'"),
+        ('[volumes.v]\ndriver = "posix"\nbackend = "xfs"\npath = "/x"\n', "disagree"),
+    ],
+)
+def test_typos_in_the_volumes_file_are_refused(tmp_path: Path, content: str, message: str) -> None:
+    config = _volumes_file(tmp_path, content)
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        Settings(config=config).volumes()
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("driver", "options", "message"),
+    [
+        ("posix", {"dir_mod": "0o700"}, "takes no option 'dir_mod'"),
+        ("posix", {"quota": True}, "takes no option 'quota'"),
+        ("xfs", {"btrfs": "/sbin/btrfs"}, "takes no option 'btrfs'"),
+        ("btrfs", {"mount_point": "/mnt"}, "takes no option 'mount_point'"),
+        ("posix", {"dir_mode": "rwx"}, "bad option value"),
+        ("posix", {"mount_options": "noatime"}, "mount_options must be a list"),
+    ],
+)
+def test_options_a_driver_does_not_take_are_refused(
+    tmp_path: Path, driver: str, options: dict[str, object], message: str
+) -> None:
+    volume = VolumeConfig(driver=driver, path=tmp_path / "v", options=options)
+    with pytest.raises(ConfigurationError, match=message) as refused:
+        VolumeRegistry.from_config({"v": volume})
+    assert str(refused.value).startswith("volume 'v': ")
+    assert "\n" not in str(refused.value)
+
+
+# -- The shipped examples, copied as they are into a production deployment -----------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET_SETTINGS = ("STORAGE_JWT_SECRET", "STORAGE_SERVICE_KEYS", "STORAGE_JWT_PREVIOUS_SECRETS")
+STRONG = "k9Vq2mXr7LpT4wZs8NcY1hBd6FgJ3eQa5uKo0iRt"
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    return loaded
+
+
+def _shipped_secret_values() -> list[tuple[str, str]]:
+    """Every non-empty value that docker/compose.yaml and .env.example give a setting whose
+    name says it is a secret or a key (``${VAR:-default}`` counts by its default)."""
+    found: list[tuple[str, str]] = []
+    for service in _compose()["services"].values():
+        for name, value in (service.get("environment") or {}).items():
+            found.append((f"compose {name}", re.sub(r"^\$\{\w+:-(.*)\}$", r"\1", str(value))))
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if re.match(r"^#?\s*STORAGE_\w+=", line):
+            name, value = line.lstrip("# ").split("=", 1)
+            found.append((f".env.example {name}", value))
+    return [
+        (where, value)
+        for where, value in found
+        if re.search(r"SECRET|_KEYS?$|PASSWORD|TOKEN", where) and value and "${" not in value
+    ]
+
+
+def test_the_shipped_examples_hold_secrets_to_check() -> None:
+    # The compose file gives both STORAGE_* secrets an example default.
+    assert {where for where, _ in _shipped_secret_values()} >= {
+        "compose STORAGE_JWT_SECRET",
+        "compose STORAGE_SERVICE_KEYS",
+    }
+
+
+@pytest.mark.parametrize("setting", SECRET_SETTINGS)
+@pytest.mark.parametrize(("where", "value"), _shipped_secret_values())
+def test_prod_refuses_every_shipped_example_secret(
+    monkeypatch: pytest.MonkeyPatch, setting: str, where: str, value: str
+) -> None:
+    """An operator who starts the compose file (or .env.example) without replacing its
+    examples runs with a secret anyone can read on GitHub: prod refuses it in any slot."""
+    monkeypatch.setenv("STORAGE_ENV", "prod")
+    monkeypatch.setenv("STORAGE_JWT_SECRET", STRONG)
+    monkeypatch.setenv("STORAGE_SERVICE_KEYS", STRONG[::-1])
+    Settings().check_safe_to_start()
+    monkeypatch.setenv(setting, value)
+    with pytest.raises(ConfigurationError, match=setting):
+        Settings().check_safe_to_start()
+
+
+def test_env_example_copied_to_dotenv_refuses_prod(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        (ROOT / ".env.example").read_text()
+        + "\nSTORAGE_DATABASE_URL=postgresql+asyncpg://db.example/storage\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"STORAGE_JWT_SECRET.*STORAGE_SERVICE_KEYS"):
+        Settings().check_safe_to_start()
+
+
+def test_compose_publishes_on_this_host_only() -> None:
+    """docker compose up on a laptop or a shared server must not expose the API to the LAN."""
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)

@@ -18,7 +18,13 @@ class NoCache:
     async def delete(self, *keys: str) -> None:
         return None
 
-    async def incr(self, key: str) -> None:
+    async def generation(self, subject: str) -> str | None:
+        return None  # nothing is ever cached
+
+    async def begin_change(self, subject: str) -> str:
+        return ""
+
+    async def end_change(self, subject: str, fence: str | None = None) -> None:
         return None
 
     async def status(self) -> CacheStatus:

@@ -1,6 +1,12 @@
-"""Redis cache shared by every proxy node. Survives Redis going away: requests bypass it (with
-one warning per outage) and, because invalidations may have been lost meanwhile, every key of
-this proxy is dropped before the cache is trusted again."""
+"""Redis cache shared by every proxy node. Survives Redis going away: reads bypass it (with
+one warning per outage), changes that must be announced fail loudly (``CacheUnreachable``),
+and, because best-effort invalidations may have been lost meanwhile, every cached entry of
+this proxy is dropped before the cache is trusted again.
+
+Keys under the configured prefix: ``cache:<key>`` for entries (the only ones that recovery
+drops), ``generation:{<subject>}`` and ``fence:{<subject>}`` for the change protocol of
+``app.cache.base`` (one hash tag per subject, so a cluster keeps both on one shard). Other
+keys under the prefix (upload locks) are not the cache's to touch."""
 
 from __future__ import annotations
 
@@ -11,12 +17,43 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.cache.base import CacheStatus
+from app.cache.base import (
+    FENCE_SECONDS,
+    GENERATION_SECONDS,
+    CacheStatus,
+    CacheUnreachable,
+    new_token,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 0.5
+
+# KEYS: generation, fence. ARGV: a fresh generation, its lifetime (ms).
+_CURRENT_GENERATION = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+"""
+# KEYS: generation, fence. ARGV: a fresh generation, its lifetime, the fence, its lifetime.
+_BEGIN_CHANGE = """
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+# KEYS: generation, fence. ARGV: a fresh generation, its lifetime, the fence to lower or ''.
+_END_CHANGE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
 
 
 class RedisCache:
@@ -40,9 +77,15 @@ class RedisCache:
         self._available = True
         self._needs_flush = False
         self._retry_at = 0.0
+        self._current_generation = self._redis.register_script(_CURRENT_GENERATION)
+        self._begin_change = self._redis.register_script(_BEGIN_CHANGE)
+        self._end_change = self._redis.register_script(_END_CHANGE)
 
     def _key(self, key: str) -> str:
-        return self._prefix + key
+        return f"{self._prefix}cache:{key}"
+
+    def _subject_keys(self, subject: str) -> list[str]:
+        return [f"{self._prefix}generation:{{{subject}}}", f"{self._prefix}fence:{{{subject}}}"]
 
     async def _usable(self) -> bool:
         """False while an outage lasts; on recovery, first drops what may be stale."""
@@ -51,7 +94,7 @@ class RedisCache:
         if time.monotonic() < self._retry_at:
             return False
         try:
-            async for key in self._redis.scan_iter(match=self._prefix + "*", count=1000):
+            async for key in self._redis.scan_iter(match=self._key("*"), count=1000):
                 await self._redis.unlink(key)
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
@@ -85,7 +128,7 @@ class RedisCache:
         if not await self._usable():
             return
         try:
-            await self._redis.set(self._key(key), value, px=max(1, int(ttl_seconds * 1000)))
+            await self._redis.set(self._key(key), value, px=_ms(ttl_seconds))
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
 
@@ -100,13 +143,43 @@ class RedisCache:
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
 
-    async def incr(self, key: str) -> None:
+    async def generation(self, subject: str) -> str | None:
         if not await self._usable():
-            return  # the flush before the next use drops what the counter protected
+            return None  # cut off: this node cannot know what changed, so it trusts nothing
         try:
-            await self._redis.incr(self._key(key))
+            current = await self._current_generation(
+                keys=self._subject_keys(subject), args=[new_token(), _ms(GENERATION_SECONDS)]
+            )
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
+            return None
+        return current.decode() if isinstance(current, bytes) else None
+
+    async def begin_change(self, subject: str) -> str:
+        if not await self._usable():
+            raise CacheUnreachable("the redis cache is unreachable from this node")
+        fence = new_token()
+        try:
+            await self._begin_change(
+                keys=self._subject_keys(subject),
+                args=[new_token(), _ms(GENERATION_SECONDS), fence, _ms(FENCE_SECONDS)],
+            )
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            raise CacheUnreachable(f"the redis cache is unreachable from this node: {exc}") from exc
+        return fence
+
+    async def end_change(self, subject: str, fence: str | None = None) -> None:
+        if not await self._usable():
+            raise CacheUnreachable("the redis cache is unreachable from this node")
+        try:
+            await self._end_change(
+                keys=self._subject_keys(subject),
+                args=[new_token(), _ms(GENERATION_SECONDS), fence or ""],
+            )
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            raise CacheUnreachable(f"the redis cache is unreachable from this node: {exc}") from exc
 
     async def status(self) -> CacheStatus:
         try:

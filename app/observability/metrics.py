@@ -1,9 +1,57 @@
-"""Prometheus metrics. Each app owns a registry, so two apps in one process (tests, several
-workers' children) never collide."""
+"""Prometheus metrics. Each app owns a registry, so two apps in one process (tests) never
+collide.
+
+Under ``serve --workers N`` every worker counts in its own process; prometheus-client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, set up by ``serve``) keeps each worker's values
+in files there, and ``/metrics`` adds them up, so every scrape sees the whole service whichever
+worker answers it."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> Path | None:
+    value = os.environ.get(MULTIPROCESS_DIR_ENV)
+    return Path(value) if value else None
+
+
+def prepare_multiprocess_dir(workers: int) -> Path | None:
+    """Before the workers start: a fresh, empty directory for their metric files (an
+    operator's own ``PROMETHEUS_MULTIPROC_DIR`` is emptied: files of an earlier run would add
+    their counts to this one's). Returns a directory this call created, for the caller to
+    remove when the service stops."""
+    configured = multiprocess_dir()
+    if configured is not None:
+        configured.mkdir(parents=True, exist_ok=True)
+        for stale in configured.glob("*.db"):
+            stale.unlink()
+        return None
+    if workers <= 1:
+        return None
+    created = Path(tempfile.mkdtemp(prefix="storage-proxy-metrics-"))
+    os.environ[MULTIPROCESS_DIR_ENV] = str(created)
+    return created
+
+
+def remove_multiprocess_dir(created: Path | None) -> None:
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+
 
 REQUEST_LABELS = ("method", "endpoint", "domain", "operation", "error_detail", "status_code")
 
@@ -27,6 +75,8 @@ class Metrics:
             "storage_cache_available",
             "1 when the configured cache backend answers, 0 while it is bypassed",
             registry=self.registry,
+            # Across workers: 0 as soon as one of them is bypassing the cache.
+            multiprocess_mode="livemin",
         )
         self.access_denied = Counter(
             "storage_access_denied",
@@ -49,6 +99,7 @@ class Metrics:
             "storage_uploads_in_flight",
             "Resumable-upload requests currently streaming a body to disk",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.trash_purged = Counter(
             "storage_trash_purged_total",
@@ -61,6 +112,8 @@ class Metrics:
             "Bytes used or reserved by writes under way, over the byte limit, per limited scope",
             ("scope_type", "scope_id", "volume"),
             registry=self.registry,
+            # Whichever worker computed it last has the current figure.
+            multiprocess_mode="mostrecent",
         )
         self.quota_drift_bytes = Counter(
             "storage_quota_drift_bytes",
@@ -74,3 +127,16 @@ class Metrics:
             ("scope_type",),
             registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The text ``/metrics`` serves: every worker's values when there are several."""
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def process_exiting(self) -> None:
+        """A worker stopping: its live gauges leave the sums (counters keep its counts)."""
+        if multiprocess_dir() is not None:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -41,7 +41,7 @@ async def list_grants(
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": GrantInfo, "description": "An existing grant was changed"},
-        **problem_responses(403, 404, 410),
+        **problem_responses(403, 404, 410, 503),
     },
 )
 async def set_grant(
@@ -66,7 +66,7 @@ async def set_grant(
     "/{grantee_type}/{grantee_id}",
     operation_id="grants-revoke",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(403, 404, 410),
+    responses=problem_responses(403, 404, 410, 503),
 )
 async def revoke_grant(
     vfolder_id: UUID,
@@ -75,7 +75,9 @@ async def revoke_grant(
     principal: PrincipalDep,
     service: GrantServiceDep,
 ) -> None:
-    """Revoke a grant; it holds from the very next request, on every node."""
+    """Revoke a grant; it holds from the very next request, on every node. When the change
+    cannot be announced to every node (this node has lost Redis), it is refused with 503
+    `/problems/unavailable` and nothing changes: retry after `Retry-After`."""
     await service.revoke_grant(
         principal, vfolder_id, grantee_type=grantee_type, grantee_id=grantee_id
     )

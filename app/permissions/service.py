@@ -1,6 +1,6 @@
-"""Sharing: grant, change and revoke modes on a vfolder. Every change is audited, and the
-vfolder's access-rules version is bumped after the commit, so the next request on any node
-sees it."""
+"""Sharing: grant, change and revoke modes on a vfolder. Every change is audited and announced
+to every node before its commit (``VFolderReader.guard_access_change``): a change that cannot
+be announced is refused, so no node goes on granting what was revoked."""
 
 from __future__ import annotations
 
@@ -50,12 +50,6 @@ class GrantService:
         if row.status == VFolderStatus.DELETED.value:
             raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
 
-    def _changed(self, vfolder_id: uuid.UUID) -> None:
-        async def bump() -> None:
-            await self._reader.rules_changed(vfolder_id)
-
-        self._schedule(bump)
-
     async def list_grants(self, principal: Principal, vfolder_id: uuid.UUID) -> GrantList:
         await self._authorize_share(principal, vfolder_id)
         rows = await self._grants.for_vfolder(vfolder_id)
@@ -78,7 +72,7 @@ class GrantService:
             mode=mode,
             granted_by=f"{principal.kind.value}:{principal.id}",
         )
-        self._changed(vfolder_id)
+        await self._reader.guard_access_change(vfolder_id, self._schedule)
         self._changes.labels(action="set").inc()
         log.info(
             "grant set",
@@ -105,7 +99,7 @@ class GrantService:
             vfolder_id, grantee_type=grantee_type, grantee_id=grantee_id
         ):
             raise GrantNotFound(f"no grant for {grantee_type.value} {grantee_id!r}")
-        self._changed(vfolder_id)
+        await self._reader.guard_access_change(vfolder_id, self._schedule)
         self._changes.labels(action="revoke").inc()
         log.info(
             "grant revoked",

@@ -19,7 +19,7 @@ from app.quotas.repository import QuotaRepository, Scope, ScopeUsage
 from app.quotas.schemas import QuotaLimits, QuotaView
 from app.tasks.models import TaskRow
 from app.tasks.service import owner_of, submit
-from app.vfolders.reader import VFolderReader, vfolder_cache_key
+from app.vfolders.reader import VFolderReader
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.base import QuotaCapable
@@ -156,13 +156,7 @@ class QuotaService:
             return
         vfolder.quota_bytes = limit_bytes
         await self._session.flush()
-        key = vfolder_cache_key(vfolder_id)
-        await self._cache.delete(key)
-
-        async def invalidate_again() -> None:  # a reader may have cached it before commit
-            await self._cache.delete(key)
-
-        self._after_commit(invalidate_again)
+        await self._reader.invalidate(vfolder_id, self._after_commit)
         driver = self._volumes.get(scope.volume)
         if isinstance(driver, QuotaCapable):
             await driver.set_quota(vfolder_id, limit_bytes=limit_bytes)

@@ -1,22 +1,32 @@
 """Reading one vfolder's metadata and access rules through the cache, shared by every domain
-that acts on a vfolder (its own lifecycle, files, grants).
+that acts on a vfolder (its own lifecycle, files, grants), and announcing changes to them.
 
-The access rules (owner, group mode, grants) are cached under a key that embeds a version,
-``vfolder:{id}:access:{version}``; every change bumps ``vfolder:{id}:access-version`` after
-its commit. A reader that fetched the old rules before that commit can only store them under
-the old version, which nobody reads again: a revocation holds from the very next request, on
-every node sharing the cache."""
+A vfolder's row and its access rules (owner, group mode, grants) are cached together under the
+vfolder's current cache generation (see ``app.cache.base``). Permissions fail closed:
+
+- a change that can narrow access (revoke, grant change, group mode, delete) is announced
+  *before* its commit (``guard_access_change``): a fence goes up on the vfolder and a new
+  generation is drawn. If that cannot reach the cache the other nodes read, the change is
+  refused (503 ``/problems/unavailable``) and rolls back. After the commit another generation
+  is drawn and the fence comes down; should that fail, the fence lapses by itself;
+- while a fence stands, every node reads the vfolder from the database and caches nothing,
+  so none can store the state of before the commit under a generation that outlives it;
+- a node that cannot reach the shared cache trusts nothing cached and reads the database.
+
+Changes nobody's access depends on (a name, a quota) only invalidate, best effort."""
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.cache import Cache
-from app.errors import VFolderDeleted, VFolderNotFound, VFolderNotReady
+from app.cache import Cache, CacheUnreachable
+from app.db.session import ScheduleAfterCommit
+from app.errors import AccessChangeUnannounced, VFolderDeleted, VFolderNotFound, VFolderNotReady
 from app.permissions.models import GranteeType, Mode
 from app.permissions.policy import (
     Access,
@@ -31,13 +41,11 @@ from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import VFolder
 
-
-def vfolder_cache_key(vfolder_id: uuid.UUID) -> str:
-    return f"vfolder:{vfolder_id}:meta"
+log = logging.getLogger(__name__)
 
 
-def access_version_key(vfolder_id: uuid.UUID) -> str:
-    return f"vfolder:{vfolder_id}:access-version"
+def cache_subject(vfolder_id: uuid.UUID) -> str:
+    return f"vfolder:{vfolder_id}"
 
 
 class VFolderReader:
@@ -45,28 +53,26 @@ class VFolderReader:
         self._cache = cache
         self._ttl = ttl_seconds
 
-    async def load(self, session: AsyncSession, vfolder_id: uuid.UUID) -> VFolder:
-        """Raises ``VFolderNotFound``."""
-        key = vfolder_cache_key(vfolder_id)
-        cached = await self._cache.get(key)
-        if cached is not None:
-            return VFolder.model_validate_json(cached)
+    async def load(
+        self, session: AsyncSession, vfolder_id: uuid.UUID
+    ) -> tuple[VFolder, AccessRules]:
+        """The vfolder and its access rules; raises ``VFolderNotFound``."""
+        subject = cache_subject(vfolder_id)
+        generation = await self._cache.generation(subject)
+        key = f"{subject}:{generation}"
+        if generation is not None:
+            cached = await self._cache.get(key)
+            if cached is not None:
+                return _entry_from_json(cached)
         row = await VFolderRepository(session).get(vfolder_id)
         if row is None:
             raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
         vfolder = VFolder.model_validate(row)
-        await self._cache.set(key, vfolder.model_dump_json().encode(), ttl_seconds=self._ttl)
-        return vfolder
-
-    async def rules(self, session: AsyncSession, vfolder: VFolder) -> AccessRules:
-        version = await self._cache.get(access_version_key(vfolder.id)) or b"0"
-        key = f"vfolder:{vfolder.id}:access:{version.decode()}"
-        cached = await self._cache.get(key)
-        if cached is not None:
-            return _rules_from_json(cached)
-        rules = await load_rules(session, vfolder.id, vfolder=vfolder)
-        await self._cache.set(key, _rules_to_json(rules), ttl_seconds=self._ttl)
-        return rules
+        rules = await load_rules(session, vfolder_id, vfolder=vfolder)
+        # A clone's target turns ready (or deleted) without an announcement: not cached.
+        if generation is not None and vfolder.status != VFolderStatus.CLONING:
+            await self._cache.set(key, _entry_to_json(vfolder, rules), ttl_seconds=self._ttl)
+        return vfolder, rules
 
     async def load_authorized(
         self,
@@ -80,13 +86,8 @@ class VFolderReader:
         """The vfolder and the caller's access, if it allows ``operation`` (else
         ``VFolderNotFound`` or ``Forbidden``); with ``live``, a deleted vfolder is
         ``VFolderDeleted``."""
-        vfolder = await self.load(session, vfolder_id)
-        access = authorize(
-            principal,
-            vfolder_id=vfolder.id,
-            rules=await self.rules(session, vfolder),
-            operation=operation,
-        )
+        vfolder, rules = await self.load(session, vfolder_id)
+        access = authorize(principal, vfolder_id=vfolder.id, rules=rules, operation=operation)
         if live and vfolder.status == VFolderStatus.DELETED:
             raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
         if live and vfolder.status == VFolderStatus.CLONING:
@@ -95,10 +96,45 @@ class VFolderReader:
             )
         return vfolder, access
 
-    async def rules_changed(self, vfolder_id: uuid.UUID) -> None:
-        """Call after the commit of any change to owner, group mode or grants."""
-        await self._cache.incr(access_version_key(vfolder_id))
-        await self._cache.delete(vfolder_cache_key(vfolder_id))
+    async def guard_access_change(
+        self, vfolder_id: uuid.UUID, after_commit: ScheduleAfterCommit
+    ) -> None:
+        """Call inside the transaction of a change to who may do what on the vfolder (owner,
+        group mode, grants, its deletion), before the commit. Raises
+        ``AccessChangeUnannounced`` when the other nodes cannot be told: the caller's
+        transaction must roll back."""
+        subject = cache_subject(vfolder_id)
+        try:
+            fence = await self._cache.begin_change(subject)
+        except CacheUnreachable as exc:
+            log.warning("access change refused: it cannot be announced to other nodes")
+            raise AccessChangeUnannounced(
+                "the change cannot be announced to the other nodes now; nothing was changed",
+                vfolder_id=str(vfolder_id),
+            ) from exc
+
+        async def announce_end() -> None:
+            await self._end_change(subject, fence)
+
+        after_commit(announce_end)
+
+    async def invalidate(self, vfolder_id: uuid.UUID, after_commit: ScheduleAfterCommit) -> None:
+        """Best effort, now and after the commit, for changes no access depends on (name,
+        quota): a lost invalidation only shows an old value until the entry expires."""
+        subject = cache_subject(vfolder_id)
+        await self._end_change(subject, None)
+
+        async def again() -> None:  # a reader may have cached the old row before the commit
+            await self._end_change(subject, None)
+
+        after_commit(again)
+
+    async def _end_change(self, subject: str, fence: str | None) -> None:
+        try:
+            await self._cache.end_change(subject, fence)
+        except CacheUnreachable:
+            # A fence left up lapses by itself (FENCE_SECONDS); until then nobody caches.
+            log.warning("cache invalidation lost: the cache is unreachable from this node")
 
 
 async def load_rules(
@@ -124,9 +160,10 @@ async def load_rules(
     )
 
 
-def _rules_to_json(rules: AccessRules) -> bytes:
+def _entry_to_json(vfolder: VFolder, rules: AccessRules) -> bytes:
     return json.dumps(
         {
+            "vfolder": vfolder.model_dump(mode="json"),
             "owner": [rules.owner.type, rules.owner.id],
             "group_mode": rules.group_mode.value,
             "grants": [[g.grantee_type.value, g.grantee_id, g.mode.value] for g in rules.grants],
@@ -134,10 +171,11 @@ def _rules_to_json(rules: AccessRules) -> bytes:
     ).encode()
 
 
-def _rules_from_json(raw: bytes) -> AccessRules:
+def _entry_from_json(raw: bytes) -> tuple[VFolder, AccessRules]:
     data = json.loads(raw)
-    return AccessRules(
+    rules = AccessRules(
         owner=Owner(type=data["owner"][0], id=data["owner"][1]),
         group_mode=Mode(data["group_mode"]),
         grants=tuple(Grant(GranteeType(t), i, Mode(m)) for t, i, m in data["grants"]),
     )
+    return VFolder.model_validate(data["vfolder"]), rules

@@ -88,7 +88,7 @@ async def get_vfolder(
 @router.patch(
     "/{vfolder_id}",
     operation_id="vfolders-update",
-    responses=problem_responses(403, 404, 409, 410),
+    responses=problem_responses(403, 404, 409, 410, 503),
 )
 async def update_vfolder(
     vfolder_id: UUID,

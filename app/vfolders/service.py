@@ -36,7 +36,7 @@ from app.permissions.policy import (
 )
 from app.permissions.repository import GrantRepository
 from app.vfolders.models import OwnerType, VFolderRow, VFolderStatus
-from app.vfolders.reader import VFolderReader, load_rules, vfolder_cache_key
+from app.vfolders.reader import VFolderReader, load_rules
 from app.vfolders.repository import DuplicateVFolder, VFolderFilter, VFolderRepository
 from app.vfolders.schemas import (
     MAX_NAME_BYTES,
@@ -234,12 +234,11 @@ class VFolderService:
                 await self._repo.save(row)
             except DuplicateVFolder:
                 raise self._name_conflict(owner, changes.name) from None
-            await self._invalidate(vfolder_id)
+            await self._reader.invalidate(vfolder_id, self._after_commit)
         if changes.group_mode is not None and changes.group_mode.value != row.group_mode:
             row.group_mode = changes.group_mode.value
             await self._repo.save(row)
-            await self._invalidate(vfolder_id)
-            self._after_commit(lambda: self._reader.rules_changed(vfolder_id))
+            await self._reader.guard_access_change(vfolder_id, self._after_commit)
             log.info("group mode changed", extra={"group_mode": row.group_mode, "audit": True})
         return _view(VFolder.model_validate(row), access)
 
@@ -257,6 +256,9 @@ class VFolderService:
         row.status = VFolderStatus.DELETED.value
         row.deleted_at = datetime.now(UTC)
         await self._repo.save(row)
+        # Announced before the directory moves: a delete the other nodes cannot hear of is
+        # refused while nothing has changed yet.
+        await self._reader.guard_access_change(vfolder_id, self._after_commit)
         # The directory moves before the commit. Should the commit fail afterwards, the trash
         # purger finds a live row for the trashed directory and puts it back.
         try:
@@ -265,7 +267,6 @@ class VFolderService:
             log.warning("deleted vfolder had no directory on its volume")
         except BackendUnavailable as exc:
             raise StorageUnavailable(str(exc), volume=row.volume) from exc
-        await self._invalidate(vfolder_id)
 
         async def wake_purger() -> None:
             await self._on_trashed()
@@ -301,17 +302,6 @@ class VFolderService:
         rules = await load_rules(self._session, vfolder_id)
         access = authorize(principal, vfolder_id=vfolder_id, rules=rules, operation=operation)
         return row, access
-
-    async def _invalidate(self, vfolder_id: uuid.UUID) -> None:
-        key = vfolder_cache_key(vfolder_id)
-        await self._cache.delete(key)
-
-        # Again once committed: a reader between the first delete and the commit may have
-        # cached the old row.
-        async def invalidate_again() -> None:
-            await self._cache.delete(key)
-
-        self._after_commit(invalidate_again)
 
 
 def resolve_owner(principal: Principal, data: VFolderCreate) -> Owner:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from app.config import ConfigurationError, VolumeConfig
 from app.errors import VolumeNotFound
 from drivers.base import VolumeDriver
-from drivers.errors import UnknownDriver
+from drivers.errors import DriverError
 from drivers.registry import build_driver
 
 
@@ -23,7 +23,8 @@ class VolumeRegistry:
                 drivers[name] = build_driver(
                     config.driver, root=config.path, options=config.options
                 )
-            except UnknownDriver as exc:
+            except DriverError as exc:
+                # Unknown driver, an option it does not take, or a root it cannot use.
                 raise ConfigurationError(f"volume {name!r}: {exc}") from exc
         return cls(drivers)
 

@@ -9,7 +9,7 @@ import pytest
 from app.config import Settings
 from tests.cache.test_cache import UNREACHABLE_REDIS
 from tests.support.app import SERVICE, client_for, make_settings
-from tests.support.services import REDIS_HOST, REDIS_PORT
+from tests.support.services import REDIS_HOST, REDIS_PORT, redis_url_via
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -50,7 +50,7 @@ async def test_redis_going_away_at_run_time_only_degrades(
     settings: Settings = make_settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
-        redis_url=f"redis://{proxy.url_host}/0",
+        redis_url=redis_url_via(proxy.url_host),
     )
     try:
         async with client_for(settings) as client:

@@ -9,13 +9,13 @@ import anyio
 import pytest
 from redis.asyncio import Redis
 
-from app.cache import Cache, CacheStatus
+from app.cache import Cache, CacheStatus, CacheUnreachable
 from app.cache.memory import MemoryCache
 from app.cache.redis import RedisCache
-from tests.support.services import REDIS_HOST, REDIS_PORT
+from tests.support.services import REDIS_HOST, REDIS_PORT, UNREACHABLE_REDIS_URL, redis_url_via
 from tests.support.tcp_proxy import TcpProxy
 
-UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+UNREACHABLE_REDIS = UNREACHABLE_REDIS_URL
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -85,7 +85,7 @@ async def test_recovery_drops_entries_whose_invalidation_was_lost(redis: str) ->
     prefix = f"sp-test-{secrets.token_hex(6)}:"
     changes: list[bool] = []
     cache = RedisCache(
-        f"redis://{proxy.url_host}/0", key_prefix=prefix, on_availability_change=changes.append
+        redis_url_via(proxy.url_host), key_prefix=prefix, on_availability_change=changes.append
     )
     raw: Redis = Redis.from_url(redis)
     try:
@@ -93,15 +93,101 @@ async def test_recovery_drops_entries_whose_invalidation_was_lost(redis: str) ->
         await proxy.cut()
         await cache.delete("vfolder:1:meta")  # lost: Redis is out of reach
         assert await cache.get("vfolder:1:meta") is None  # bypassed, not an error
-        assert await raw.get(prefix + "vfolder:1:meta") == b"old"
+        assert await raw.get(prefix + "cache:vfolder:1:meta") == b"old"
         assert await cache.status() is CacheStatus.DEGRADED
 
         await proxy.start()
         assert await cache.status() is CacheStatus.OK
         assert await cache.get("vfolder:1:meta") is None
-        assert await raw.get(prefix + "vfolder:1:meta") is None
+        assert await raw.get(prefix + "cache:vfolder:1:meta") is None
         assert changes == [False, True]
     finally:
         await cache.close()
+        await raw.aclose()
+        await proxy.cut()
+
+
+# -- The change protocol: what another node may cache while a change is under way -----------
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def two_nodes(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Cache, Cache]]:
+    """Two nodes' views of one shared cache (one in-process cache seen twice for memory)."""
+    if request.param == "memory":
+        shared: Cache = MemoryCache(max_entries=100)
+        yield shared, shared
+        await shared.close()
+        return
+    url: str = request.getfixturevalue("redis")
+    prefix = f"sp-test-{secrets.token_hex(6)}:"
+    one, two = RedisCache(url, key_prefix=prefix), RedisCache(url, key_prefix=prefix)
+    yield one, two
+    await one.close()
+    await two.close()
+
+
+async def test_a_change_under_way_stops_every_node_caching(two_nodes: tuple[Cache, Cache]) -> None:
+    writer, reader = two_nodes
+    before = await reader.generation("vfolder:1")
+    assert before is not None and await reader.generation("vfolder:1") == before
+    fence = await writer.begin_change("vfolder:1")
+    # The old state read now from the database must not be stored where it will be found.
+    assert await reader.generation("vfolder:1") is None
+    assert await reader.generation("vfolder:2") is not None  # other subjects unaffected
+    await writer.end_change("vfolder:1", fence)
+    after = await reader.generation("vfolder:1")
+    assert after is not None and after != before
+
+
+async def test_an_earlier_change_does_not_lower_a_later_fence(
+    two_nodes: tuple[Cache, Cache],
+) -> None:
+    writer, reader = two_nodes
+    first = await writer.begin_change("vfolder:1")
+    second = await writer.begin_change("vfolder:1")
+    await writer.end_change("vfolder:1", first)
+    assert await reader.generation("vfolder:1") is None
+    await writer.end_change("vfolder:1", second)
+    assert await reader.generation("vfolder:1") is not None
+
+
+async def test_a_change_is_refused_when_it_cannot_be_announced() -> None:
+    cache = RedisCache(UNREACHABLE_REDIS, key_prefix="x:")
+    try:
+        with pytest.raises(CacheUnreachable):
+            await cache.begin_change("vfolder:1")
+        with pytest.raises(CacheUnreachable):
+            await cache.end_change("vfolder:1")
+        assert await cache.generation("vfolder:1") is None  # trusts nothing cached
+    finally:
+        await cache.close()
+
+
+async def test_recovery_drops_cache_entries_only(redis: str) -> None:
+    """The flush after an outage drops cached entries, never what other parts keep under the
+    same prefix (upload locks) nor a change's fence."""
+    proxy = TcpProxy(REDIS_HOST, REDIS_PORT)
+    await proxy.start()
+    prefix = f"sp-test-{secrets.token_hex(6)}:"
+    cache = RedisCache(redis_url_via(proxy.url_host), key_prefix=prefix)
+    other_node = RedisCache(redis, key_prefix=prefix)
+    raw: Redis = Redis.from_url(redis)
+    try:
+        await raw.set(prefix + "upload-lock:u1", b"holder", px=60_000)
+        await cache.set("vfolder:1:meta", b"old", ttl_seconds=60)
+        await proxy.cut()
+        assert await cache.get("vfolder:1:meta") is None
+        fence = await other_node.begin_change("vfolder:1")
+        await proxy.start()
+        assert await cache.status() is CacheStatus.OK
+        assert await raw.get(prefix + "cache:vfolder:1:meta") is None
+        assert await raw.get(prefix + "upload-lock:u1") == b"holder"
+        assert await cache.generation("vfolder:1") is None
+        await other_node.end_change("vfolder:1", fence)
+        assert await cache.generation("vfolder:1") is not None
+    finally:
+        await cache.close()
+        await other_node.close()
+        await raw.delete(prefix + "upload-lock:u1")
         await raw.aclose()
         await proxy.cut()

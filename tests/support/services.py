@@ -9,6 +9,7 @@ import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -17,8 +18,11 @@ PG_HOST = os.environ.get("STORAGE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("STORAGE_TEST_PG_PORT", "5432"))
 PG_DATABASE = os.environ.get("STORAGE_TEST_PG_DATABASE", "test")
 PG_ADMIN_USER = os.environ.get("STORAGE_TEST_PG_USER", "postgres")
+# Tests use this Redis, database and all (keys under a random prefix per test); set
+# STORAGE_TEST_REDIS_URL to keep them away from a database something else uses.
 REDIS_URL = os.environ.get("STORAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+_REDIS = urlsplit(REDIS_URL)
+REDIS_HOST, REDIS_PORT = _REDIS.hostname or "127.0.0.1", _REDIS.port or 6379
 
 
 def services_required() -> bool:
@@ -77,3 +81,15 @@ def postgres_schema() -> Iterator[str]:
 def redis_url() -> str:
     need_service("Redis", REDIS_HOST, REDIS_PORT)
     return REDIS_URL
+
+
+def redis_url_via(host_port: str) -> str:
+    """STORAGE_TEST_REDIS_URL reached through ``host:port`` (a cuttable TCP proxy): same
+    database, same credentials."""
+    netloc = _REDIS.netloc
+    credentials = netloc.rpartition("@")[0] + "@" if "@" in netloc else ""
+    return urlunsplit(_REDIS._replace(netloc=credentials + host_port))
+
+
+# A port nothing listens on, with the configured database and credentials.
+UNREACHABLE_REDIS_URL = redis_url_via("127.0.0.1:1")

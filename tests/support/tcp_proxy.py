@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections.abc import Coroutine
+from typing import Any
 
 
 class TcpProxy:
@@ -48,3 +51,37 @@ class TcpProxy:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+class TcpProxyThread:
+    """A ``TcpProxy`` on its own event loop in a thread, for tests that drive real processes
+    from synchronous code: ``cut()`` and ``restore()`` block until done."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._proxy = TcpProxy(upstream_host, upstream_port)
+
+    @property
+    def url_host(self) -> str:
+        return self._proxy.url_host
+
+    def _call(self, work: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(work, self._loop).result(timeout=10)
+
+    def __enter__(self) -> TcpProxyThread:
+        self._thread.start()
+        self._call(self._proxy.start())
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._call(self._proxy.cut())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def cut(self) -> None:
+        self._call(self._proxy.cut())
+
+    def restore(self) -> None:
+        self._call(self._proxy.start())
