@@ -3,9 +3,10 @@
 A write first reserves the bytes (and entries) it may add, in one transaction that locks the
 limits of the vfolder's scopes and refuses when ``used + reserved + n > limit``. Finishing
 *settles* the reservation inside the same transaction that records the change on disk in the
-usage ledger; aborting releases it. A write that turns out larger than reserved (an overwrite
-whose old file vanished meanwhile, parent directories created) is checked again for the
-excess when it settles. Scopes without a limit cost no lock at all."""
+usage ledger; aborting releases it. Settling checks the write's whole growth again, against
+what is used and what the *other* writes reserve (``used + growth + others ≤ limit``), so no
+earlier reservation — too small, merged, released — can carry a write past a limit. Scopes
+without a limit cost no lock at all."""
 
 from __future__ import annotations
 
@@ -211,15 +212,18 @@ class QuotaLedger:
     ) -> None:
         """Inside the transaction that changed the vfolder (its row locked): the holder's
         reservation becomes ``delta`` of usage. Raises ``QuotaExceeded`` (and the caller's
-        transaction rolls back) when ``delta`` outgrew the reservation beyond a limit."""
+        transaction rolls back) when ``delta`` does not fit beside the usage and the other
+        writes' reservations."""
         quotas = QuotaRepository(session)
-        reserved = await quotas.drop_reservation(holder) if holder is not None else None
-        excess = Growth(
-            delta.bytes - (reserved.bytes if reserved else 0),
-            delta.entries - (reserved.files if reserved else 0),
-        )
-        if excess:
-            await self._check_room(quotas, vfolder, excess)
+        if holder is not None:
+            await quotas.drop_reservation(holder)
+        # The whole growth against what is used and what *others* reserve, whatever this
+        # holder had reserved: a reservation is a promise of room made earlier, and the
+        # bytes that really arrive (a concatenation listing one part twice, a reservation
+        # released with its dead node, a limit lowered meanwhile) may not match it.
+        growth = Growth(max(0, delta.bytes), max(0, delta.entries))
+        if growth:
+            await self._check_room(quotas, vfolder, growth)
         await VFolderRepository(session).add_usage(
             vfolder.id, bytes_delta=delta.bytes, count_delta=delta.entries
         )

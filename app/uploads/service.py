@@ -29,6 +29,7 @@ from app.errors import (
     DestinationExists,
     InvalidRequest,
     OffsetMismatch,
+    RepeatedPartialUpload,
     UnsupportedMediaType,
     UploadGone,
     UploadLocked,
@@ -290,9 +291,12 @@ class TusService:
         destination, overwrite = destination_of(parse_metadata(metadata_header))
         driver = await self._driver(principal, vfolder_id, destination)
         parts: list[UploadRow] = []
+        part_ids = [_upload_id_in(url, vfolder_id) for url in concat.parts]
+        if len(set(part_ids)) != len(part_ids):
+            # One part, one use: its bytes were reserved once (README, tus section).
+            raise RepeatedPartialUpload("Upload-Concat lists the same partial upload twice")
         async with self._sessions() as session:
-            for url in concat.parts:
-                part_id = _upload_id_in(url, vfolder_id)
+            for url, part_id in zip(concat.parts, part_ids, strict=True):
                 part = await UploadRepository(session).get(part_id)
                 if (
                     part is None
