@@ -13,7 +13,6 @@ from app.config import Settings
 from app.db.engine import create_engine, create_session_factory
 from app.quotas.ledger import upload_holder
 from app.quotas.repository import QuotaRepository
-
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.quotas.test_quotas import OCTETS, TUS, set_quota, view
 
