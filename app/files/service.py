@@ -374,8 +374,10 @@ class FilesService:
         # Replacing what is at the destination destroys it: that is deleting, which takes
         # rwd. Without rwd the move goes ahead only if nothing is there (checked under the
         # vfolder's lock, by the driver).
-        may_destroy = overwrite and target.access.mode is not None and (
-            target.access.mode.covers(NEEDED_MODE[VFolderOperation.DELETE_FILES])
+        may_destroy = (
+            overwrite
+            and target.access.mode is not None
+            and (target.access.mode.covers(NEEDED_MODE[VFolderOperation.DELETE_FILES]))
         )
         try:
             async with self._quotas.change(vfolder_id) as change:
