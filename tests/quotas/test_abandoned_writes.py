@@ -185,6 +185,8 @@ def test_a_killed_node_gives_back_its_writers_quota_and_staging_files(
             time.sleep(0.3)
             doomed.process.kill()  # kill -9, mid-PUT, mid-form, mid-PATCH
             doomed.process.wait()
+            assert doomed.process.stdout is not None
+            doomed.process.stdout.close()
         left_behind = sorted(p.name for p in staging.iterdir() if p.name.startswith("put-"))
         assert len(left_behind) == 2
         tus_file = f"tus-{uuid.UUID(upload.rsplit('/', 1)[1]).hex}"
