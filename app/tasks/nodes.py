@@ -47,6 +47,10 @@ class NodeHeartbeat(PeriodicJob):
         return 1
 
     async def leave(self) -> None:
-        """A clean stop: this node is dead to the others at once."""
-        async with self._sessions() as session, session.begin():
-            await session.execute(delete(NodeRow).where(NodeRow.id == self.node))
+        """A clean stop: this node is dead to the others at once (or, if the database cannot
+        be reached now, once its lease runs out)."""
+        try:
+            async with self._sessions() as session, session.begin():
+                await session.execute(delete(NodeRow).where(NodeRow.id == self.node))
+        except Exception:
+            log.warning("could not deregister node %s; its lease will run out", self.node)
