@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -15,31 +16,71 @@ from app.quotas.ledger import upload_holder
 from app.quotas.repository import QuotaRepository
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.quotas.test_quotas import OCTETS, TUS, set_quota, view
+from tests.support.app import SERVICE, bearer, user_token
 
 KIB = 1024
 LIMIT = 64 * KIB
+LAB_MEMBER = bearer(user_token("alice", "lab"))
 
 
-async def _partial(vf: VFolderHandle, data: bytes) -> str:
+@dataclass
+class Target:
+    """A vfolder whose quota scope is under attack, and the attacker's headers."""
+
+    vf: VFolderHandle
+    headers: dict[str, str]
+    scope: str
+    scope_id: str
+
+
+@pytest.fixture(params=["vfolder", "user", "group"])
+async def target(
+    request: pytest.FixtureRequest, vfolder: VFolderHandle, settings: Settings
+) -> Target:
+    scope: str = request.param
+    if scope != "group":
+        return Target(vfolder, ALICE, scope, vfolder.id if scope == "vfolder" else "alice")
+    created = await vfolder.client.post(
+        "/v1/vfolders",
+        json={"name": "lab-data", "volume": "local", "owner_type": "group", "owner_id": "lab"},
+        headers=SERVICE,
+    )
+    assert created.status_code == 201, created.text
+    vfolder_id = created.json()["id"]
+    hex_id = vfolder_id.replace("-", "")
+    root = settings.data_dir / "volumes" / "local" / hex_id[:2] / hex_id[2:4] / hex_id
+    handle = VFolderHandle(vfolder.client, vfolder_id, root, f"/v1/vfolders/{vfolder_id}")
+    return Target(handle, LAB_MEMBER, scope, "lab")
+
+
+async def _limit(target: Target, limit_bytes: int) -> None:
+    limited = await set_quota(
+        target.vf.client, target.scope, target.scope_id, limit_bytes=limit_bytes
+    )
+    assert limited.status_code == 200, limited.text
+
+
+async def _partial(target: Target, data: bytes) -> str:
+    vf, headers = target.vf, target.headers
     created = await vf.client.post(
         vf.url("uploads"),
-        headers={**ALICE, **TUS, "Upload-Concat": "partial", "Upload-Length": str(len(data))},
+        headers={**headers, **TUS, "Upload-Concat": "partial", "Upload-Length": str(len(data))},
     )
     assert created.status_code == 201, created.text
     url = str(created.headers["location"])
     patched = await vf.client.patch(
-        url, headers={**ALICE, **TUS, **OCTETS, "Upload-Offset": "0"}, content=data
+        url, headers={**headers, **TUS, **OCTETS, "Upload-Offset": "0"}, content=data
     )
     assert patched.status_code == 204, patched.text
     return url
 
 
-async def _final(vf: VFolderHandle, *parts: str, path: str = "joined.bin") -> httpx.Response:
+async def _final(target: Target, *parts: str, path: str = "joined.bin") -> httpx.Response:
     name = base64.b64encode(path.encode()).decode()
-    return await vf.client.post(
-        vf.url("uploads"),
+    return await target.vf.client.post(
+        target.vf.url("uploads"),
         headers={
-            **ALICE,
+            **target.headers,
             **TUS,
             "Upload-Concat": "final;" + " ".join(parts),
             "Upload-Metadata": f"path {name}",
@@ -51,49 +92,45 @@ def _stored_bytes(vf: VFolderHandle) -> int:
     return sum(p.stat().st_size for p in vf.root.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("scope", ["vfolder", "user"])
-async def test_a_concatenation_listing_one_part_twice_stores_nothing(
-    vfolder: VFolderHandle, scope: str
-) -> None:
+async def test_a_concatenation_listing_one_part_twice_stores_nothing(target: Target) -> None:
     """The attack: one partial upload of the whole limit, joined as ``final;P P``. It stored
     twice the limit (its reservation was counted once, its bytes twice)."""
-    scope_id = vfolder.id if scope == "vfolder" else "alice"
-    assert (await set_quota(vfolder.client, scope, scope_id, limit_bytes=LIMIT)).status_code == 200
-    part = await _partial(vfolder, b"p" * LIMIT)
+    await _limit(target, LIMIT)
+    part = await _partial(target, b"p" * LIMIT)
 
-    twice = await _final(vfolder, part, part)
+    twice = await _final(target, part, part)
 
     assert twice.status_code == 400, twice.text
     assert twice.headers["content-type"].startswith("application/problem+json")
     assert twice.json()["type"] == "/problems/upload-concat-repeated-part"
-    assert _stored_bytes(vfolder) == 0
-    state = await view(vfolder, scope, scope_id)
-    assert state["used_bytes"] == 0
+    assert _stored_bytes(target.vf) == 0
+    assert (await view(target.vf, target.scope, target.scope_id))["used_bytes"] == 0
     # The part is still usable, once.
-    once = await _final(vfolder, part)
+    once = await _final(target, part)
     assert once.status_code == 201, once.text
-    assert await vfolder.usage() == (LIMIT, 1)
+    assert await target.vf.usage() == (LIMIT, 1)
 
 
 async def test_the_same_part_under_two_spellings_is_the_same_part(vfolder: VFolderHandle) -> None:
-    assert (await set_quota(vfolder.client, "vfolder", vfolder.id, limit_bytes=LIMIT)).is_success
-    part = await _partial(vfolder, b"p" * (LIMIT // 2))
-    spelled_twice = await _final(vfolder, part, f"http://proxy{part}")
+    target = Target(vfolder, ALICE, "vfolder", vfolder.id)
+    await _limit(target, LIMIT)
+    part = await _partial(target, b"p" * (LIMIT // 2))
+    spelled_twice = await _final(target, part, f"http://proxy{part}")
     assert spelled_twice.status_code == 400
     assert spelled_twice.json()["type"] == "/problems/upload-concat-repeated-part"
     assert _stored_bytes(vfolder) == 0
 
 
 async def test_a_write_is_checked_whole_when_it_commits_whatever_it_had_reserved(
-    vfolder: VFolderHandle, settings: Settings
+    target: Target, settings: Settings
 ) -> None:
     """Two parts of half the limit each; one's reservation is gone (released with a dead
-    node, as an operator's ``reconcile`` would), and a PUT takes the room it held. Joining
-    the parts now would store 1.5 x the limit: the commit compares the whole joined file
-    with what is used and reserved by others, and refuses it."""
-    assert (await set_quota(vfolder.client, "user", "alice", limit_bytes=LIMIT)).is_success
-    first = await _partial(vfolder, b"a" * (LIMIT // 2))
-    second = await _partial(vfolder, b"b" * (LIMIT // 2))
+    node, as ``reconcile`` does), and a PUT takes the room it held. Joining the parts now
+    would store 1.5 x the limit: the commit compares the whole joined file with what is used
+    and reserved by others, in every scope, and refuses it."""
+    await _limit(target, LIMIT)
+    first = await _partial(target, b"a" * (LIMIT // 2))
+    second = await _partial(target, b"b" * (LIMIT // 2))
     engine = create_engine(settings.effective_database_url)
     try:
         async with create_session_factory(engine)() as session, session.begin():
@@ -101,15 +138,16 @@ async def test_a_write_is_checked_whole_when_it_commits_whatever_it_had_reserved
             assert await QuotaRepository(session).drop_reservation(upload_holder(upload_id))
     finally:
         await engine.dispose()
-    filler = await vfolder.client.put(
-        vfolder.url("files/filler.bin"), content=b"f" * (LIMIT // 2), headers=ALICE
+    filler = await target.vf.client.put(
+        target.vf.url("files/filler.bin"), content=b"f" * (LIMIT // 2), headers=target.headers
     )
     assert filler.status_code == 201, filler.text
 
-    joined = await _final(vfolder, first, second)
+    joined = await _final(target, first, second)
 
     assert joined.status_code == 413, joined.text
     assert joined.json()["type"] == "/problems/quota-exceeded"
-    assert not (vfolder.root / "joined.bin").exists()
-    assert await vfolder.usage() == (LIMIT // 2, 1)
-    assert _stored_bytes(vfolder) <= LIMIT
+    assert joined.json()["scope_type"] == target.scope
+    assert not (target.vf.root / "joined.bin").exists()
+    assert await target.vf.usage() == (LIMIT // 2, 1)
+    assert _stored_bytes(target.vf) <= LIMIT
