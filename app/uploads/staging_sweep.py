@@ -63,9 +63,11 @@ class StagingSweeper:
             if not await files.remove_abandoned_staged(name, older_than=older_than):
                 continue
             removed += 1
+            path = str(files.sync.layout.staging / name)
             log.warning(
-                "removed an abandoned staging file",
-                extra={"volume": volume, "path": str(files.sync.layout.staging / name)},
+                "removed an abandoned staging file: %s",
+                path,
+                extra={"volume": volume, "path": path},
             )
         return removed
 
