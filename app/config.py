@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     quota_reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
     task_lease_seconds: float = Field(default=30.0, gt=0)
     task_poll_seconds: float = Field(default=2.0, gt=0)
+    # A PUT's or form upload's staging file left by a dead writer goes once unwritten this long.
+    staging_grace_seconds: float = Field(default=3600.0, gt=0)
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"

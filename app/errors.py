@@ -257,6 +257,11 @@ class GrantNotFound(NotFound):
     title = "Grant not found"
 
 
+class RepeatedPartialUpload(InvalidRequest):
+    problem_type = "/problems/upload-concat-repeated-part"
+    title = "A partial upload is listed twice in Upload-Concat"
+
+
 # Driver errors are not domain errors (drivers know nothing of HTTP or of this module); this
 # table gives each its problem. Looked up along the exception's class hierarchy.
 DRIVER_PROBLEMS: dict[type[driver_errors.DriverError], tuple[str, str, int]] = {

@@ -36,11 +36,14 @@ from app.quotas.router import router as quotas_router
 from app.runtime import Runtime
 from app.snapshots.router import router as snapshots_router
 from app.swagger import install_swagger_ui
+from app.tasks.nodes import NodeHeartbeat
 from app.tasks.router import router as tasks_router
+from app.tasks.runner import node_name
 from app.uploads.expiry import UploadReaper
 from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
 from app.uploads.router import router as uploads_router
+from app.uploads.staging_sweep import StagingSweeper
 from app.uploads.tus_middleware import TusMiddleware
 from app.vfolders.clone_router import router as clone_router
 from app.vfolders.purge import TrashPurger
@@ -70,6 +73,14 @@ async def _repair_interrupted_uploads(reaper: UploadReaper) -> None:
         await reaper.repair_interrupted_completions()
     except Exception:
         log.exception("repairing interrupted uploads failed; the next start tries again")
+
+
+async def _sweep_staging(sweeper: StagingSweeper) -> None:
+    """Before serving: staging files that writers killed in an earlier life left behind."""
+    try:
+        await sweeper.run_once()
+    except Exception:
+        log.exception("sweeping the staging areas failed; the next sweep tries again")
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -107,7 +118,12 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 metrics=metrics,
                 interval_seconds=settings.trash_purge_interval_seconds,
             )
-            quota_ledger = QuotaLedger(sessions, metrics)
+            node = node_name()
+            heartbeat = NodeHeartbeat(
+                sessions=sessions, node=node, lease_seconds=settings.task_lease_seconds
+            )
+            await heartbeat.run_once()  # alive before the first reservation it makes
+            quota_ledger = QuotaLedger(sessions, metrics, node=node)
             reconciler = Reconciler(
                 sessions=sessions, volumes=volumes, ledger=quota_ledger, metrics=metrics
             )
@@ -115,6 +131,11 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 sessions=sessions,
                 volumes=volumes,
                 interval_seconds=min(60.0, settings.upload_expiry_seconds / 10),
+            )
+            sweeper = StagingSweeper(
+                sessions=sessions,
+                volumes=volumes,
+                grace_seconds=settings.staging_grace_seconds,
             )
             tasks = build_task_runner(
                 settings,
@@ -124,6 +145,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 reconciler=reconciler,
                 purger=purger,
                 reaper=reaper,
+                sweeper=sweeper,
+                node=node,
             )
             scheduler = build_scheduler(settings, sessions=sessions, volumes=volumes, runner=tasks)
             app.state.runtime = Runtime(
@@ -148,6 +171,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 scheduler=scheduler,
             )
             await _repair_interrupted_uploads(reaper)
+            await _sweep_staging(sweeper)
+            heartbeat.start()
             scheduler.start()
             tasks.start()
             log.info(
@@ -159,6 +184,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             finally:
                 await scheduler.stop()
                 await tasks.stop()
+                await heartbeat.stop()
+                await heartbeat.leave()
                 await app.state.runtime.upload_locks.close()
                 await cache.close()
         finally:

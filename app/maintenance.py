@@ -1,7 +1,7 @@
 """The service's own upkeep, run as scheduled tasks (once per cluster per period, taken over
-if a node dies): purging the trash, expiring unfinished uploads and releasing abandoned quota
-reservations, reconciling every volume's ledger with its disk. Plus the task kinds users
-start: clones, volume scans."""
+if a node dies): purging the trash, expiring unfinished uploads, releasing abandoned quota
+reservations and removing abandoned staging files, reconciling every volume's ledger with its
+disk. Plus the task kinds users start: clones, volume scans."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from app.quotas.reconcile import RECONCILE_VOLUME, Reconciler, reconcile_volume_
 from app.tasks.runner import TaskContext, TaskHandler, TaskRunner
 from app.tasks.schedule import Schedule, Scheduler
 from app.uploads.expiry import UploadReaper
+from app.uploads.staging_sweep import StagingSweeper
 from app.vfolders.clone import CLONE_VFOLDER, clone_handler
 from app.vfolders.purge import TrashPurger
 from app.volumes.registry import VolumeRegistry
@@ -30,6 +31,7 @@ class PurgeResult(BaseModel):
 class ReleaseResult(BaseModel):
     expired_uploads: int
     released_reservations: int
+    removed_staging_files: int = 0
 
 
 def _purge(purger: TrashPurger) -> TaskHandler:
@@ -39,11 +41,13 @@ def _purge(purger: TrashPurger) -> TaskHandler:
     return purge
 
 
-def _release(reaper: UploadReaper, reconciler: Reconciler) -> TaskHandler:
+def _release(reaper: UploadReaper, reconciler: Reconciler, sweeper: StagingSweeper) -> TaskHandler:
     async def release(_task: TaskContext) -> BaseModel:
         expired = await reaper.run_once()
         return ReleaseResult(
-            expired_uploads=expired, released_reservations=await reconciler.sweep_reservations()
+            expired_uploads=expired,
+            released_reservations=await reconciler.sweep_reservations(),
+            removed_staging_files=await sweeper.run_once(),
         )
 
     return release
@@ -58,15 +62,18 @@ def build_task_runner(
     reconciler: Reconciler,
     purger: TrashPurger,
     reaper: UploadReaper,
+    sweeper: StagingSweeper,
+    node: str | None = None,
 ) -> TaskRunner:
     return TaskRunner(
         sessions,
         {
             PURGE_TRASH: _purge(purger),
-            RELEASE_ABANDONED: _release(reaper, reconciler),
+            RELEASE_ABANDONED: _release(reaper, reconciler, sweeper),
             RECONCILE_VOLUME: reconcile_volume_handler(reconciler),
             CLONE_VFOLDER: clone_handler(sessions, volumes, ledger),
         },
+        node=node,
         lease_seconds=settings.task_lease_seconds,
         poll_seconds=settings.task_poll_seconds,
     )

@@ -62,6 +62,12 @@ IOV_MAX = os.sysconf("SC_IOV_MAX")  # buffers one writev takes
 SORT_BATCH = 131_072
 
 
+# Staging files of uploads: PUT and form parts, and tus uploads (named after their id).
+PUT_STAGING_PREFIX = "put-"
+TUS_STAGING_PREFIX = "tus-"
+UPLOAD_STAGING_PREFIXES = (PUT_STAGING_PREFIX, TUS_STAGING_PREFIX)
+
+
 class EntryType(enum.StrEnum):
     FILE = "file"
     DIR = "dir"
@@ -592,7 +598,57 @@ class PosixFileOpsSync:
     # -- writing -------------------------------------------------------------------------
 
     def create_staged(self) -> StagedFile:
-        return self.open_staged(f"put-{secrets.token_hex(12)}", create=True)
+        staged = self.open_staged(f"{PUT_STAGING_PREFIX}{secrets.token_hex(12)}", create=True)
+        # Locked by its writer until committed or discarded: a writer that dies drops the
+        # lock with its process, and the staging sweep knows the file is nobody's.
+        staged.try_lock()
+        return staged
+
+    def staging_candidates(self, *, older_than: float) -> list[str]:
+        """The names of upload staging files (PUT, form, tus) last written before
+        ``older_than`` (a ``time.time()``): what a staging sweep may look at."""
+        names = []
+        with os.scandir(self.layout.staging) as entries:
+            for entry in entries:
+                if not entry.name.startswith(UPLOAD_STAGING_PREFIXES):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
+                    names.append(entry.name)
+        return sorted(names)
+
+    def remove_abandoned_staged(self, name: str, *, older_than: float) -> bool:
+        """Removes the staging file ``name`` if no process holds its lock (its writer died)
+        and it was not written since ``older_than``. False when it is in use, or gone."""
+        staging_fd = os.open(self.layout.staging, O_DIR)
+        try:
+            try:
+                fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=staging_fd)
+            except OSError:
+                return False
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False  # a live writer holds it
+                held = os.fstat(fd)
+                try:
+                    named = os.stat(name, dir_fd=staging_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    return False
+                if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
+                    return False  # renamed away and replaced meanwhile
+                if held.st_mtime >= older_than:
+                    return False
+                os.unlink(name, dir_fd=staging_fd)
+                return True
+            finally:
+                os.close(fd)
+        finally:
+            os.close(staging_fd)
 
     def open_staged(self, name: str, *, create: bool) -> StagedFile:
         """A staging file by name: made new (``create``), or reopened to append (resumable
@@ -850,6 +906,14 @@ class PosixFileOps:
 
     async def remove_staged(self, name: str) -> None:
         await to_thread.run_sync(self.sync.remove_staged, name)
+
+    async def staging_candidates(self, *, older_than: float) -> list[str]:
+        return await to_thread.run_sync(lambda: self.sync.staging_candidates(older_than=older_than))
+
+    async def remove_abandoned_staged(self, name: str, *, older_than: float) -> bool:
+        return await to_thread.run_sync(
+            lambda: self.sync.remove_abandoned_staged(name, older_than=older_than)
+        )
 
     async def receive_copy(
         self, source_root: Path, vfolder_id: UUID, progress: CloneProgress

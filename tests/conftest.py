@@ -44,6 +44,7 @@ async def _truncate(url: str) -> None:
             await conn.execute(text("DELETE FROM vfolders"))
             await conn.execute(text("DELETE FROM quotas"))
             await conn.execute(text("DELETE FROM tasks"))
+            await conn.execute(text("DELETE FROM nodes"))
     finally:
         await engine.dispose()
 

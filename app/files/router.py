@@ -313,7 +313,7 @@ async def mkdir(
     )
 
 
-@router.post("/move", operation_id="files-move", responses=problem_responses(400, 404, 409))
+@router.post("/move", operation_id="files-move", responses=problem_responses(400, 403, 404, 409))
 async def move(
     vfolder_id: UUID, body: MoveRequest, principal: PrincipalDep, service: FilesServiceDep
 ) -> FileInfo:

@@ -77,7 +77,8 @@ class MoveRequest(BaseModel):
     destination: PathText
     overwrite: bool = Field(
         default=False,
-        description="Replace an existing file, or an empty directory with a directory.",
+        description="Replace an existing file, or an empty directory with a directory "
+        "(replacing destroys it: that takes mode rwd, else 403).",
     )
 
 

@@ -43,13 +43,13 @@ from app.files.schemas import (
 )
 from app.observability.context import bind_log_fields
 from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
-from app.permissions.policy import VFolderOperation
+from app.permissions.policy import NEEDED_MODE, Access, VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
 from app.vfolders.reader import VFolderReader
 from app.vfolders.schemas import VFolder
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
-from drivers.errors import DriverError, NotADirectory, PathNotFound, UnsafePath
+from drivers.errors import DriverError, NotADirectory, PathExists, PathNotFound, UnsafePath
 from drivers.fsops import (
     Committed,
     EntryType,
@@ -77,6 +77,7 @@ MAX_CURSOR_DEPTH = MAX_PATH_BYTES // 2
 class Target:
     vfolder: VFolder
     driver: VolumeDriver
+    access: Access
 
 
 class FilesService:
@@ -147,12 +148,12 @@ class FilesService:
         self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
     ) -> Target:
         async with self._sessions() as session:
-            vfolder, _access = await self._reader.load_authorized(
+            vfolder, access = await self._reader.load_authorized(
                 session, principal, vfolder_id, operation
             )
         driver = self._volumes.get(vfolder.volume)
         bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation=operation.value)
-        return Target(vfolder, driver)
+        return Target(vfolder, driver, access)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -379,9 +380,25 @@ class FilesService:
     ) -> FileInfo:
         target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         src, dst = parse_relative_path(source), parse_relative_path(destination)
-        async with self._quotas.change(vfolder_id) as change:
-            replaced = await target.driver.files.move(vfolder_id, src, dst, overwrite=overwrite)
-            await change.settle(-replaced)
+        # Replacing what is at the destination destroys it: that is deleting, which takes
+        # rwd. Without rwd the move goes ahead only if nothing is there (checked under the
+        # vfolder's lock, by the driver).
+        may_destroy = (
+            overwrite
+            and target.access.mode is not None
+            and (target.access.mode.covers(NEEDED_MODE[VFolderOperation.DELETE_FILES]))
+        )
+        try:
+            async with self._quotas.change(vfolder_id) as change:
+                replaced = await target.driver.files.move(
+                    vfolder_id, src, dst, overwrite=may_destroy
+                )
+                await change.settle(-replaced)
+        except PathExists:
+            if overwrite and not may_destroy:
+                # Refused (and audited) as a deletion would be.
+                await self._target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
+            raise
         return FileInfo.of(await target.driver.files.stat(vfolder_id, dst))
 
     async def delete(

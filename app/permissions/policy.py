@@ -4,7 +4,8 @@
 Effective mode = the strongest of: ``rwd`` for the owner of a user vfolder, the vfolder's
 group mode for members of its owning group, every grant to the user or to one of their
 groups; admins and service keys get ``rwd``. Reading needs ``ro``, writing ``rw``, deleting
-files ``rwd``; renaming, deleting and sharing the vfolder need a *manager*: the owning user,
+files (and whatever else destroys an entry: moving over one, restoring a whole vfolder)
+``rwd``; renaming, deleting and sharing the vfolder need a *manager*: the owning user,
 an admin, or (group vfolders) a member whose token lists the group in ``managed_groups``.
 
 A vfolder the caller has no mode on answers exactly like one that does not exist (404), so
@@ -27,8 +28,8 @@ audit_log = logging.getLogger("storage_proxy.audit")
 class VFolderOperation(enum.StrEnum):
     READ = "read"  # metadata, listing, stat, download
     MOUNT = "mount"
-    WRITE_FILES = "write-files"  # upload, mkdir, move
-    DELETE_FILES = "delete-files"
+    WRITE_FILES = "write-files"  # upload, mkdir, move onto a free name
+    DELETE_FILES = "delete-files"  # and move over an existing entry
     RENAME = "rename"  # and the group mode
     DELETE = "delete"  # the vfolder itself
     SHARE = "share"  # grant, change, revoke, list grants

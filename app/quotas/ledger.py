@@ -3,9 +3,10 @@
 A write first reserves the bytes (and entries) it may add, in one transaction that locks the
 limits of the vfolder's scopes and refuses when ``used + reserved + n > limit``. Finishing
 *settles* the reservation inside the same transaction that records the change on disk in the
-usage ledger; aborting releases it. A write that turns out larger than reserved (an overwrite
-whose old file vanished meanwhile, parent directories created) is checked again for the
-excess when it settles. Scopes without a limit cost no lock at all."""
+usage ledger; aborting releases it. Settling checks the write's whole growth again, against
+what is used and what the *other* writes reserve (``used + growth + others ≤ limit``), so no
+earlier reservation — too small, merged, released — can carry a write past a limit. Scopes
+without a limit cost no lock at all."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import QuotaExceeded, VFolderDeleted, VFolderNotFound
@@ -108,9 +110,18 @@ class VFolderChange:
 
 
 class QuotaLedger:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+        *,
+        node: str | None = None,
+    ) -> None:
         self._sessions = sessions
         self._metrics = metrics
+        # This node's name: each reservation it makes for a write under way is released as
+        # soon as the node is known dead (``app/tasks/nodes.py``).
+        self.node = node
 
     async def reserve(
         self,
@@ -123,14 +134,27 @@ class QuotaLedger:
         fresh: bool = False,
     ) -> None:
         """Reserve (or add to ``holder``'s reservation; ``fresh``: the holder has none yet)
-        in its own transaction; raises ``QuotaExceeded`` naming the first scope that has no
-        room. Kept to few statements: on SQLite the transaction holds the database's write
-        lock throughout."""
-        async with self._sessions() as session, session.begin():
-            vfolder = await _live_vfolder(session, vfolder_id)
-            await self.reserve_in(
-                session, vfolder, holder=holder, bytes=bytes, files=files, ttl=ttl, fresh=fresh
-            )
+        in its own transaction, held by this node; raises ``QuotaExceeded`` naming the first
+        scope that has no room — once the reservations of dead writers are released, so that
+        they never refuse a write that fits. Kept to few statements: on SQLite the
+        transaction holds the database's write lock throughout."""
+        for attempt in (1, 2):
+            try:
+                async with self._sessions() as session, session.begin():
+                    vfolder = await _live_vfolder(session, vfolder_id)
+                    await self.reserve_in(
+                        session,
+                        vfolder,
+                        holder=holder,
+                        bytes=bytes,
+                        files=files,
+                        ttl=ttl,
+                        fresh=fresh,
+                    )
+                return
+            except QuotaExceeded:
+                if attempt == 2 or not await self.release_abandoned():
+                    raise
 
     async def reserve_in(
         self,
@@ -142,9 +166,12 @@ class QuotaLedger:
         files: int = 0,
         ttl: timedelta = WRITE_RESERVATION_TTL,
         fresh: bool = False,
+        durable: bool = False,
     ) -> None:
         """``reserve``, inside the caller's transaction (a clone reserves for the vfolder it
-        creates in that same transaction)."""
+        creates in that same transaction). ``durable``: held by no node (a clone's, which
+        its task carries from node to node)."""
+        node = None if durable else self.node
         growth = Growth(max(0, bytes), max(0, files))
         quotas = QuotaRepository(session)
         if growth:
@@ -160,12 +187,14 @@ class QuotaLedger:
                     bytes=growth.bytes,
                     files=growth.files,
                     expires_at=expires_at,
+                    node=node,
                 )
             )
         else:
             existing.bytes += growth.bytes
             existing.files += growth.files
             existing.expires_at = expires_at
+            existing.node = node
 
     @contextlib.asynccontextmanager
     async def change(self, vfolder_id: uuid.UUID) -> AsyncIterator[VFolderChange]:
@@ -199,27 +228,75 @@ class QuotaLedger:
                     bytes=sum(row.bytes for row in dropped),
                     files=sum(row.files for row in dropped),
                     expires_at=datetime.now(UTC) + ttl,
+                    node=self.node,
                 )
             )
+
+    async def hold(
+        self, vfolder_id: uuid.UUID, *, holder: str, at_least: int, ttl: timedelta
+    ) -> int:
+        """A write resumes (a tus PATCH): ``holder``'s reservation becomes this node's, topped
+        up to ``at_least`` bytes if it holds less (it was released with a dead node). Returns
+        the bytes it holds."""
+        async with self._sessions() as session:
+            existing = await QuotaRepository(session).reservation(holder)
+        held = existing.bytes if existing is not None else 0
+        await self.reserve(vfolder_id, holder=holder, bytes=max(0, at_least - held), ttl=ttl)
+        return max(held, at_least)
+
+    async def detach(self, holder: str) -> None:
+        """The write paused (a tus upload between PATCHes): its reservation stays, held by no
+        node, until the upload finishes or expires."""
+        async with self._sessions() as session, session.begin():
+            await QuotaRepository(session).detach_reservation(holder)
 
     async def release(self, holder: str) -> None:
         async with self._sessions() as session, session.begin():
             await QuotaRepository(session).drop_reservation(holder)
+
+    async def release_abandoned(self) -> int:
+        """Releases the reservations of writers that died: held by a node whose lease ran out,
+        or past their expiry. Each is logged."""
+        now = datetime.now(UTC)
+        async with self._sessions() as session:
+            abandoned = [
+                (row.holder, row.node, row.vfolder_id, row.bytes)
+                for row in await QuotaRepository(session).abandoned_reservations(now)
+            ]
+        released = 0
+        for holder, node, vfolder_id, size in abandoned:
+            async with self._sessions() as session, session.begin():
+                if not await QuotaRepository(session).drop_if_abandoned(holder, now):
+                    continue
+            released += 1
+            log.warning(
+                "released an abandoned quota reservation",
+                extra={
+                    "holder": holder,
+                    "dead_node": node,
+                    "vfolder_id": str(vfolder_id),
+                    "reserved_bytes": size,
+                },
+            )
+        return released
 
     async def settle(
         self, session: AsyncSession, vfolder: VFolderRow, *, holder: str | None, delta: Usage
     ) -> None:
         """Inside the transaction that changed the vfolder (its row locked): the holder's
         reservation becomes ``delta`` of usage. Raises ``QuotaExceeded`` (and the caller's
-        transaction rolls back) when ``delta`` outgrew the reservation beyond a limit."""
+        transaction rolls back) when ``delta`` does not fit beside the usage and the other
+        writes' reservations."""
         quotas = QuotaRepository(session)
-        reserved = await quotas.drop_reservation(holder) if holder is not None else None
-        excess = Growth(
-            delta.bytes - (reserved.bytes if reserved else 0),
-            delta.entries - (reserved.files if reserved else 0),
-        )
-        if excess:
-            await self._check_room(quotas, vfolder, excess)
+        if holder is not None:
+            await quotas.drop_reservation(holder)
+        # The whole growth against what is used and what *others* reserve, whatever this
+        # holder had reserved: a reservation is a promise of room made earlier, and the
+        # bytes that really arrive (a concatenation listing one part twice, a reservation
+        # released with its dead node, a limit lowered meanwhile) may not match it.
+        growth = Growth(max(0, delta.bytes), max(0, delta.entries))
+        if growth:
+            await self._check_room(quotas, vfolder, growth)
         await VFolderRepository(session).add_usage(
             vfolder.id, bytes_delta=delta.bytes, count_delta=delta.entries
         )
@@ -304,7 +381,16 @@ def _refuse_beyond(
 
 
 async def _live_vfolder(session: AsyncSession, vfolder_id: uuid.UUID) -> VFolderRow:
-    vfolder = await VFolderRepository(session).get(vfolder_id)
+    """The vfolder, key-share locked *before* any limit is: the reservation inserted later
+    needs that lock (its foreign key), and a commit holds the vfolder's row lock while it
+    locks the limits, so taking the two in the other order could deadlock on PostgreSQL."""
+    stmt = (
+        select(VFolderRow)
+        .where(VFolderRow.id == vfolder_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    vfolder = (await session.execute(stmt)).scalar_one_or_none()
     if vfolder is None:
         raise VFolderNotFound(f"vfolder {vfolder_id} not found")
     if vfolder.status == VFolderStatus.DELETED.value:

@@ -54,5 +54,9 @@ class ReservationRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # A holder that died without settling or releasing: swept after this.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The node whose write holds it (a PUT, a form upload, a PATCH under way): released as
+    # soon as that node is known dead. None while nobody writes (a tus upload between its
+    # PATCHes, a clone's task, which any node takes over): ``expires_at`` alone bounds it.
+    node: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
 
     __table_args__ = (Index("ix_quota_reservations_expires", "expires_at"),)

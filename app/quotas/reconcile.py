@@ -23,7 +23,7 @@ from app.errors import VolumeNotFound
 from app.observability.metrics import Metrics
 from app.quotas.ledger import QuotaLedger
 from app.quotas.models import QuotaRow
-from app.quotas.repository import QuotaRepository, scopes_of
+from app.quotas.repository import scopes_of
 from app.quotas.schemas import LedgerCorrection, ReconcileReport
 from app.tasks.runner import TaskContext, TaskHandler
 from app.vfolders.models import VFolderRow, VFolderStatus
@@ -56,6 +56,9 @@ class Reconciler:
         self._metrics = metrics
 
     async def vfolder(self, vfolder_id: uuid.UUID) -> ReconcileReport:
+        # Abandoned reservations first, at once: an operator reconciling after a crash wants
+        # the space back now, not at the next scheduled sweep.
+        await self.sweep_reservations()
         async with self._sessions() as session:
             row = await VFolderRepository(session).get(vfolder_id)
             volume = row.volume if row is not None else ""
@@ -69,6 +72,7 @@ class Reconciler:
         """Every vfolder of the volume; ``progress(done, total)`` after each."""
         if volume not in self._volumes.names():
             raise VolumeNotFound(f"volume {volume!r} is not configured")
+        await self.sweep_reservations()
         report = _empty_report(volume)
         async with self._sessions() as session:
             rows = (
@@ -154,13 +158,9 @@ class Reconciler:
         raise Busy(str(vfolder_id))
 
     async def sweep_reservations(self) -> int:
-        """Releases reservations whose holder died without settling or releasing them."""
-        async with self._sessions() as session:
-            holders = await QuotaRepository(session).expired_reservations(datetime.now(UTC))
-        for holder in holders:
-            await self._ledger.release(holder)
-            log.warning("released an abandoned quota reservation", extra={"holder": holder})
-        return len(holders)
+        """Releases reservations whose writer died without settling or releasing them (its
+        node is known dead, or the reservation expired)."""
+        return await self._ledger.release_abandoned()
 
 
 RECONCILE_VOLUME = "reconcile-volume"

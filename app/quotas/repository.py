@@ -19,12 +19,15 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    or_,
     select,
     tuple_,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.quotas.models import QuotaRow, ReservationRow, ScopeType
+from app.tasks.models import NodeRow
 from app.vfolders.models import VFolderRow, VFolderStatus
 
 
@@ -261,6 +264,35 @@ class QuotaRepository:
             await self._session.flush()
         return row
 
-    async def expired_reservations(self, now: datetime, *, limit: int = 500) -> Sequence[str]:
-        stmt = select(ReservationRow.holder).where(ReservationRow.expires_at < now).limit(limit)
+    async def detach_reservation(self, holder: str) -> None:
+        await self._session.execute(
+            update(ReservationRow).where(ReservationRow.holder == holder).values(node=None)
+        )
+
+    async def abandoned_reservations(
+        self, now: datetime, *, limit: int = 500
+    ) -> Sequence[ReservationRow]:
+        stmt = select(ReservationRow).where(_abandoned(now)).limit(limit)
         return (await self._session.execute(stmt)).scalars().all()
+
+    async def drop_if_abandoned(self, holder: str, now: datetime) -> bool:
+        """Only while still abandoned: a live node may have taken it over meanwhile (a tus
+        upload resumed elsewhere)."""
+        result = await self._session.execute(
+            delete(ReservationRow)
+            .where(ReservationRow.holder == holder, _abandoned(now))
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+
+def _abandoned(now: datetime) -> ColumnElement[bool]:
+    """Past its expiry, or held by a node whose lease has run out (dead, or restarted under
+    a new name)."""
+    live_node = select(NodeRow.id).where(
+        NodeRow.id == ReservationRow.node, NodeRow.alive_until >= now
+    )
+    return or_(
+        ReservationRow.expires_at < now,
+        and_(ReservationRow.node.is_not(None), ~live_node.exists()),
+    )

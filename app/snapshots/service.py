@@ -89,7 +89,9 @@ class SnapshotService:
         self, principal: Principal, vfolder_id: uuid.UUID, name: str, path: str | None
     ) -> None:
         """``path`` None: the whole vfolder; else that one file, replacing the current one."""
-        driver, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        # The whole vfolder rolled back destroys whatever was made since: that takes rwd.
+        needed = VFolderOperation.DELETE_FILES if path is None else VFolderOperation.WRITE_FILES
+        driver, snapshots = await self._driver(principal, vfolder_id, needed)
         if path is None:
             # Under the vfolder's row lock, so no write through the API lands mid-swap; the
             # ledger is then measured from what is on disk.

@@ -65,3 +65,15 @@ class TaskRow(Base):
             postgresql_where=LIVE_TASK,
         ),
     )
+
+
+class NodeRow(Base):
+    """A running process of the service, alive while it renews ``alive_until`` (its lease,
+    as long as a task's). Work a node holds (quota reservations of writes in progress) is
+    abandoned once its lease has run out: the node died, or restarted under a new name."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid:tag
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    alive_until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -29,6 +29,7 @@ from app.errors import (
     DestinationExists,
     InvalidRequest,
     OffsetMismatch,
+    RepeatedPartialUpload,
     UnsupportedMediaType,
     UploadGone,
     UploadLocked,
@@ -275,6 +276,8 @@ class TusService:
             await anyio.to_thread.run_sync(staged.close)
             async with self._sessions() as session, session.begin():
                 await UploadRepository(session).add(row)
+                # Held by the upload from now on, not by this node: it outlives the node.
+                await QuotaRepository(session).detach_reservation(upload_holder(row.id))
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._quotas.release(upload_holder(row.id))
@@ -298,9 +301,12 @@ class TusService:
         destination, overwrite = destination_of(parse_metadata(metadata_header))
         driver = await self._driver(principal, vfolder_id, destination)
         parts: list[UploadRow] = []
+        part_ids = [_upload_id_in(url, vfolder_id) for url in concat.parts]
+        if len(set(part_ids)) != len(part_ids):
+            # One part, one use: its bytes were reserved once (README, tus section).
+            raise RepeatedPartialUpload("Upload-Concat lists the same partial upload twice")
         async with self._sessions() as session:
-            for url in concat.parts:
-                part_id = _upload_id_in(url, vfolder_id)
+            for url, part_id in zip(concat.parts, part_ids, strict=True):
                 part = await UploadRepository(session).get(part_id)
                 if (
                     part is None
@@ -425,6 +431,7 @@ class TusService:
         checksum: ExpectedChecksum | None,
     ) -> UploadState:
         async with self._locks.hold(row.id) as lease:
+            held_here = False
             try:
                 staged = await driver.files.open_staged(row.staging_name, create=False)
             except PathNotFound:
@@ -449,13 +456,14 @@ class TusService:
                 await anyio.to_thread.run_sync(staged.truncate, current.offset)
                 limit = current.length if current.length is not None else self.max_size
                 holder = upload_holder(row.id)
-                # A known length was reserved whole (at creation, or when declared); only a
-                # deferred one reserves as its bytes arrive, ahead of what it holds already.
-                held = (
-                    current.length
-                    if current.length is not None
-                    else await self._quotas.reserved(holder)
+                # A known length is reserved whole (at creation, or when declared; again
+                # here if it was released with a dead node); a deferred one reserves as its
+                # bytes arrive, ahead of what it holds already. This node holds it while the
+                # PATCH runs: if the node dies, it is released as soon as that is known.
+                held = await self._quotas.hold(
+                    row.vfolder_id, holder=holder, at_least=current.length or 0, ttl=self._hold_for
                 )
+                held_here = True
                 cover = ReservationCover(
                     self._quotas, row.vfolder_id, holder, covered=held - offset
                 )
@@ -481,6 +489,9 @@ class TusService:
                 self._metrics.upload_bytes.inc(written)
             finally:
                 await anyio.to_thread.run_sync(staged.close)
+                if held_here:
+                    with anyio.CancelScope(shield=True):
+                        await self._quotas.detach(upload_holder(row.id))
         if row.length is not None and row.offset == row.length:
             return await self._finish(row, driver)
         return UploadState.of(row)

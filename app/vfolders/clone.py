@@ -88,6 +88,7 @@ async def start_clone(
         bytes=source_row.used_bytes,
         files=source_row.file_count,
         fresh=True,
+        durable=True,  # the task's, whichever node runs it
     )
     task = await submit(
         session, kind=CLONE_VFOLDER, target=str(target.id), owner=owner_of(principal)

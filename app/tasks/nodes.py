@@ -1,0 +1,56 @@
+"""This node's liveness, as a lease in the database: registered before the node serves,
+renewed every third of the lease (the task lease's length), dropped on a clean stop. A node
+whose lease ran out is dead to every other node: what it held is released (see
+``app/quotas/ledger.py``). A restarted process has a new name, so its previous life's lease
+simply runs out."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.background import PeriodicJob
+from app.tasks.models import NodeRow
+
+log = logging.getLogger(__name__)
+
+# Rows of nodes dead this long are removed (nothing refers to them any more).
+FORGET_DEAD_AFTER = timedelta(days=1)
+
+
+class NodeHeartbeat(PeriodicJob):
+    name = "node-heartbeat"
+
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], node: str, lease_seconds: float
+    ) -> None:
+        super().__init__(interval_seconds=lease_seconds / 3)
+        self._sessions = sessions
+        self.node = node
+        self._lease = timedelta(seconds=lease_seconds)
+
+    async def run_once(self) -> int:
+        """Renews (or registers) this node's lease; forgets nodes long dead."""
+        now = datetime.now(UTC)
+        async with self._sessions() as session, session.begin():
+            renewed = await session.execute(
+                update(NodeRow).where(NodeRow.id == self.node).values(alive_until=now + self._lease)
+            )
+            if not getattr(renewed, "rowcount", 0):
+                session.add(NodeRow(id=self.node, started_at=now, alive_until=now + self._lease))
+            await session.execute(
+                delete(NodeRow).where(NodeRow.alive_until < now - FORGET_DEAD_AFTER)
+            )
+        return 1
+
+    async def leave(self) -> None:
+        """A clean stop: this node is dead to the others at once (or, if the database cannot
+        be reached now, once its lease runs out)."""
+        try:
+            async with self._sessions() as session, session.begin():
+                await session.execute(delete(NodeRow).where(NodeRow.id == self.node))
+        except Exception:
+            log.warning("could not deregister node %s; its lease will run out", self.node)

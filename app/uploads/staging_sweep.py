@@ -1,0 +1,103 @@
+"""Removal of the staging files that writers left behind when they died (kill -9 mid-PUT,
+mid-form upload, mid-PATCH of an upload since terminated): at start and on a schedule.
+
+A file goes only when all of these hold: it was not written for the grace period; no
+process holds its lock (a PUT or form writer locks its file until it is committed or
+discarded, a tus PATCH while it writes; a dead process holds nothing); and, for a tus file,
+its upload is not live (a live upload's file waits for its client, whatever its age, until
+the upload expires). Every removal is logged with the file's path."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.uploads.models import UploadRow, UploadStatus
+from app.volumes.registry import VolumeRegistry
+from drivers.errors import DriverError
+from drivers.fsops import TUS_STAGING_PREFIX
+
+log = logging.getLogger(__name__)
+
+LOOKUP_BATCH = 500
+
+
+class StagingSweeper:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        volumes: VolumeRegistry,
+        grace_seconds: float,
+    ) -> None:
+        self._sessions = sessions
+        self._volumes = volumes
+        self._grace = grace_seconds
+
+    async def run_once(self) -> int:
+        """One sweep of every volume; returns how many files were removed."""
+        removed = 0
+        for volume in self._volumes.names():
+            try:
+                removed += await self._sweep(volume)
+            except (DriverError, OSError) as exc:
+                log.warning("cannot sweep the staging area of volume %s: %s", volume, exc)
+        return removed
+
+    async def _sweep(self, volume: str) -> int:
+        files = self._volumes.get(volume).files
+        older_than = time.time() - self._grace
+        candidates = await files.staging_candidates(older_than=older_than)
+        live = await self._live_uploads(_upload_ids(candidates))
+        removed = 0
+        for name in candidates:
+            if name.startswith(TUS_STAGING_PREFIX) and _upload_id(name) in live:
+                continue
+            if name.startswith(TUS_STAGING_PREFIX) and _upload_id(name) is None:
+                continue  # not named by this service: not ours to judge
+            if not await files.remove_abandoned_staged(name, older_than=older_than):
+                continue
+            removed += 1
+            path = str(files.sync.layout.staging / name)
+            log.warning(
+                "removed an abandoned staging file: %s",
+                path,
+                extra={"volume": volume, "path": path},
+            )
+        return removed
+
+    async def _live_uploads(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of ``ids`` whose upload still needs its staging file: any not terminated
+        (an active one, or a completed part waiting for its final upload)."""
+        live: set[uuid.UUID] = set()
+        async with self._sessions() as session:
+            for start in range(0, len(ids), LOOKUP_BATCH):
+                batch = ids[start : start + LOOKUP_BATCH]
+                rows = await session.execute(
+                    select(UploadRow.id).where(
+                        UploadRow.id.in_(batch),
+                        UploadRow.status != UploadStatus.TERMINATED.value,
+                    )
+                )
+                live.update(rows.scalars())
+        return live
+
+
+def _upload_id(name: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(hex=name.removeprefix(TUS_STAGING_PREFIX))
+    except ValueError:
+        return None
+
+
+def _upload_ids(names: Iterable[str]) -> list[uuid.UUID]:
+    return [
+        upload_id
+        for name in names
+        if name.startswith(TUS_STAGING_PREFIX) and (upload_id := _upload_id(name)) is not None
+    ]
