@@ -2,8 +2,10 @@
 usage ledger and the staging files.
 
 Durability: a PATCH's bytes are fsynced before its offset is recorded and before it is
-acknowledged; a PATCH that fails half-way is cut back to the last recorded offset by the next
-writer, so the offset always equals what is durably written. One writer at a time: an
+acknowledged (``app/uploads/progress.py``: at its end, every few MiB while it streams, and
+when its client goes away, so what arrived is kept); bytes past the recorded offset (a writer
+killed between two records) are cut back by the next writer, so the offset always equals what
+is durably written. One writer at a time: an
 upload lease across nodes (``app/uploads/locks.py``) and an exclusive lock on the staging file;
 the recorded offset is re-read under both and advanced with a compare-and-set that only the
 latest lease holder's fencing token passes. No database transaction is held while bytes flow."""
@@ -44,6 +46,7 @@ from app.quotas.ledger import QuotaLedger, ReservationCover, upload_holder
 from app.quotas.repository import QuotaRepository
 from app.uploads.locks import UploadLease, UploadLocks
 from app.uploads.models import UploadRow, UploadStatus
+from app.uploads.progress import CHECKPOINT_BYTES, RecordedProgress
 from app.uploads.protocol import (
     OFFSET_CONTENT_TYPE,
     Concat,
@@ -441,26 +444,30 @@ class TusService:
                 cover = ReservationCover(
                     self._quotas, row.vfolder_id, holder, covered=held - offset
                 )
-                with self._metrics.uploads_in_flight.track_inprogress():
-                    written = await self._write_body(
-                        staged,
-                        body,
-                        room=limit - offset,
-                        checksum=checksum,
-                        lease=lease,
-                        # A deferred length reserves as it goes; a known one is covered.
-                        cover=cover,
-                    )
-                async with self._sessions() as session, session.begin():
-                    if not await UploadRepository(session).advance(
-                        row.id, expected=offset, new_offset=offset + written, fence=lease.fence
-                    ):
-                        raise OffsetMismatch(
-                            f"upload {row.id} moved on meanwhile", offset=current.offset
+                progress = RecordedProgress(
+                    self._sessions,
+                    staged,
+                    lease,
+                    offset=offset,
+                    # A checksummed PATCH is all or nothing: only its end may record it.
+                    checkpoint_every=None if checksum else CHECKPOINT_BYTES,
+                )
+                try:
+                    with self._metrics.uploads_in_flight.track_inprogress():
+                        await self._write_body(
+                            staged,
+                            body,
+                            room=limit - offset,
+                            checksum=checksum,
+                            progress=progress,
+                            lease=lease,
+                            # A deferred length reserves as it goes; a known one is covered.
+                            cover=cover,
                         )
-                row.offset = offset + written
+                finally:
+                    self._metrics.upload_bytes.inc(progress.recorded - offset)
+                row.offset = progress.recorded
                 row.length = current.length
-                self._metrics.upload_bytes.inc(written)
             finally:
                 await anyio.to_thread.run_sync(staged.close)
         if row.length is not None and row.offset == row.length:
@@ -474,17 +481,30 @@ class TusService:
         *,
         room: int,
         checksum: ExpectedChecksum | None,
+        progress: RecordedProgress,
         lease: UploadLease,
         cover: ReservationCover,
-    ) -> int:
-        """Stream the body to the staging file in large writes and fsync it. Too many bytes
-        or a checksum mismatch cut the file back to where this PATCH began."""
-        start = staged.size
+    ) -> None:
+        """Stream the body to the staging file in large writes, recording the offset as it
+        goes (``RecordedProgress``). A client that goes away keeps everything it delivered;
+        a PATCH refused by the server (too many bytes, quota, checksum) is cut back to what
+        was recorded before it: for a checksummed PATCH, to where it began."""
         hasher = checksum.hasher() if checksum else None
+        interrupted = False
+
+        async def watched_body() -> AsyncIterator[bytes]:
+            nonlocal interrupted
+            try:
+                async for chunk in body:
+                    yield chunk
+            except BaseException:
+                interrupted = True  # the client went away, or stopped sending
+                raise
+
         try:
-            written = await write_body(
+            await write_body(
                 staged,
-                body,
+                watched_body(),
                 room=room,
                 too_large=lambda: UploadTooLarge(
                     "the body goes beyond Upload-Length or Tus-Max-Size"
@@ -492,18 +512,40 @@ class TusService:
                 hasher=hasher,
                 before_write=lease.check,
                 on_batch=cover,
+                after_write=progress.checkpoint,
+                keep_received=checksum is None,
             )
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch(f"{checksum.algorithm} of the PATCH body does not match")
-            await anyio.to_thread.run_sync(staged.sync)
-            lease.check()
+            await progress.record()
         except UploadLockLost:
             raise  # the file may be another writer's by now: leave it to them
-        except BaseException:
-            with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-                await anyio.to_thread.run_sync(staged.truncate, start)
+        except BaseException as exc:
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            with anyio.CancelScope(shield=True):
+                if checksum is None and (interrupted or cancelled):
+                    await self._keep_received(progress, staged)
+                else:
+                    with contextlib.suppress(OSError):
+                        await anyio.to_thread.run_sync(staged.truncate, progress.recorded)
             raise
-        return written
+
+    @staticmethod
+    async def _keep_received(progress: RecordedProgress, staged: StagedFile) -> None:
+        """The client left mid-PATCH: what reached the file becomes the upload's offset."""
+        try:
+            await progress.record()
+        except UploadLockLost:
+            return  # another writer owns the file now; it cuts it back to the recorded offset
+        except Exception:
+            log.warning("could not keep an interrupted PATCH's bytes", exc_info=True)
+            with contextlib.suppress(OSError):
+                await anyio.to_thread.run_sync(staged.truncate, progress.recorded)
+            return
+        log.info(
+            "interrupted PATCH kept",
+            extra={"upload_id": str(progress.upload_id), "offset": progress.recorded},
+        )
 
     async def _finish(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
         """Rename into place and count the usage in one transaction that also marks the
