@@ -202,6 +202,7 @@ class UploadLocked(DomainError):
     problem_type = "/problems/upload-locked"
     title = "Another request is writing this upload"
     status = 423
+    retry_after = 1  # a PATCH that holds the lock usually ends, or is cut, within seconds
 
 
 class UploadLockLost(UploadLocked):
@@ -229,6 +230,13 @@ class UploadNotFound(NotFound):
 class UploadGone(Gone):
     problem_type = "/problems/upload-gone"
     title = "Upload terminated, expired or finished"
+
+
+class UploadIsFinal(Forbidden):
+    """tus concatenation: a final upload is made of its parts and takes no bytes itself."""
+
+    problem_type = "/problems/upload-is-final"
+    title = "A final (concatenated) upload cannot be appended to"
 
 
 class DestinationExists(Conflict):

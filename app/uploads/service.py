@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +33,7 @@ from app.errors import (
     OffsetMismatch,
     UnsupportedMediaType,
     UploadGone,
+    UploadIsFinal,
     UploadLocked,
     UploadLockLost,
     UploadNotFound,
@@ -58,10 +59,13 @@ from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
 from drivers.errors import PathExists, PathNotFound
-from drivers.fsops import StagedFile
+from drivers.fsops import StagedFile, Usage
 from drivers.paths import RelativePath, parse_relative_path
 
 log = logging.getLogger(__name__)
+
+# What happens to an upload whose destination exists (STORAGE_UPLOAD_COLLISION).
+CollisionPolicy = Literal["fail", "replace", "rename"]
 
 
 P = ParamSpec("P")
@@ -113,19 +117,26 @@ def _owner(principal: Principal) -> str:
     return f"{principal.kind.value}:{principal.id}"
 
 
-def destination_of(metadata: dict[str, str]) -> tuple[RelativePath, bool]:
-    """From ``path``, or ``filename`` into an optional ``dir``; plus ``overwrite``."""
+def destination_of(metadata: dict[str, str], *, upload_id: uuid.UUID) -> RelativePath:
+    """From ``path``, or ``filename`` into an optional ``dir``; without either (generic tus
+    clients send no metadata), the upload's id in the vfolder root."""
     if "path" in metadata:
         rel = parse_relative_path(metadata["path"])
     elif "filename" in metadata:
         name = parse_relative_path(metadata["filename"])
         rel = RelativePath(parse_relative_path(metadata.get("dir", "")).parts + name.parts)
     else:
-        raise InvalidRequest("Upload-Metadata must name the destination: path, or filename")
+        return RelativePath((str(upload_id),))
     if rel.is_root:
         raise InvalidRequest("the destination must be a file below the vfolder root")
-    overwrite = metadata.get("overwrite", "").lower() in {"1", "true", "yes"}
-    return rel, overwrite
+    return rel
+
+
+def stated_overwrite(metadata: dict[str, str]) -> bool | None:
+    """The upload's own ``overwrite`` choice; None when it states none."""
+    if "overwrite" not in metadata:
+        return None
+    return metadata["overwrite"].lower() in {"1", "true", "yes"}
 
 
 class TusService:
@@ -140,7 +151,9 @@ class TusService:
         metrics: Metrics,
         locks: UploadLocks,
         quotas: QuotaLedger,
+        collision: CollisionPolicy = "fail",
     ) -> None:
+        self._collision: CollisionPolicy = collision
         self._quotas = quotas
         self._metrics = metrics
         self._locks = locks
@@ -197,18 +210,20 @@ class TusService:
         principal: Principal,
         vfolder_id: uuid.UUID,
         *,
+        upload_id: uuid.UUID,
         destination: RelativePath,
-        overwrite: bool,
+        collision: CollisionPolicy,
         length: int | None,
         metadata_header: str,
         concat: str | None,
     ) -> UploadRow:
         return UploadRow(
-            id=uuid.uuid4(),
+            id=upload_id,
             vfolder_id=vfolder_id,
             owner=_owner(principal),
             destination=str(destination),
-            overwrite=overwrite,
+            overwrite=collision == "replace",
+            rename_on_collision=collision == "rename",
             length=length,
             offset=0,
             metadata_header=metadata_header,
@@ -216,6 +231,13 @@ class TusService:
             concat=concat,
             expires_at=datetime.now(UTC) + self._expire_after,
         )
+
+    def _collision_of(self, metadata: dict[str, str]) -> CollisionPolicy:
+        """The upload's own ``overwrite`` choice, else the deployment's policy."""
+        stated = stated_overwrite(metadata)
+        if stated is None:
+            return self._collision
+        return "replace" if stated else "fail"
 
     @implements("creation", "creation-with-upload", "creation-defer-length", "expiration")
     async def create(
@@ -235,23 +257,27 @@ class TusService:
         if length is not None and length > self.max_size:
             raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
         partial = concat is not None
+        upload_id = uuid.uuid4()
         if partial:
             # A part has no place of its own; the final upload names the destination.
-            destination, overwrite = RelativePath(()), False
+            destination, collision = RelativePath(()), self._collision_of({})
             scope_path = principal.transfer.path if principal.transfer else destination
             driver = await self._driver(principal, vfolder_id, scope_path)
         else:
-            destination, overwrite = destination_of(parse_metadata(metadata_header))
+            metadata = parse_metadata(metadata_header)
+            destination = destination_of(metadata, upload_id=upload_id)
+            collision = self._collision_of(metadata)
             driver = await self._driver(principal, vfolder_id, destination)
-        if not overwrite and not partial:
+        if collision == "fail" and not partial:
             with contextlib.suppress(PathNotFound):
                 await driver.files.stat(vfolder_id, destination)
                 raise DestinationExists(f"{destination} exists (set overwrite to replace it)")
         row = self._new_row(
             principal,
             vfolder_id,
+            upload_id=upload_id,
             destination=destination,
-            overwrite=overwrite,
+            collision=collision,
             length=length,
             metadata_header=metadata_header,
             concat="partial" if partial else None,
@@ -290,7 +316,9 @@ class TusService:
         concat: Concat,
     ) -> UploadState:
         """Joins completed partial uploads (in kernel, file to file) into the destination."""
-        destination, overwrite = destination_of(parse_metadata(metadata_header))
+        metadata = parse_metadata(metadata_header)
+        upload_id = uuid.uuid4()
+        destination = destination_of(metadata, upload_id=upload_id)
         driver = await self._driver(principal, vfolder_id, destination)
         parts: list[UploadRow] = []
         async with self._sessions() as session:
@@ -313,8 +341,9 @@ class TusService:
         row = self._new_row(
             principal,
             vfolder_id,
+            upload_id=upload_id,
             destination=destination,
-            overwrite=overwrite,
+            collision=self._collision_of(metadata),
             length=length,
             metadata_header=metadata_header,
             concat="final;" + " ".join(concat.parts),
@@ -372,10 +401,30 @@ class TusService:
     ) -> UploadState:
         if content_type != OFFSET_CONTENT_TYPE:
             raise UnsupportedMediaType(f"Content-Type must be {OFFSET_CONTENT_TYPE}")
-        row, driver = await self._load(principal, vfolder_id, upload_id)
+        row, driver = await self._load(principal, vfolder_id, upload_id, completed_ok=True)
+        if row.concat is not None and row.concat.startswith("final;"):
+            raise UploadIsFinal(f"upload {upload_id} is a final upload, made of its parts")
+        if row.status == UploadStatus.COMPLETED.value:
+            return await self._patch_completed(row, offset=offset, body=body)
         if upload_length is not None:
             row = await self._declare_length(row, upload_length)
         return await self._append(row, driver, offset=offset, body=body, checksum=checksum)
+
+    @staticmethod
+    async def _patch_completed(
+        row: UploadRow, *, offset: int, body: AsyncIterator[bytes]
+    ) -> UploadState:
+        """An empty PATCH at a finished upload's end (what clients send for a zero-length
+        file, or to confirm the end) is a no-op that succeeds; anything else has no place."""
+        if offset != row.offset:
+            raise OffsetMismatch(
+                f"Upload-Offset {offset} does not match the upload's offset {row.offset}",
+                offset=row.offset,
+            )
+        async for chunk in body:
+            if chunk:
+                raise UploadGone(f"upload {row.id} is finished; it takes no more bytes")
+        return UploadState.of(row)
 
     async def _declare_length(self, row: UploadRow, length: int) -> UploadRow:
         if row.length is not None:
@@ -571,14 +620,22 @@ class TusService:
                     replace=row.overwrite,
                     parents=True,
                 )
+                if row.rename_on_collision and foreseen.entries == 0:
+                    foreseen = Usage(foreseen.bytes, 1)  # the name is taken: a new one is made
                 await change.settle(foreseen, holder=upload_holder(row.id))
-                committed = await driver.files.commit_staged(
-                    staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
-                )
+                if row.rename_on_collision:
+                    committed, destination = await driver.files.commit_staged_renaming(
+                        staged, row.vfolder_id, destination, parents=True
+                    )
+                else:
+                    committed = await driver.files.commit_staged(
+                        staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
+                    )
                 await change.correct(committed.added - committed.replaced - foreseen)
                 upload = await UploadRepository(session).get(row.id)
                 assert upload is not None
                 upload.status = UploadStatus.COMPLETED.value
+                upload.destination = str(destination)
         except PathExists:
             await anyio.to_thread.run_sync(staged.close)
             await self._terminate_row(row, driver)
@@ -586,6 +643,7 @@ class TusService:
         except BaseException:
             await anyio.to_thread.run_sync(staged.close)
             raise
+        row.destination = str(destination)
         log.info("upload completed", extra={"upload_id": str(row.id), "path": row.destination})
         row.status = UploadStatus.COMPLETED.value
         return UploadState.of(row)
@@ -596,8 +654,18 @@ class TusService:
     async def terminate(
         self, principal: Principal, vfolder_id: uuid.UUID, upload_id: uuid.UUID
     ) -> None:
-        row, driver = await self._load(principal, vfolder_id, upload_id)
+        row, driver = await self._load(principal, vfolder_id, upload_id, completed_ok=True)
+        if row.status == UploadStatus.COMPLETED.value and row.concat != "partial":
+            # Its file is in place and is the vfolder's now: only the upload is forgotten.
+            await self._forget_row(row)
+            return
         await self._terminate_row(row, driver)
+
+    async def _forget_row(self, row: UploadRow) -> None:
+        async with self._sessions() as session, session.begin():
+            upload = await UploadRepository(session).get(row.id)
+            if upload is not None:
+                upload.status = UploadStatus.TERMINATED.value
 
     async def _terminate_row(self, row: UploadRow, driver: VolumeDriver) -> None:
         async with self._sessions() as session, session.begin():
