@@ -210,13 +210,6 @@ class UploadLockLost(UploadLocked):
     title = "This request lost the upload's lock to another writer"
 
 
-class UploadLockUnavailable(DomainError):
-    problem_type = "/problems/upload-lock-unavailable"
-    title = "The upload lock service is unreachable; retry shortly"
-    status = 503
-    retry_after = 2
-
-
 class TaskNotFound(NotFound):
     problem_type = "/problems/task-not-found"
     title = "Task not found"
