@@ -546,6 +546,8 @@ class TusService:
             try:
                 async for chunk in body:
                     yield chunk
+            except GeneratorExit:
+                raise  # closed by its reader, which stopped for a reason of its own
             except BaseException:
                 interrupted = True  # the client went away, or stopped sending
                 raise
