@@ -5,10 +5,10 @@ Durability: a PATCH's bytes are fsynced before its offset is recorded and before
 acknowledged (``app/uploads/progress.py``: at its end, every few MiB while it streams, and
 when its client goes away, so what arrived is kept); bytes past the recorded offset (a writer
 killed between two records) are cut back by the next writer, so the offset always equals what
-is durably written. One writer at a time: an
-upload lease across nodes (``app/uploads/locks.py``) and an exclusive lock on the staging file;
-the recorded offset is re-read under both and advanced with a compare-and-set that only the
-latest lease holder's fencing token passes. No database transaction is held while bytes flow."""
+is durably written. One writer at a time: an upload lease across nodes
+(``app/uploads/locks.py``) and an exclusive lock on the staging file; the recorded offset is
+re-read under both and advanced with a compare-and-set that only the latest lease holder's
+fencing token passes. No database transaction is held while bytes flow."""
 
 from __future__ import annotations
 
