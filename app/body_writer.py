@@ -24,12 +24,18 @@ async def write_body(
     hasher: Any = None,
     before_write: Callable[[], None] | None = None,
     on_batch: Callable[[int], Awaitable[None]] | None = None,
+    after_write: Callable[[], Awaitable[None]] | None = None,
+    keep_received: bool = False,
 ) -> int:
     """Append ``body`` to ``staged``; returns the bytes written. More than ``room`` bytes
     raises ``too_large()``; ``hasher`` (hashlib-like) sees every byte; ``before_write`` may
     veto each write by raising; ``on_batch`` sees the running total before each batch is
-    written (to reserve quota for it) and may refuse it by raising. Not synced."""
+    written (to reserve quota for it) and may refuse it by raising; ``after_write`` runs
+    after each batch is written (``staged.size`` counts it). With ``keep_received``, a body
+    that breaks (the client went away) still has what it delivered written before its error
+    propagates. Not synced."""
     written = 0
+    broken: Exception | None = None
     # One batch being written, one waiting, one being received: at most three in memory.
     batch_send, batch_receive = anyio.create_memory_object_stream[list[bytes]](1)
 
@@ -39,13 +45,25 @@ async def write_body(
                 if before_write is not None:
                     before_write()
                 await anyio.to_thread.run_sync(staged.write_chunks, batch)
+                if after_write is not None:
+                    await after_write()
 
     async def receive_all() -> None:
-        nonlocal written
+        nonlocal written, broken
         async with batch_send:
             batch: list[bytes] = []
             batched = 0
-            async for chunk in body:
+            chunks = aiter(body)
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:
+                    if not keep_received:
+                        raise
+                    broken = exc  # what arrived before is written below, then it is raised
+                    break
                 written += len(chunk)
                 if room is not None and written > room:
                     raise too_large() if too_large else ValueError("body too large")
@@ -70,4 +88,6 @@ async def write_body(
     except BaseExceptionGroup as group:
         # One side failed (the body, or the disk); the other was cancelled.
         raise group.exceptions[0] from None
+    if broken is not None:
+        raise broken
     return written

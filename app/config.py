@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     tus_max_size_bytes: int = Field(default=1 << 40, gt=0)
     upload_expiry_seconds: int = Field(default=24 * 3600, gt=0)
     upload_lock_ttl_seconds: float = Field(default=30.0, gt=0)
+    # A tus upload whose destination exists when it is created or completed: refused (409),
+    # replacing it, or stored as "name (1).ext"; the upload's `overwrite` metadata wins.
+    upload_collision: Literal["fail", "replace", "rename"] = "fail"
     quota_reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
     task_lease_seconds: float = Field(default=30.0, gt=0)
     task_poll_seconds: float = Field(default=2.0, gt=0)

@@ -207,18 +207,12 @@ class UploadLocked(DomainError):
     problem_type = "/problems/upload-locked"
     title = "Another request is writing this upload"
     status = 423
+    retry_after = 1  # a PATCH that holds the lock usually ends, or is cut, within seconds
 
 
 class UploadLockLost(UploadLocked):
     problem_type = "/problems/upload-lock-lost"
     title = "This request lost the upload's lock to another writer"
-
-
-class UploadLockUnavailable(DomainError):
-    problem_type = "/problems/upload-lock-unavailable"
-    title = "The upload lock service is unreachable; retry shortly"
-    status = 503
-    retry_after = 2
 
 
 class AccessChangeUnannounced(DomainError):
@@ -245,6 +239,13 @@ class UploadNotFound(NotFound):
 class UploadGone(Gone):
     problem_type = "/problems/upload-gone"
     title = "Upload terminated, expired or finished"
+
+
+class UploadIsFinal(Forbidden):
+    """tus concatenation: a final upload is made of its parts and takes no bytes itself."""
+
+    problem_type = "/problems/upload-is-final"
+    title = "A final (concatenated) upload cannot be appended to"
 
 
 class DestinationExists(Conflict):

@@ -160,10 +160,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 purger=purger,
                 vfolder_reader=VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds),
                 upload_locks=build_upload_locks(
-                    settings.redis_url,
-                    sessions,
-                    key_prefix=settings.redis_key_prefix,
-                    ttl_seconds=settings.upload_lock_ttl_seconds,
+                    sessions, ttl_seconds=settings.upload_lock_ttl_seconds
                 ),
                 quota_ledger=quota_ledger,
                 reconciler=reconciler,

@@ -216,6 +216,18 @@ def _place(src_dir: int, src: str, dst_dir: int, dst: str, *, replace: bool) -> 
     os.unlink(src, dir_fd=src_dir)
 
 
+RENAME_ATTEMPTS = 1000
+
+
+def _numbered_names(name: str) -> Iterator[str]:
+    """``name``, then ``stem (1).ext``, ``stem (2).ext``… (a leading dot is no extension)."""
+    yield name
+    dot = name.rfind(".")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, "")
+    for n in range(1, RENAME_ATTEMPTS):
+        yield f"{stem} ({n}){ext}"
+
+
 def _place_by_reflink(
     staged: StagedFile, parent_fd: int, name: str, *, replace: bool
 ) -> FileVersion | None:
@@ -765,6 +777,44 @@ class PosixFileOpsSync:
         staged.discard()  # closes the fds; the name is gone already
         return Committed(added=Usage(staged.size, 1 + made), replaced=replaced, version=version)
 
+    def commit_staged_renaming(
+        self, staged: StagedFile, vfolder_id: UUID, path: RelativePath, *, parents: bool
+    ) -> tuple[Committed, RelativePath]:
+        """Like ``commit_staged`` without replacing, but a taken name is no refusal: the file
+        takes the first free one of ``name``, ``name (1).ext``, ``name (2).ext``… Each try is
+        an atomic placement that refuses an existing name (no check-then-act), so uploads
+        racing for one name all land, each under its own. Returns where it landed."""
+        staged_stat = os.fstat(staged.fd)
+        if stat.S_IMODE(staged_stat.st_mode) != FILE_MODE:
+            os.fchmod(staged.fd, FILE_MODE)
+        os.fsync(staged.fd)
+        version = FileVersion.of(staged_stat)
+        with self._parent_creating(vfolder_id, path, create=parents) as (parent_fd, made):
+            if self._adopt is not None:
+                self._adopt(staged.fd, parent_fd)
+            for name in _numbered_names(path.name):
+                try:
+                    _place(staged.staging_fd, staged.name, parent_fd, name, replace=False)
+                except FileExistsError:
+                    continue
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise _classify(exc, path) from exc
+                    copied = _place_by_reflink(staged, parent_fd, name, replace=False)
+                    if copied is None:
+                        continue
+                    os.unlink(staged.name, dir_fd=staged.staging_fd)
+                    version = copied
+                break
+            else:
+                raise PathExists(f"{path} and its numbered alternatives all exist")
+            os.fsync(parent_fd)
+        staged.discard()
+        placed = RelativePath((*path.parts[:-1], name))
+        return Committed(
+            added=Usage(staged.size, 1 + made), replaced=Usage(), version=version
+        ), placed
+
     def mkdir(
         self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool
     ) -> Usage:
@@ -943,6 +993,13 @@ class PosixFileOps:
             lambda: self.sync.commit_staged(
                 staged, vfolder_id, path, replace=replace, parents=parents, if_match=if_match
             )
+        )
+
+    async def commit_staged_renaming(
+        self, staged: StagedFile, vfolder_id: UUID, path: RelativePath, *, parents: bool
+    ) -> tuple[Committed, RelativePath]:
+        return await to_thread.run_sync(
+            lambda: self.sync.commit_staged_renaming(staged, vfolder_id, path, parents=parents)
         )
 
     async def mkdir(

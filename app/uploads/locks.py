@@ -1,10 +1,13 @@
 """One writer per upload across every node: a lease with expiry and renewal, plus a fencing
 token.
 
-The lease lives in Redis when it is configured (``SET NX PX``, renewed and released only by
-the token that took it), otherwise in the upload's database row. Either way, whoever takes the
-lease then draws a new fencing token from the upload's row; the offset only advances for the
-latest token (``UploadRepository.advance``), so a writer that stalled past its lease can never
+The lease lives in the upload's database row, whether or not Redis is configured: a PATCH
+needs the database anyway (it reads the row and advances the offset there), so the lease adds
+no dependency, and with one keeper there is never a second source of truth to disagree with
+(a lease in Redis with a database fallback would let a node that lost Redis and a node that
+still has it both believe they hold the upload). Whoever takes the lease then draws a new
+fencing token from the same row; the offset only advances for the latest token
+(``UploadRepository.advance``), so a writer that stalled past its lease can never
 acknowledge bytes. It also stops writing by itself: ``UploadLease.check`` fails once the time
 it can be sure of holding the lease has run out, counted from before each renewal was sent.
 """
@@ -22,11 +25,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import anyio
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import UploadGone, UploadLocked, UploadLockLost, UploadLockUnavailable
+from app.errors import UploadGone, UploadLocked, UploadLockLost
 from app.uploads.repository import UploadRepository
 
 log = logging.getLogger(__name__)
@@ -121,45 +122,9 @@ class UploadLocks:
         await self.store.close()
 
 
-class RedisLeaseStore:
-    """Leases as Redis keys whose value is the holder's token."""
-
-    # Renew or release only when the key still holds our token (atomically, in Redis).
-    _RENEW = (
-        "if redis.call('get', KEYS[1]) == ARGV[1] then "
-        "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
-    )
-    _RELEASE = (
-        "if redis.call('get', KEYS[1]) == ARGV[1] then "
-        "return redis.call('del', KEYS[1]) else return 0 end"
-    )
-
-    def __init__(self, url: str, *, key_prefix: str) -> None:
-        self._redis: Redis = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        self._prefix = key_prefix
-
-    def _key(self, upload_id: uuid.UUID) -> str:
-        return f"{self._prefix}upload-lock:{upload_id}"
-
-    async def take(self, upload_id: uuid.UUID, token: str, ttl: float) -> bool:
-        try:
-            return bool(await self._redis.set(self._key(upload_id), token, nx=True, px=_ms(ttl)))
-        except (RedisError, OSError) as exc:
-            raise UploadLockUnavailable(f"redis: {exc}") from exc
-
-    async def renew(self, upload_id: uuid.UUID, token: str, ttl: float) -> bool:
-        result = self._redis.eval(self._RENEW, 1, self._key(upload_id), token, _ms(ttl))
-        return bool(await result)
-
-    async def release(self, upload_id: uuid.UUID, token: str) -> None:
-        await self._redis.eval(self._RELEASE, 1, self._key(upload_id), token)
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-
 class DatabaseLeaseStore:
-    """Leases in the upload's row, for deployments without Redis."""
+    """Leases in the upload's row: taken by a conditional UPDATE, so two nodes never both
+    succeed."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -184,20 +149,7 @@ class DatabaseLeaseStore:
         pass
 
 
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
 def build_upload_locks(
-    redis_url: str | None,
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    key_prefix: str,
-    ttl_seconds: float,
+    sessions: async_sessionmaker[AsyncSession], *, ttl_seconds: float
 ) -> UploadLocks:
-    store: LeaseStore = (
-        RedisLeaseStore(redis_url, key_prefix=key_prefix)
-        if redis_url
-        else DatabaseLeaseStore(sessions)
-    )
-    return UploadLocks(store, sessions, ttl_seconds=ttl_seconds)
+    return UploadLocks(DatabaseLeaseStore(sessions), sessions, ttl_seconds=ttl_seconds)

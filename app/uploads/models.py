@@ -7,7 +7,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, Uuid, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
@@ -31,6 +31,12 @@ class UploadRow(Base):
     owner: Mapped[str] = mapped_column(String(300))  # "<principal kind>:<id>"
     destination: Mapped[str] = mapped_column(Text)  # relative path; "" for a partial upload
     overwrite: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the destination is taken at completion: stored under "name (1).ext"… instead of
+    # refused (STORAGE_UPLOAD_COLLISION=rename, decided at creation). `destination` then
+    # becomes where it landed.
+    rename_on_collision: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     length: Mapped[int | None] = mapped_column(BigInteger, default=None)  # None: deferred
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     metadata_header: Mapped[str] = mapped_column(Text, default="")  # Upload-Metadata, verbatim

@@ -28,6 +28,7 @@ TUS_HEADERS = (
     "Upload-Expires",
     "Upload-Checksum",
     "Upload-Concat",
+    "Upload-Destination",
     "Location",
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import urllib.parse
 from datetime import datetime, timedelta
 from typing import Annotated
 from uuid import UUID
@@ -51,6 +52,7 @@ def get_tus_service(runtime: RuntimeDep) -> TusService:
         metrics=runtime.metrics,
         locks=runtime.upload_locks,
         quotas=runtime.quota_ledger,
+        collision=runtime.settings.upload_collision,
     )
 
 
@@ -61,8 +63,24 @@ def _http_date(moment: datetime) -> str:
     return email.utils.format_datetime(moment, usegmt=True)
 
 
+# Where the file is (or will be) stored, relative to the vfolder root, percent-encoded UTF-8:
+# the destination the metadata named, the default one (the upload id) when it named none, and
+# after completion where the file landed ("name (1).ext" under the rename policy).
+DESTINATION_HEADER = "Upload-Destination"
+DESTINATION_HEADER_DOC = {
+    DESTINATION_HEADER: {
+        "description": "The file's path in the vfolder, percent-encoded UTF-8 (absent for a "
+        "partial upload). Without destination metadata it is the upload id, in the root; "
+        "once completed, where the file landed.",
+        "schema": {"type": "string"},
+    }
+}
+
+
 def _state_headers(state: UploadState, *, with_length: bool = False) -> dict[str, str]:
     headers = {"Upload-Offset": str(state.offset), "Upload-Expires": _http_date(state.expires_at)}
+    if state.destination:
+        headers[DESTINATION_HEADER] = urllib.parse.quote(state.destination, safe="/")
     if with_length:
         if state.length is None:
             headers["Upload-Defer-Length"] = "1"
@@ -95,7 +113,10 @@ async def options(vfolder_id: UUID, service: TusServiceDep) -> Response:
     status_code=status.HTTP_201_CREATED,
     response_class=Response,
     responses={
-        201: {"description": "Created; `Location` names the upload"},
+        201: {
+            "description": "Created; `Location` names the upload",
+            "headers": DESTINATION_HEADER_DOC,
+        },
         **problem_responses(400, 403, 404, 409, 412, 413, 415, 423),
     },
     openapi_extra=_offset_octets_body(required=False),
@@ -113,7 +134,9 @@ async def create(
     upload_concat: Annotated[str | None, Header(alias="Upload-Concat")] = None,
 ) -> Response:
     """tus creation (with upload, deferred length): `Upload-Metadata` names the destination
-    (`path`, or `filename` with an optional `dir`) and may ask to `overwrite`."""
+    (`path`, or `filename` with an optional `dir`; without either, the upload id in the
+    vfolder root) and may ask to `overwrite` (`1`/`0`, else the deployment's
+    `STORAGE_UPLOAD_COLLISION` applies). `Upload-Destination` says where the file goes."""
     check_resumable(tus_resumable)
     concat = parse_concat(upload_concat)
     length = parse_length(upload_length, name="Upload-Length")
@@ -143,7 +166,10 @@ async def create(
     "/{upload_id}",
     operation_id="uploads-head",
     response_class=Response,
-    responses=problem_responses(403, 404, 410, 412),
+    responses={
+        200: {"description": "The upload's state", "headers": DESTINATION_HEADER_DOC},
+        **problem_responses(403, 404, 410, 412),
+    },
 )
 async def head(
     vfolder_id: UUID,
@@ -165,7 +191,10 @@ async def head(
     operation_id="uploads-append",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(400, 403, 404, 409, 410, 412, 413, 415, 423, 460, 503),
+    responses={
+        204: {"description": "Appended", "headers": DESTINATION_HEADER_DOC},
+        **problem_responses(400, 403, 404, 409, 410, 412, 413, 415, 423, 460, 503),
+    },
     openapi_extra=_offset_octets_body(required=True),
 )
 async def append(
@@ -213,7 +242,8 @@ async def terminate(
     service: TusServiceDep,
     tus_resumable: TusResumable = None,
 ) -> Response:
-    """Abandon an upload: its staging file is removed at once."""
+    """Abandon an upload: its staging file is removed at once. A finished upload is only
+    forgotten (its file stays where it landed)."""
     check_resumable(tus_resumable)
     await service.terminate(principal, vfolder_id, upload_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,11 +2,13 @@
 usage ledger and the staging files.
 
 Durability: a PATCH's bytes are fsynced before its offset is recorded and before it is
-acknowledged; a PATCH that fails half-way is cut back to the last recorded offset by the next
-writer, so the offset always equals what is durably written. One writer at a time: an
-upload lease across nodes (``app/uploads/locks.py``) and an exclusive lock on the staging file;
-the recorded offset is re-read under both and advanced with a compare-and-set that only the
-latest lease holder's fencing token passes. No database transaction is held while bytes flow."""
+acknowledged (``app/uploads/progress.py``: at its end, every few MiB while it streams, and
+when its client goes away, so what arrived is kept); bytes past the recorded offset (a writer
+killed between two records) are cut back by the next writer, so the offset always equals what
+is durably written. One writer at a time: an upload lease across nodes
+(``app/uploads/locks.py``) and an exclusive lock on the staging file; the recorded offset is
+re-read under both and advanced with a compare-and-set that only the latest lease holder's
+fencing token passes. No database transaction is held while bytes flow."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +34,7 @@ from app.errors import (
     RepeatedPartialUpload,
     UnsupportedMediaType,
     UploadGone,
+    UploadIsFinal,
     UploadLocked,
     UploadLockLost,
     UploadNotFound,
@@ -45,6 +48,7 @@ from app.quotas.ledger import QuotaLedger, ReservationCover, upload_holder
 from app.quotas.repository import QuotaRepository
 from app.uploads.locks import UploadLease, UploadLocks
 from app.uploads.models import UploadRow, UploadStatus
+from app.uploads.progress import CHECKPOINT_BYTES, RecordedProgress
 from app.uploads.protocol import (
     OFFSET_CONTENT_TYPE,
     Concat,
@@ -56,10 +60,13 @@ from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
 from drivers.errors import PathExists, PathNotFound
-from drivers.fsops import StagedFile
+from drivers.fsops import StagedFile, Usage
 from drivers.paths import RelativePath, parse_relative_path
 
 log = logging.getLogger(__name__)
+
+# What happens to an upload whose destination exists (STORAGE_UPLOAD_COLLISION).
+CollisionPolicy = Literal["fail", "replace", "rename"]
 
 
 P = ParamSpec("P")
@@ -117,19 +124,26 @@ def _within_scope(principal: Principal, destination: str) -> bool:
     return scope is None or scope.covers(parse_relative_path(destination))
 
 
-def destination_of(metadata: dict[str, str]) -> tuple[RelativePath, bool]:
-    """From ``path``, or ``filename`` into an optional ``dir``; plus ``overwrite``."""
+def destination_of(metadata: dict[str, str], *, upload_id: uuid.UUID) -> RelativePath:
+    """From ``path``, or ``filename`` into an optional ``dir``; without either (generic tus
+    clients send no metadata), the upload's id in the vfolder root."""
     if "path" in metadata:
         rel = parse_relative_path(metadata["path"])
     elif "filename" in metadata:
         name = parse_relative_path(metadata["filename"])
         rel = RelativePath(parse_relative_path(metadata.get("dir", "")).parts + name.parts)
     else:
-        raise InvalidRequest("Upload-Metadata must name the destination: path, or filename")
+        return RelativePath((str(upload_id),))
     if rel.is_root:
         raise InvalidRequest("the destination must be a file below the vfolder root")
-    overwrite = metadata.get("overwrite", "").lower() in {"1", "true", "yes"}
-    return rel, overwrite
+    return rel
+
+
+def stated_overwrite(metadata: dict[str, str]) -> bool | None:
+    """The upload's own ``overwrite`` choice; None when it states none."""
+    if "overwrite" not in metadata:
+        return None
+    return metadata["overwrite"].lower() in {"1", "true", "yes"}
 
 
 class TusService:
@@ -144,7 +158,9 @@ class TusService:
         metrics: Metrics,
         locks: UploadLocks,
         quotas: QuotaLedger,
+        collision: CollisionPolicy = "fail",
     ) -> None:
+        self._collision: CollisionPolicy = collision
         self._quotas = quotas
         self._metrics = metrics
         self._locks = locks
@@ -201,18 +217,20 @@ class TusService:
         principal: Principal,
         vfolder_id: uuid.UUID,
         *,
+        upload_id: uuid.UUID,
         destination: RelativePath,
-        overwrite: bool,
+        collision: CollisionPolicy,
         length: int | None,
         metadata_header: str,
         concat: str | None,
     ) -> UploadRow:
         return UploadRow(
-            id=uuid.uuid4(),
+            id=upload_id,
             vfolder_id=vfolder_id,
             owner=_owner(principal),
             destination=str(destination),
-            overwrite=overwrite,
+            overwrite=collision == "replace",
+            rename_on_collision=collision == "rename",
             length=length,
             offset=0,
             metadata_header=metadata_header,
@@ -220,6 +238,13 @@ class TusService:
             concat=concat,
             expires_at=datetime.now(UTC) + self._expire_after,
         )
+
+    def _collision_of(self, metadata: dict[str, str]) -> CollisionPolicy:
+        """The upload's own ``overwrite`` choice, else the deployment's policy."""
+        stated = stated_overwrite(metadata)
+        if stated is None:
+            return self._collision
+        return "replace" if stated else "fail"
 
     @implements("creation", "creation-with-upload", "creation-defer-length", "expiration")
     async def create(
@@ -239,25 +264,29 @@ class TusService:
         if length is not None and length > self.max_size:
             raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
         partial = concat is not None
+        upload_id = uuid.uuid4()
         if partial:
             # A part has no place of its own; the final upload names the destination. One
             # made through a transfer token records the token's path: that token (and no
             # narrower one) can then resume it, list it and join it.
             destination = principal.transfer.path if principal.transfer else RelativePath(())
-            overwrite = False
+            collision = self._collision_of({})
             driver = await self._driver(principal, vfolder_id, destination)
         else:
-            destination, overwrite = destination_of(parse_metadata(metadata_header))
+            metadata = parse_metadata(metadata_header)
+            destination = destination_of(metadata, upload_id=upload_id)
+            collision = self._collision_of(metadata)
             driver = await self._driver(principal, vfolder_id, destination)
-        if not overwrite and not partial:
+        if collision == "fail" and not partial:
             with contextlib.suppress(PathNotFound):
                 await driver.files.stat(vfolder_id, destination)
                 raise DestinationExists(f"{destination} exists (set overwrite to replace it)")
         row = self._new_row(
             principal,
             vfolder_id,
+            upload_id=upload_id,
             destination=destination,
-            overwrite=overwrite,
+            collision=collision,
             length=length,
             metadata_header=metadata_header,
             concat="partial" if partial else None,
@@ -298,7 +327,9 @@ class TusService:
         concat: Concat,
     ) -> UploadState:
         """Joins completed partial uploads (in kernel, file to file) into the destination."""
-        destination, overwrite = destination_of(parse_metadata(metadata_header))
+        metadata = parse_metadata(metadata_header)
+        upload_id = uuid.uuid4()
+        destination = destination_of(metadata, upload_id=upload_id)
         driver = await self._driver(principal, vfolder_id, destination)
         parts: list[UploadRow] = []
         part_ids = [_upload_id_in(url, vfolder_id) for url in concat.parts]
@@ -325,8 +356,9 @@ class TusService:
         row = self._new_row(
             principal,
             vfolder_id,
+            upload_id=upload_id,
             destination=destination,
-            overwrite=overwrite,
+            collision=self._collision_of(metadata),
             length=length,
             metadata_header=metadata_header,
             concat="final;" + " ".join(concat.parts),
@@ -393,10 +425,30 @@ class TusService:
     ) -> UploadState:
         if content_type != OFFSET_CONTENT_TYPE:
             raise UnsupportedMediaType(f"Content-Type must be {OFFSET_CONTENT_TYPE}")
-        row, driver = await self._load(principal, vfolder_id, upload_id)
+        row, driver = await self._load(principal, vfolder_id, upload_id, completed_ok=True)
+        if row.concat is not None and row.concat.startswith("final;"):
+            raise UploadIsFinal(f"upload {upload_id} is a final upload, made of its parts")
+        if row.status == UploadStatus.COMPLETED.value:
+            return await self._patch_completed(row, offset=offset, body=body)
         if upload_length is not None:
             row = await self._declare_length(row, upload_length)
         return await self._append(row, driver, offset=offset, body=body, checksum=checksum)
+
+    @staticmethod
+    async def _patch_completed(
+        row: UploadRow, *, offset: int, body: AsyncIterator[bytes]
+    ) -> UploadState:
+        """An empty PATCH at a finished upload's end (what clients send for a zero-length
+        file, or to confirm the end) is a no-op that succeeds; anything else has no place."""
+        if offset != row.offset:
+            raise OffsetMismatch(
+                f"Upload-Offset {offset} does not match the upload's offset {row.offset}",
+                offset=row.offset,
+            )
+        async for chunk in body:
+            if chunk:
+                raise UploadGone(f"upload {row.id} is finished; it takes no more bytes")
+        return UploadState.of(row)
 
     async def _declare_length(self, row: UploadRow, length: int) -> UploadRow:
         if row.length is not None:
@@ -467,26 +519,30 @@ class TusService:
                 cover = ReservationCover(
                     self._quotas, row.vfolder_id, holder, covered=held - offset
                 )
-                with self._metrics.uploads_in_flight.track_inprogress():
-                    written = await self._write_body(
-                        staged,
-                        body,
-                        room=limit - offset,
-                        checksum=checksum,
-                        lease=lease,
-                        # A deferred length reserves as it goes; a known one is covered.
-                        cover=cover,
-                    )
-                async with self._sessions() as session, session.begin():
-                    if not await UploadRepository(session).advance(
-                        row.id, expected=offset, new_offset=offset + written, fence=lease.fence
-                    ):
-                        raise OffsetMismatch(
-                            f"upload {row.id} moved on meanwhile", offset=current.offset
+                progress = RecordedProgress(
+                    self._sessions,
+                    staged,
+                    lease,
+                    offset=offset,
+                    # A checksummed PATCH is all or nothing: only its end may record it.
+                    checkpoint_every=None if checksum else CHECKPOINT_BYTES,
+                )
+                try:
+                    with self._metrics.uploads_in_flight.track_inprogress():
+                        await self._write_body(
+                            staged,
+                            body,
+                            room=limit - offset,
+                            checksum=checksum,
+                            progress=progress,
+                            lease=lease,
+                            # A deferred length reserves as it goes; a known one is covered.
+                            cover=cover,
                         )
-                row.offset = offset + written
+                finally:
+                    self._metrics.upload_bytes.inc(progress.recorded - offset)
+                row.offset = progress.recorded
                 row.length = current.length
-                self._metrics.upload_bytes.inc(written)
             finally:
                 await anyio.to_thread.run_sync(staged.close)
                 if held_here:
@@ -503,17 +559,32 @@ class TusService:
         *,
         room: int,
         checksum: ExpectedChecksum | None,
+        progress: RecordedProgress,
         lease: UploadLease,
         cover: ReservationCover,
-    ) -> int:
-        """Stream the body to the staging file in large writes and fsync it. Too many bytes
-        or a checksum mismatch cut the file back to where this PATCH began."""
-        start = staged.size
+    ) -> None:
+        """Stream the body to the staging file in large writes, recording the offset as it
+        goes (``RecordedProgress``). A client that goes away keeps everything it delivered;
+        a PATCH refused by the server (too many bytes, quota, checksum) is cut back to what
+        was recorded before it: for a checksummed PATCH, to where it began."""
         hasher = checksum.hasher() if checksum else None
+        interrupted = False
+
+        async def watched_body() -> AsyncIterator[bytes]:
+            nonlocal interrupted
+            try:
+                async for chunk in body:
+                    yield chunk
+            except GeneratorExit:
+                raise  # closed by its reader, which stopped for a reason of its own
+            except BaseException:
+                interrupted = True  # the client went away, or stopped sending
+                raise
+
         try:
-            written = await write_body(
+            await write_body(
                 staged,
-                body,
+                watched_body(),
                 room=room,
                 too_large=lambda: UploadTooLarge(
                     "the body goes beyond Upload-Length or Tus-Max-Size"
@@ -521,18 +592,40 @@ class TusService:
                 hasher=hasher,
                 before_write=lease.check,
                 on_batch=cover,
+                after_write=progress.checkpoint,
+                keep_received=checksum is None,
             )
             if checksum is not None and hasher is not None and hasher.digest() != checksum.digest:
                 raise ChecksumMismatch(f"{checksum.algorithm} of the PATCH body does not match")
-            await anyio.to_thread.run_sync(staged.sync)
-            lease.check()
+            await progress.record()
         except UploadLockLost:
             raise  # the file may be another writer's by now: leave it to them
-        except BaseException:
-            with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-                await anyio.to_thread.run_sync(staged.truncate, start)
+        except BaseException as exc:
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            with anyio.CancelScope(shield=True):
+                if checksum is None and (interrupted or cancelled):
+                    await self._keep_received(progress, staged)
+                else:
+                    with contextlib.suppress(OSError):
+                        await anyio.to_thread.run_sync(staged.truncate, progress.recorded)
             raise
-        return written
+
+    @staticmethod
+    async def _keep_received(progress: RecordedProgress, staged: StagedFile) -> None:
+        """The client left mid-PATCH: what reached the file becomes the upload's offset."""
+        try:
+            await progress.record()
+        except UploadLockLost:
+            return  # another writer owns the file now; it cuts it back to the recorded offset
+        except Exception:
+            log.warning("could not keep an interrupted PATCH's bytes", exc_info=True)
+            with contextlib.suppress(OSError):
+                await anyio.to_thread.run_sync(staged.truncate, progress.recorded)
+            return
+        log.info(
+            "interrupted PATCH kept",
+            extra={"upload_id": str(progress.upload_id), "offset": progress.recorded},
+        )
 
     async def _finish(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
         """Rename into place and count the usage in one transaction that also marks the
@@ -558,14 +651,22 @@ class TusService:
                     replace=row.overwrite,
                     parents=True,
                 )
+                if row.rename_on_collision and foreseen.entries == 0:
+                    foreseen = Usage(foreseen.bytes, 1)  # the name is taken: a new one is made
                 await change.settle(foreseen, holder=upload_holder(row.id))
-                committed = await driver.files.commit_staged(
-                    staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
-                )
+                if row.rename_on_collision:
+                    committed, destination = await driver.files.commit_staged_renaming(
+                        staged, row.vfolder_id, destination, parents=True
+                    )
+                else:
+                    committed = await driver.files.commit_staged(
+                        staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
+                    )
                 await change.correct(committed.added - committed.replaced - foreseen)
                 upload = await UploadRepository(session).get(row.id)
                 assert upload is not None
                 upload.status = UploadStatus.COMPLETED.value
+                upload.destination = str(destination)
         except PathExists:
             await anyio.to_thread.run_sync(staged.close)
             await self._terminate_row(row, driver)
@@ -573,6 +674,7 @@ class TusService:
         except BaseException:
             await anyio.to_thread.run_sync(staged.close)
             raise
+        row.destination = str(destination)
         log.info("upload completed", extra={"upload_id": str(row.id), "path": row.destination})
         row.status = UploadStatus.COMPLETED.value
         return UploadState.of(row)
@@ -583,8 +685,18 @@ class TusService:
     async def terminate(
         self, principal: Principal, vfolder_id: uuid.UUID, upload_id: uuid.UUID
     ) -> None:
-        row, driver = await self._load(principal, vfolder_id, upload_id)
+        row, driver = await self._load(principal, vfolder_id, upload_id, completed_ok=True)
+        if row.status == UploadStatus.COMPLETED.value and row.concat != "partial":
+            # Its file is in place and is the vfolder's now: only the upload is forgotten.
+            await self._forget_row(row)
+            return
         await self._terminate_row(row, driver)
+
+    async def _forget_row(self, row: UploadRow) -> None:
+        async with self._sessions() as session, session.begin():
+            upload = await UploadRepository(session).get(row.id)
+            if upload is not None:
+                upload.status = UploadStatus.TERMINATED.value
 
     async def _terminate_row(self, row: UploadRow, driver: VolumeDriver) -> None:
         async with self._sessions() as session, session.begin():

@@ -127,3 +127,18 @@ def test_four_parts_in_parallel_then_concatenated(live: Live, tmp_path: Path) ->
         == hashlib.sha256(data).digest()
     )
     assert list(live.staging.iterdir()) == []
+
+
+def test_tuspy_with_no_metadata_at_all(live: Live, tmp_path: Path) -> None:
+    """tuspy's defaults name no destination: the file lands under the upload id, and the
+    server says so."""
+    source = tmp_path / "anonymous.bin"
+    source.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    client = tus.TusClient(live.uploads_url, headers=live.headers)
+    uploader = client.uploader(str(source), chunk_size=1024 * 1024)
+    uploader.upload()
+    assert uploader.url is not None
+    upload_id = uploader.url.rsplit("/", 1)[1]
+    head = httpx.head(uploader.url, headers={**live.headers, "Tus-Resumable": "1.0.0"})
+    assert head.headers["upload-destination"] == upload_id
+    assert (live.root / upload_id).read_bytes() == source.read_bytes()

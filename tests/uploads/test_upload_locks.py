@@ -1,5 +1,5 @@
-"""One writer per upload: the lease (in Redis, or in the database) with expiry, renewal and a
-fencing token that keeps a writer who lost it from ever acknowledging bytes."""
+"""One writer per upload: the lease (in the upload's database row, Redis or not) with expiry,
+renewal and a fencing token that keeps a writer who lost it from ever acknowledging bytes."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
-from redis.asyncio import Redis
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db.engine import create_engine, create_session_factory
 from app.errors import UploadLocked, UploadLockLost
-from app.uploads.locks import DatabaseLeaseStore, LeaseStore, RedisLeaseStore, UploadLocks
+from app.uploads.locks import DatabaseLeaseStore, UploadLocks
 from app.uploads.models import UploadRow
 from app.uploads.repository import UploadRepository
 from tests.files.conftest import VFolderHandle
@@ -38,37 +37,25 @@ class LockRig:
 
 @pytest.fixture
 async def rig(vfolder: VFolderHandle, settings: Settings) -> AsyncIterator[LockRig]:
-    """The lease in Redis or in the database, as the settings (with, without Redis) say."""
+    """The lease as the application builds it: in the database, with or without Redis."""
     upload_id = uuid.UUID((await location(vfolder)).rsplit("/", 1)[1])
     engine = create_engine(settings.effective_database_url)
     sessions = create_session_factory(engine)
-    store: LeaseStore
-    redis_url = settings.redis_url
-    if redis_url:
-        prefix = f"sp-locks-{secrets.token_hex(4)}:"
-        store = RedisLeaseStore(redis_url, key_prefix=prefix)
-        keeper = Redis.from_url(redis_url)
+    store = DatabaseLeaseStore(sessions)
 
-        async def expire() -> None:
-            await keeper.delete(f"{prefix}upload-lock:{upload_id}")
-    else:
-        store = DatabaseLeaseStore(sessions)
-
-        async def expire() -> None:
-            async with sessions() as session, session.begin():
-                await session.execute(
-                    update(UploadRow)
-                    .where(UploadRow.id == upload_id)
-                    .values(lock_expires_at=datetime.now(UTC) - timedelta(seconds=1))
-                )
+    async def expire() -> None:
+        async with sessions() as session, session.begin():
+            await session.execute(
+                update(UploadRow)
+                .where(UploadRow.id == upload_id)
+                .values(lock_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
 
     locks = UploadLocks(store, sessions, ttl_seconds=TTL)
     try:
         yield LockRig(locks, sessions, upload_id, expire)
     finally:
         await locks.close()
-        if redis_url:
-            await keeper.aclose()
         await engine.dispose()
 
 
