@@ -30,6 +30,7 @@ from app.errors import (
     Problem,
     driver_problem,
 )
+from app.files.raw_paths import percent_decoded
 from app.files.form_stream import FileData, FileEnd, FileStart, file_events
 from app.files.http_conditions import etag_of
 from app.files.schemas import (
@@ -62,6 +63,7 @@ from drivers.fsops import (
 from drivers.paths import (
     MAX_PATH_BYTES,
     RelativePath,
+    display_text,
     parse_relative_path,
     require_single_name,
 )
@@ -158,7 +160,8 @@ class FilesService:
 
     async def stat(self, principal: Principal, vfolder_id: uuid.UUID, path: str) -> FileInfo:
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
-        return FileInfo.of(await target.driver.files.stat(vfolder_id, parse_relative_path(path)))
+        rel = parse_relative_path(path, existing=True)
+        return FileInfo.of(await target.driver.files.stat(vfolder_id, rel))
 
     async def list_dir(
         self,
@@ -172,7 +175,7 @@ class FilesService:
     ) -> tuple[list[FileEntry], str | None]:
         """One page of entries and the cursor of the next page (None on the last)."""
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
-        rel = parse_relative_path(path)
+        rel = parse_relative_path(path, existing=True)
         listing = _listing(principal, vfolder_id, rel, recursive=recursive)
         after = None
         if cursor is not None:
@@ -192,7 +195,7 @@ class FilesService:
         """Batches of a whole listing, for NDJSON. Checks everything that can fail up front,
         so that the answer is a proper problem rather than a broken stream."""
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
-        rel = parse_relative_path(path)
+        rel = parse_relative_path(path, existing=True)
         top = await target.driver.files.stat(vfolder_id, rel)
         if top.type is not EntryType.DIR:
             raise NotADirectory(f"{rel or '/'} is not a directory")
@@ -202,7 +205,7 @@ class FilesService:
     async def open_download(
         self, principal: Principal, vfolder_id: uuid.UUID, path: str
     ) -> tuple[VolumeDriver, OpenFile, str]:
-        rel = parse_relative_path(path)
+        rel = parse_relative_path(path, existing=True)
         self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.DOWNLOAD)
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
         handle = await target.driver.files.open_for_read(vfolder_id, rel)
@@ -376,30 +379,44 @@ class FilesService:
         destination: str,
         *,
         overwrite: bool,
+        percent_encoded: bool = False,
     ) -> FileInfo:
+        """The source may be a name that is not UTF-8 (moving it to a good one is how to
+        fix it); the destination may not."""
         target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
-        src, dst = parse_relative_path(source), parse_relative_path(destination)
+        if percent_encoded:
+            source, destination = percent_decoded(source), percent_decoded(destination)
+        src = parse_relative_path(source, existing=True)
+        dst = parse_relative_path(destination)
         async with self._quotas.change(vfolder_id) as change:
             replaced = await target.driver.files.move(vfolder_id, src, dst, overwrite=overwrite)
             await change.settle(-replaced)
         return FileInfo.of(await target.driver.files.stat(vfolder_id, dst))
 
     async def delete(
-        self, principal: Principal, vfolder_id: uuid.UUID, paths: list[str], *, recursive: bool
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        paths: list[str],
+        *,
+        recursive: bool,
+        percent_encoded: bool = False,
     ) -> DeleteResults:
         """Each path on its own: one failure does not stop the others."""
         target = await self._target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
         results: list[DeleteResult] = []
         for path in paths:
             try:
-                rel = parse_relative_path(path)
+                text = percent_decoded(path) if percent_encoded else path
+                rel = parse_relative_path(text, existing=True)
                 async with self._quotas.change(vfolder_id) as change:
                     freed = await target.driver.files.delete(vfolder_id, rel, recursive=recursive)
                     await change.settle(-freed)
                 results.append(DeleteResult(path=path, status="deleted"))
             except DriverError as exc:
                 problem_type, title, status = driver_problem(exc)
-                problem = Problem(type=problem_type, title=title, status=status, detail=str(exc))
+                detail = display_text(str(exc))
+                problem = Problem(type=problem_type, title=title, status=status, detail=detail)
                 results.append(DeleteResult(path=path, status="failed", problem=problem))
         return DeleteResults(results=results)
 
