@@ -30,9 +30,9 @@ from app.errors import (
     Problem,
     driver_problem,
 )
-from app.files.raw_paths import percent_decoded
 from app.files.form_stream import FileData, FileEnd, FileStart, file_events
 from app.files.http_conditions import etag_of
+from app.files.raw_paths import percent_decoded
 from app.files.schemas import (
     DeleteResult,
     DeleteResults,

@@ -30,8 +30,13 @@ def plant(directory: Path, name: bytes, content: bytes = b"x") -> None:
 
 
 def plant_dir(directory: Path, name: bytes) -> Path:
-    os.mkdir(os.fsencode(directory) + b"/" + name)
-    return Path(os.fsdecode(os.fsencode(directory) + b"/" + name))
+    made = directory / os.fsdecode(name)  # Python holds the bytes losslessly
+    made.mkdir()
+    return made
+
+
+def on_disk(directory: Path) -> list[bytes]:
+    return sorted(os.fsencode(entry.name) for entry in directory.iterdir())
 
 
 async def list_all(vfolder: VFolderHandle, **params: Any) -> list[dict[str, Any]]:
@@ -109,7 +114,7 @@ async def test_usage_and_reconcile_count_such_names(vfolder: VFolderHandle) -> N
 
 
 async def test_a_symlink_whose_target_is_not_utf8_is_listed(vfolder: VFolderHandle) -> None:
-    os.symlink(b"../caf\xe9", os.fsencode(vfolder.root) + b"/link")
+    (vfolder.root / "link").symlink_to(os.fsdecode(b"../caf\xe9"))
     listed = await vfolder.client.get(vfolder.url("stat"), params={"path": "link"}, headers=ALICE)
     assert listed.status_code == 200, listed.text
     assert listed.json()["symlink_target"] == "../caf\ufffd"
@@ -142,7 +147,7 @@ async def test_such_a_file_is_moved_to_a_good_name_then_deleted(vfolder: VFolder
         vfolder.url("delete"), json={"paths": ["junk%FF"], "percent_encoded": True}, headers=ALICE
     )
     assert deleted.json()["results"][0]["status"] == "deleted", deleted.text
-    assert sorted(os.listdir(os.fsencode(vfolder.root))) == [b"cafe.txt"]
+    assert on_disk(vfolder.root) == [b"cafe.txt"]
 
 
 async def test_the_api_still_creates_only_utf8_names(vfolder: VFolderHandle) -> None:
@@ -160,7 +165,7 @@ async def test_the_api_still_creates_only_utf8_names(vfolder: VFolderHandle) -> 
     for response in refused:
         assert response.status_code == 400, response.text
         assert response.headers["content-type"] == "application/problem+json"
-    assert sorted(os.listdir(os.fsencode(vfolder.root))) == [b"src"]
+    assert on_disk(vfolder.root) == [b"src"]
 
 
 async def test_a_cursor_cannot_spell_a_name_twice(vfolder: VFolderHandle) -> None:
