@@ -179,7 +179,7 @@ class FilesService:
         listing = _listing(principal, vfolder_id, rel, recursive=recursive)
         after = None
         if cursor is not None:
-            after = _resume_point(self._cursors.open(cursor, listing=listing, keys=("after",)))
+            after = resume_point(self._cursors.open(cursor, listing=listing, keys=("after",)))
         entries, more = await target.driver.files.list_page(
             vfolder_id, rel, after=after, recursive=recursive, limit=limit
         )
@@ -493,7 +493,7 @@ def _listing(
     }
 
 
-def _resume_point(position: dict[str, object]) -> tuple[str, ...]:
+def resume_point(position: dict[str, object]) -> tuple[str, ...]:
     """The names the listing resumes after, each one directory entry (the cursor verified,
     but a name that could walk out of the vfolder never reaches the driver)."""
     after = position["after"]
