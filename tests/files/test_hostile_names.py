@@ -14,6 +14,7 @@ import pytest
 from app.pagination import CursorSealer, Listing
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.support.app import JWT_SECRET, SERVICE
+from tests.support.tasks import finished_task
 
 BAD = b"caf\xe9.txt"  # Latin-1 "café.txt": not UTF-8
 SHOWN = "caf\ufffd.txt"
@@ -187,3 +188,20 @@ async def test_a_cursor_cannot_spell_a_name_twice(vfolder: VFolderHandle) -> Non
         )
         assert response.status_code == 400, response.text
         assert response.json()["type"] == "/problems/invalid-cursor"
+
+
+async def test_a_clone_copies_such_names_exactly(vfolder: VFolderHandle) -> None:
+    """The task's report names what it skipped (a FIFO here): one such name must not fail
+    the clone after the copy."""
+    plant(plant_dir(vfolder.root, b"d\xff"), BAD, b"data")
+    os.mkfifo(vfolder.root / os.fsdecode(b"pipe\xfe"))
+    started = await vfolder.client.post(
+        vfolder.url("clone"), json={"name": "twin", "volume": "local"}, headers=ALICE
+    )
+    assert started.status_code == 202, started.text
+    task = await finished_task(vfolder.client, started.headers["location"], ALICE)
+    assert task["state"] == "succeeded", task
+    assert task["result"]["skipped"] == ["pipe\ufffd"]
+    twin = started.json()["vfolder"]["id"].replace("-", "")
+    twin_root = vfolder.root.parents[2] / twin[:2] / twin[2:4] / twin
+    assert (twin_root / os.fsdecode(b"d\xff") / os.fsdecode(BAD)).read_bytes() == b"data"
