@@ -104,6 +104,18 @@ async def test_a_page_boundary_on_such_a_name_resumes(vfolder: VFolderHandle) ->
         "sub\ufffd/d\ufffd\ufffd",
         "sub\ufffd/e",
     ]
+    inside: list[str] = []  # the same, listing the directory by its raw_path
+    cursor = ""
+    while True:
+        page = await vfolder.client.get(
+            vfolder.url(f"list?path=sub%FE&limit=2{cursor}"), headers=ALICE
+        )
+        assert page.status_code == 200, page.text
+        inside += [e["raw_path"] for e in page.json()["items"]]
+        if page.json()["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page.json()['next_cursor']}"
+    assert inside == ["sub%FE/a", "sub%FE/b%FF", "sub%FE/c", "sub%FE/d%E9%E9", "sub%FE/e"]
 
 
 async def test_usage_and_reconcile_count_such_names(vfolder: VFolderHandle) -> None:
