@@ -4,14 +4,27 @@ exactly, and never answer 500 or break a stream because of one."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import unicodedata
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote_to_bytes
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from app.files.raw_paths import percent_decoded
+from app.files.schemas import file_info_json
+from app.files.service import resume_point
 from app.pagination import CursorSealer, Listing
+from drivers.errors import UnsafePath
+from drivers.fsops import PosixFileOpsSync
+from drivers.layout import VolumeLayout
+from drivers.paths import ROOT, parse_relative_path
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.support.app import JWT_SECRET, SERVICE
 from tests.support.tasks import finished_task
@@ -19,6 +32,7 @@ from tests.support.tasks import finished_task
 BAD = b"caf\xe9.txt"  # Latin-1 "café.txt": not UTF-8
 SHOWN = "caf\ufffd.txt"
 RAW = "caf%E9.txt"
+VFOLDER = uuid.uuid4()
 
 
 def plant(directory: Path, name: bytes, content: bytes = b"x") -> None:
@@ -217,3 +231,50 @@ async def test_a_clone_copies_such_names_exactly(vfolder: VFolderHandle) -> None
     twin = started.json()["vfolder"]["id"].replace("-", "")
     twin_root = vfolder.root.parents[2] / twin[:2] / twin[2:4] / twin
     assert (twin_root / os.fsdecode(b"d\xff") / os.fsdecode(BAD)).read_bytes() == b"data"
+
+
+_any_name = st.binary(min_size=1, max_size=60).filter(
+    lambda name: b"/" not in name and b"\0" not in name and name not in (b".", b"..")
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(names=st.lists(_any_name, min_size=1, max_size=6, unique=True))
+def test_any_bytes_name_is_shown_and_addressed_exactly(
+    tmp_path_factory: Any, names: list[bytes]
+) -> None:
+    """Property, on the file operations and the listing's JSON: whatever bytes a container
+    names a file with, its entry serialises, ``raw_path`` gives back the exact bytes, paging
+    one entry at a time resumes over every name, and ``raw_path`` addresses the file (unless
+    the name holds a control character or a backslash, refused in any path)."""
+    layout = VolumeLayout(tmp_path_factory.mktemp("volume"))
+    layout.vfolder_path(VFOLDER).mkdir(parents=True)
+    root = layout.vfolder_path(VFOLDER)
+    for index, name in enumerate(names):
+        plant(root, name, str(index).encode())
+    files = PosixFileOpsSync(layout)
+    seen: list[bytes] = []
+    after: tuple[str, ...] | None = None
+    while True:
+        page = list(
+            itertools.islice(files.iter_tree(VFOLDER, ROOT, after=after, recursive=False), 1)
+        )
+        if not page:
+            break
+        shown = json.loads(file_info_json(page[0]))
+        raw = unquote_to_bytes(shown["raw_path"]) if shown["raw_path"] else shown["path"].encode()
+        seen.append(raw)
+        text = os.fsdecode(raw)
+        if "\\" in text or any(unicodedata.category(ch) == "Cc" for ch in text):
+            # refused in every path the API takes, as for UTF-8 names (documented)
+            with pytest.raises(UnsafePath):
+                parse_relative_path(percent_decoded(quote(raw)), existing=True)
+        else:
+            address = percent_decoded(shown["raw_path"] or quote(shown["path"]))
+            handle = files.open_for_read(VFOLDER, parse_relative_path(address, existing=True))
+            try:
+                assert handle.read(0, 100) == str(names.index(raw)).encode()
+            finally:
+                handle.close()
+        after = resume_point({"after": [page[0].name]})  # as a sealed cursor carries it
+    assert sorted(seen) == sorted(names)
