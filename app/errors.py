@@ -304,6 +304,12 @@ DRIVER_PROBLEMS: dict[type[driver_errors.DriverError], tuple[str, str, int]] = {
     ),
     driver_errors.InvalidMove: ("/problems/invalid-move", "Invalid move", 400),
     driver_errors.FileChanged: ("/problems/file-changed", "File changed while read", 409),
+    driver_errors.InvalidSnapshotName: (
+        "/problems/invalid-snapshot-name",
+        "Invalid snapshot name",
+        400,
+    ),
+    driver_errors.SnapshotNotFound: ("/problems/snapshot-not-found", "Snapshot not found", 404),
 }
 
 

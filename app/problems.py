@@ -22,6 +22,7 @@ from app.errors import (
     driver_problem,
 )
 from drivers.errors import DriverError
+from drivers.paths import display_text
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -46,7 +47,8 @@ def problem_response(
         "type": problem_type,
         "title": title,
         "status": status,
-        "detail": detail,
+        # A path in a message may hold bytes that are not UTF-8 (a name made through a mount).
+        "detail": display_text(detail),
     }
     if request_id:
         body["request_id"] = request_id

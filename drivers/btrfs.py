@@ -22,7 +22,12 @@ from anyio import to_thread
 
 from drivers.base import SnapshotInfo
 from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandRunner, SubprocessRunner
-from drivers.errors import BackendUnavailable, PathNotFound
+from drivers.errors import (
+    BackendUnavailable,
+    InvalidSnapshotName,
+    PathNotFound,
+    SnapshotNotFound,
+)
 from drivers.fsops import PosixFileOps
 from drivers.layout import SnapshotLayout
 from drivers.posix import PosixDriver
@@ -109,7 +114,7 @@ class BtrfsDriver(PosixDriver):
 
     def snapshot_path(self, vfolder_id: UUID, name: str) -> Path:
         if not SNAPSHOT_NAME.match(name):
-            raise BackendUnavailable(f"{name!r} is not a valid snapshot name")
+            raise InvalidSnapshotName(f"{name!r} is not a valid snapshot name")
         return self.snapshots_root / vfolder_id.hex / name
 
     def snapshot_files(self, vfolder_id: UUID, name: str) -> PosixFileOps:
@@ -145,7 +150,7 @@ class BtrfsDriver(PosixDriver):
         byte limit moves to the new subvolume."""
         snapshot = self.snapshot_path(vfolder_id, name)
         if not await to_thread.run_sync(snapshot.is_dir):
-            raise PathNotFound(f"no snapshot {name!r}")
+            raise SnapshotNotFound(f"no snapshot {name!r}")
         current = await self._existing(vfolder_id)
         limit = await self.get_quota(vfolder_id)
         fresh = self.layout.staging / f"restore-{vfolder_id.hex}-{secrets.token_hex(4)}"
@@ -163,7 +168,7 @@ class BtrfsDriver(PosixDriver):
     async def delete_snapshot(self, vfolder_id: UUID, *, name: str) -> None:
         path = self.snapshot_path(vfolder_id, name)
         if not await to_thread.run_sync(path.is_dir):
-            raise PathNotFound(f"no snapshot {name!r}")
+            raise SnapshotNotFound(f"no snapshot {name!r}")
         await self._run("subvolume", "delete", str(path))
 
 

@@ -79,3 +79,11 @@ class InvalidMove(DriverError):
 
 class FileChanged(DriverError):
     """The file changed while it was being read; the data read so far is inconsistent."""
+
+
+class InvalidSnapshotName(DriverError):
+    """A snapshot name the backend does not allow (it would not name one snapshot safely)."""
+
+
+class SnapshotNotFound(PathNotFound):
+    """The vfolder has no snapshot of that name."""

@@ -22,6 +22,7 @@ from app.files.http_conditions import (
 )
 from app.problems import problem_response
 from drivers.fsops import OpenFile, PosixFileOps
+from drivers.paths import display_text
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ CHUNK_BYTES = 1024 * 1024
 
 def content_disposition(name: str) -> str:
     """``filename`` for old clients (ASCII, quotes escaped), ``filename*`` with the real
-    name for everyone else."""
+    name for everyone else (bytes of it that are not UTF-8 as U+FFFD)."""
+    name = display_text(name)
     fallback = name.encode("ascii", "replace").decode().replace("\\", "_").replace('"', "_")
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 

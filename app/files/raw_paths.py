@@ -1,6 +1,8 @@
 """File paths exactly as the client sent them. The server decodes URLs leniently (invalid
-UTF-8 becomes U+FFFD); we re-decode the raw bytes strictly, so a name that is not UTF-8 is
-refused instead of silently becoming another name."""
+UTF-8 becomes U+FFFD, so two names could become one); we re-decode the raw bytes
+losslessly instead: bytes that are not UTF-8 are held as ``drivers.paths.RAW_ERRORS`` holds
+them, and the path parser decides whether the operation accepts them (reading, moving away
+or deleting an entry made through a mount) or refuses them (making a name)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 from starlette.requests import Request
 
-from drivers.errors import UnsafePath
-
-
-def _strict_utf8(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UnsafePath("path is not valid UTF-8 after percent-decoding") from None
+from drivers.paths import RAW_ERRORS, decode_raw
 
 
 def path_after(request: Request, marker: str) -> str:
@@ -24,16 +19,18 @@ def path_after(request: Request, marker: str) -> str:
     _, found, rest = raw.partition(f"/{marker}/".encode())
     if not found:
         return ""
-    return _strict_utf8(unquote_to_bytes(rest))
+    return decode_raw(unquote_to_bytes(rest))
 
 
 def query_value(request: Request, name: str, default: str = "") -> str:
     raw = request.scope.get("query_string", b"").decode("latin-1")
-    try:
-        pairs = parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise UnsafePath("query is not valid UTF-8 after percent-decoding") from None
+    pairs = parse_qsl(raw, keep_blank_values=True, encoding="utf-8", errors=RAW_ERRORS)
     for key, value in pairs:
         if key == name:
             return str(value)
     return default
+
+
+def percent_decoded(text: str) -> str:
+    """A path given percent-encoded in a JSON body (as listings show ``raw_path``)."""
+    return decode_raw(unquote_to_bytes(text))

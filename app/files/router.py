@@ -36,6 +36,7 @@ from app.openapi_docs import problem_responses
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, cursor_sealer
 from drivers.errors import DriverError, PathExists
 from drivers.fsops import FileEntry
+from drivers.paths import display_text
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}", tags=["files"])
 
@@ -117,7 +118,8 @@ async def _ndjson(batches: AsyncIterator[list[FileEntry]]) -> AsyncIterator[byte
             yield b"".join(file_info_json(entry) + b"\n" for entry in batch)
     except DriverError as exc:
         problem_type, title, status_code = driver_problem(exc)
-        error = Problem(type=problem_type, title=title, status=status_code, detail=str(exc))
+        detail = display_text(str(exc))
+        error = Problem(type=problem_type, title=title, status=status_code, detail=detail)
         end = ListingEnd(complete=False, count=count, error=error)
     end.count = count
     yield end.model_dump_json().encode() + b"\n"
@@ -319,7 +321,12 @@ async def move(
 ) -> FileInfo:
     """Move or rename a file or directory within the vfolder (atomic)."""
     return await service.move(
-        principal, vfolder_id, body.source, body.destination, overwrite=body.overwrite
+        principal,
+        vfolder_id,
+        body.source,
+        body.destination,
+        overwrite=body.overwrite,
+        percent_encoded=body.percent_encoded,
     )
 
 
@@ -328,7 +335,13 @@ async def delete(
     vfolder_id: UUID, body: DeleteRequest, principal: PrincipalDep, service: FilesServiceDep
 ) -> DeleteResults:
     """Delete several paths; the reply says, per path, deleted or why not."""
-    return await service.delete(principal, vfolder_id, body.paths, recursive=body.recursive)
+    return await service.delete(
+        principal,
+        vfolder_id,
+        body.paths,
+        recursive=body.recursive,
+        percent_encoded=body.percent_encoded,
+    )
 
 
 @router.post(

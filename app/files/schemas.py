@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
@@ -9,19 +10,35 @@ from pydantic_core import to_json
 from app.auth.transfer import MAX_TTL_SECONDS, TransferOperation
 from app.errors import Problem
 from drivers.fsops import EntryType, FileEntry
+from drivers.paths import display_text, is_utf8
 
 PathText = Annotated[str, Field(max_length=4096, description="Relative to the vfolder root.")]
+
+
+RAW_PATH_DESCRIPTION = (
+    "Set only when the path is not UTF-8 (a name made through a mount): its exact bytes, "
+    "percent-encoded. `name` and `path` then show each such byte as U+FFFD, for display. "
+    "Address the entry with `raw_path`: as it is in a URL (`files/{raw_path}`, "
+    "`?path={raw_path}`), or in a move or delete body with `percent_encoded: true`."
+)
+PERCENT_ENCODED_DESCRIPTION = (
+    "The paths are percent-encoded bytes (as `raw_path` in listings), to name entries "
+    "whose names are not UTF-8. A destination must still decode as UTF-8."
+)
 
 
 class FileInfo(BaseModel):
     name: str
     path: str = Field(description="Relative to the vfolder root.")
+    raw_path: str | None = Field(default=None, description=RAW_PATH_DESCRIPTION)
     type: EntryType
     size: int = Field(description="Bytes (for a symlink: the length of its target).")
     mtime: datetime
     mode: int = Field(description="Permission bits, e.g. 420 (0o644).")
     symlink_target: str | None = Field(
-        default=None, description="Where a symlink points; never followed by the proxy."
+        default=None,
+        description="Where a symlink points; never followed by the proxy. Bytes that are "
+        "not UTF-8 show as U+FFFD.",
     )
 
     @classmethod
@@ -30,14 +47,21 @@ class FileInfo(BaseModel):
 
 
 def _fields(entry: FileEntry) -> dict[str, Any]:
+    name, path, target, raw = entry.name, str(entry.path), entry.target, None
+    if not is_utf8(path):  # a very few entries: names made through a mount
+        raw = quote(entry.path.raw, safe="/")
+        name, path = display_text(name), display_text(path)
+    if target is not None and not is_utf8(target):
+        target = display_text(target)
     return {
-        "name": entry.name,
-        "path": "/".join(entry.path.parts),
+        "name": name,
+        "path": path,
+        "raw_path": raw,
         "type": entry.type,
         "size": entry.size,
         "mtime": datetime.fromtimestamp(entry.mtime_ns / 1e9, UTC),
         "mode": entry.mode,
-        "symlink_target": entry.target,
+        "symlink_target": target,
     }
 
 
@@ -80,6 +104,7 @@ class MoveRequest(BaseModel):
         description="Replace an existing file, or an empty directory with a directory "
         "(replacing destroys it: that takes mode rwd, else 403).",
     )
+    percent_encoded: bool = Field(default=False, description=PERCENT_ENCODED_DESCRIPTION)
 
 
 class DeleteRequest(BaseModel):
@@ -87,6 +112,7 @@ class DeleteRequest(BaseModel):
 
     paths: list[PathText] = Field(min_length=1, max_length=1000)
     recursive: bool = Field(default=False, description="Delete directories with their content.")
+    percent_encoded: bool = Field(default=False, description=PERCENT_ENCODED_DESCRIPTION)
 
 
 class DeleteResult(BaseModel):

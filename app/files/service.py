@@ -32,6 +32,7 @@ from app.errors import (
 )
 from app.files.form_stream import FileData, FileEnd, FileStart, file_events
 from app.files.http_conditions import etag_of
+from app.files.raw_paths import percent_decoded
 from app.files.schemas import (
     DeleteResult,
     DeleteResults,
@@ -62,6 +63,7 @@ from drivers.fsops import (
 from drivers.paths import (
     MAX_PATH_BYTES,
     RelativePath,
+    display_text,
     parse_relative_path,
     require_single_name,
 )
@@ -159,7 +161,8 @@ class FilesService:
 
     async def stat(self, principal: Principal, vfolder_id: uuid.UUID, path: str) -> FileInfo:
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
-        return FileInfo.of(await target.driver.files.stat(vfolder_id, parse_relative_path(path)))
+        rel = parse_relative_path(path, existing=True)
+        return FileInfo.of(await target.driver.files.stat(vfolder_id, rel))
 
     async def list_dir(
         self,
@@ -173,11 +176,11 @@ class FilesService:
     ) -> tuple[list[FileEntry], str | None]:
         """One page of entries and the cursor of the next page (None on the last)."""
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
-        rel = parse_relative_path(path)
+        rel = parse_relative_path(path, existing=True)
         listing = _listing(principal, vfolder_id, rel, recursive=recursive)
         after = None
         if cursor is not None:
-            after = _resume_point(self._cursors.open(cursor, listing=listing, keys=("after",)))
+            after = resume_point(self._cursors.open(cursor, listing=listing, keys=("after",)))
         entries, more = await target.driver.files.list_page(
             vfolder_id, rel, after=after, recursive=recursive, limit=limit
         )
@@ -193,7 +196,7 @@ class FilesService:
         """Batches of a whole listing, for NDJSON. Checks everything that can fail up front,
         so that the answer is a proper problem rather than a broken stream."""
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
-        rel = parse_relative_path(path)
+        rel = parse_relative_path(path, existing=True)
         top = await target.driver.files.stat(vfolder_id, rel)
         if top.type is not EntryType.DIR:
             raise NotADirectory(f"{rel or '/'} is not a directory")
@@ -203,7 +206,7 @@ class FilesService:
     async def open_download(
         self, principal: Principal, vfolder_id: uuid.UUID, path: str
     ) -> tuple[VolumeDriver, OpenFile, str]:
-        rel = parse_relative_path(path)
+        rel = parse_relative_path(path, existing=True)
         self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.DOWNLOAD)
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
         handle = await target.driver.files.open_for_read(vfolder_id, rel)
@@ -377,9 +380,15 @@ class FilesService:
         destination: str,
         *,
         overwrite: bool,
+        percent_encoded: bool = False,
     ) -> FileInfo:
+        """The source may be a name that is not UTF-8 (moving it to a good one is how to
+        fix it); the destination may not."""
         target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
-        src, dst = parse_relative_path(source), parse_relative_path(destination)
+        if percent_encoded:
+            source, destination = percent_decoded(source), percent_decoded(destination)
+        src = parse_relative_path(source, existing=True)
+        dst = parse_relative_path(destination)
         # Replacing what is at the destination destroys it: that is deleting, which takes
         # rwd. Without rwd the move goes ahead only if nothing is there (checked under the
         # vfolder's lock, by the driver).
@@ -402,21 +411,29 @@ class FilesService:
         return FileInfo.of(await target.driver.files.stat(vfolder_id, dst))
 
     async def delete(
-        self, principal: Principal, vfolder_id: uuid.UUID, paths: list[str], *, recursive: bool
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        paths: list[str],
+        *,
+        recursive: bool,
+        percent_encoded: bool = False,
     ) -> DeleteResults:
         """Each path on its own: one failure does not stop the others."""
         target = await self._target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
         results: list[DeleteResult] = []
         for path in paths:
             try:
-                rel = parse_relative_path(path)
+                text = percent_decoded(path) if percent_encoded else path
+                rel = parse_relative_path(text, existing=True)
                 async with self._quotas.change(vfolder_id) as change:
                     freed = await target.driver.files.delete(vfolder_id, rel, recursive=recursive)
                     await change.settle(-freed)
                 results.append(DeleteResult(path=path, status="deleted"))
             except DriverError as exc:
                 problem_type, title, status = driver_problem(exc)
-                problem = Problem(type=problem_type, title=title, status=status, detail=str(exc))
+                detail = display_text(str(exc))
+                problem = Problem(type=problem_type, title=title, status=status, detail=detail)
                 results.append(DeleteResult(path=path, status="failed", problem=problem))
         return DeleteResults(results=results)
 
@@ -493,7 +510,7 @@ def _listing(
     }
 
 
-def _resume_point(position: dict[str, object]) -> tuple[str, ...]:
+def resume_point(position: dict[str, object]) -> tuple[str, ...]:
     """The names the listing resumes after, each one directory entry (the cursor verified,
     but a name that could walk out of the vfolder never reaches the driver)."""
     after = position["after"]

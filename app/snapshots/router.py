@@ -6,12 +6,14 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
 from app.deps import PrincipalDep, RuntimeDep
-from app.files.schemas import FileInfo, FileList
+from app.files.raw_paths import query_value
+from app.files.schemas import FileList, file_list_json
 from app.openapi_docs import problem_responses
+from app.pagination import MAX_LIMIT, cursor_sealer
 from app.snapshots.service import SnapshotService
 from drivers.base import SnapshotInfo
 
@@ -57,6 +59,7 @@ def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
         volumes=runtime.volumes,
         ledger=runtime.quota_ledger,
         reconciler=runtime.reconciler,
+        cursors=cursor_sealer(runtime.settings),
     )
 
 
@@ -99,18 +102,30 @@ async def delete_snapshot(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{name}/list", operation_id="snapshots-browse", responses=problem_responses(*PROBLEMS))
+@router.get(
+    "/{name}/list",
+    operation_id="snapshots-browse",
+    response_model=FileList,
+    responses=problem_responses(*PROBLEMS),
+)
 async def browse_snapshot(
     vfolder_id: UUID,
     name: str,
     principal: PrincipalDep,
     service: SnapshotServiceDep,
-    path: str = "",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
-) -> FileList:
-    """A directory of the snapshot, read-only (symlinks listed, never followed)."""
-    entries, _more = await service.browse(principal, vfolder_id, name, path, limit=limit)
-    return FileList(items=[FileInfo.of(e) for e in entries], next_cursor=None)
+    request: Request,
+    path: Annotated[
+        str, Query(max_length=8192, description="Relative to the snapshot's root.")
+    ] = "",
+    cursor: Annotated[str | None, Query(max_length=8192)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
+) -> Response:
+    """A directory of the snapshot, read-only (symlinks listed, never followed), sorted by
+    name, one page at a time like the files list."""
+    entries, next_cursor = await service.browse(
+        principal, vfolder_id, name, query_value(request, "path"), cursor=cursor, limit=limit
+    )
+    return Response(file_list_json(entries, next_cursor), media_type="application/json")
 
 
 @router.post(

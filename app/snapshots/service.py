@@ -8,13 +8,15 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Iterator
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.errors import CapabilityMissing, InvalidRequest
-from app.files.service import foreseen_store
+from app.files.service import foreseen_store, resume_point
+from app.pagination import CursorSealer, Listing, principal_key
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
@@ -22,6 +24,7 @@ from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 from drivers.base import SnapshotCapable, SnapshotInfo, VolumeDriver
 from drivers.clone import copy_file_data
+from drivers.errors import SnapshotNotFound, VFolderDirectoryMissing
 from drivers.fsops import FileEntry
 from drivers.paths import RelativePath, parse_relative_path
 
@@ -37,7 +40,9 @@ class SnapshotService:
         volumes: VolumeRegistry,
         ledger: QuotaLedger,
         reconciler: Reconciler,
+        cursors: CursorSealer,
     ) -> None:
+        self._cursors = cursors
         self._sessions = sessions
         self._reader = reader
         self._volumes = volumes
@@ -77,13 +82,32 @@ class SnapshotService:
         await snapshots.delete_snapshot(vfolder_id, name=name)
 
     async def browse(
-        self, principal: Principal, vfolder_id: uuid.UUID, name: str, path: str, *, limit: int
-    ) -> tuple[list[FileEntry], bool]:
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        name: str,
+        path: str,
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[FileEntry], str | None]:
+        """One page of a snapshot's directory and the cursor of the next (None on the last),
+        paged by name like the files list, the cursor sealed to this snapshot's listing."""
         _, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.READ)
         files = snapshots.snapshot_files(vfolder_id, name)
-        return await files.list_page(
-            vfolder_id, parse_relative_path(path), after=None, recursive=False, limit=limit
-        )
+        rel = parse_relative_path(path, existing=True)
+        listing = _listing(principal, vfolder_id, name, rel)
+        after = None
+        if cursor is not None:
+            after = resume_point(self._cursors.open(cursor, listing=listing, keys=("after",)))
+        with _snapshot_missing_is(name):
+            entries, more = await files.list_page(
+                vfolder_id, rel, after=after, recursive=False, limit=limit
+            )
+        next_cursor = None
+        if more and entries:
+            next_cursor = self._cursors.seal({"after": [entries[-1].name]}, listing=listing)
+        return entries, next_cursor
 
     async def restore(
         self, principal: Principal, vfolder_id: uuid.UUID, name: str, path: str | None
@@ -111,7 +135,8 @@ class SnapshotService:
         rel: RelativePath,
     ) -> None:
         source = snapshots.snapshot_files(vfolder_id, name)
-        handle = await source.open_for_read(vfolder_id, rel)  # refuses dirs and symlinks
+        with _snapshot_missing_is(name):
+            handle = await source.open_for_read(vfolder_id, rel)  # refuses dirs and symlinks
         staged = await driver.files.create_staged()
         committed = False
         try:
@@ -131,6 +156,31 @@ class SnapshotService:
             if not committed:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await driver.files.discard_staged(staged)
+
+
+@contextlib.contextmanager
+def _snapshot_missing_is(name: str) -> Iterator[None]:
+    """A snapshot's files stand for its vfolder's: their root missing means no snapshot."""
+    try:
+        yield
+    except VFolderDirectoryMissing:
+        raise SnapshotNotFound(f"no snapshot {name!r}") from None
+
+
+def _listing(
+    principal: Principal, vfolder_id: uuid.UUID, snapshot: str, rel: RelativePath
+) -> Listing:
+    """What a snapshot listing's cursor is bound to: replayed on anything else (another
+    snapshot, directory, vfolder or caller, or the files list), it does not verify."""
+    return {
+        "endpoint": "snapshots-browse",
+        "vfolder": str(vfolder_id),
+        "snapshot": snapshot,
+        "path": str(rel),
+        "recursive": False,
+        "sort": "name",
+        "principal": principal_key(principal),
+    }
 
 
 def _copy_into(source_fd: int, target_fd: int) -> int:

@@ -32,6 +32,7 @@ from app.vfolders.service import resolve_owner
 from app.volumes.registry import VolumeRegistry
 from drivers.base import FastCloneCapable, VolumeDriver
 from drivers.clone import CloneProgress
+from drivers.paths import display_text
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,10 @@ class CloneResult(BaseModel):
     bytes: int
     entries: int
     reflinked_files: int = Field(description="Files whose data is shared, not copied.")
-    skipped: list[str] = Field(description="Sockets, devices, FIFOs: not cloned.")
+    skipped: list[str] = Field(
+        description="Sockets, devices, FIFOs: not cloned (bytes of a path that are not UTF-8 "
+        "show as U+FFFD)."
+    )
 
 
 def clone_holder(vfolder_id: uuid.UUID) -> str:
@@ -155,7 +159,8 @@ def clone_handler(
             bytes=usage.bytes,
             entries=usage.entries,
             reflinked_files=progress.reflinked,
-            skipped=progress.skipped,
+            # A name made through a mount may not be UTF-8: shown with U+FFFD, as listings do.
+            skipped=[display_text(path) for path in progress.skipped],
         )
 
     return clone

@@ -9,11 +9,11 @@ from pydantic import BaseModel
 
 from app.deps import PrincipalDep, RuntimeDep, SessionDep
 from app.openapi_docs import problem_responses
-from app.permissions.models import Mode
 from app.tasks.schemas import TaskView
 from app.tasks.service import wake_after_commit
 from app.vfolders.clone import start_clone
-from app.vfolders.schemas import VFolder, VFolderCreate, VFolderView
+from app.vfolders.schemas import VFolderCreate, VFolderView
+from app.vfolders.service import as_seen_by
 
 router = APIRouter(tags=["vfolders"])
 
@@ -51,7 +51,7 @@ async def clone_vfolder(
     )
     wake_after_commit(session, runtime.tasks)
     response.headers["Location"] = f"/v1/tasks/{task.id}"
+    # The caller's real mode on the clone (a group member's is the group mode), like a create.
     return CloneStarted(
-        vfolder=VFolderView(**VFolder.model_validate(target).model_dump(), mode=Mode.RWD),
-        task=TaskView.of(task),
+        vfolder=await as_seen_by(session, principal, target), task=TaskView.of(task)
     )

@@ -134,12 +134,7 @@ class VFolderService:
         return await self._as_seen_by(principal, existing)
 
     async def _as_seen_by(self, principal: Principal, row: VFolderRow) -> VFolderView:
-        """The vfolder with the caller's real mode (a group's member gets the group mode, a
-        service key acting for a user that user's mode), as a later GET would answer."""
-        access = access_of(principal, await load_rules(self._session, row.id))
-        if access.mode is None:
-            raise VFolderNotFound(f"vfolder {row.id} not found", vfolder_id=str(row.id))
-        return _view(VFolder.model_validate(row), access)
+        return await as_seen_by(self._session, principal, row)
 
     async def _ensure_name_free(self, owner: Owner, name: str) -> None:
         taken = await self._repo.get_live_by_name(
@@ -340,6 +335,15 @@ def _resume_point(position: dict[str, object]) -> tuple[str, uuid.UUID]:
         return name, uuid.UUID(vfolder_id)
     except ValueError:  # a lone surrogate (UnicodeEncodeError), or not a UUID
         raise refused_cursor("a resume point that is not a name and an id") from None
+
+
+async def as_seen_by(session: AsyncSession, principal: Principal, row: VFolderRow) -> VFolderView:
+    """The vfolder with the caller's real mode (a group's member gets the group mode, a
+    service key acting for a user that user's mode), as a later GET would answer."""
+    access = access_of(principal, await load_rules(session, row.id))
+    if access.mode is None:
+        raise VFolderNotFound(f"vfolder {row.id} not found", vfolder_id=str(row.id))
+    return _view(VFolder.model_validate(row), access)
 
 
 def _view(vfolder: VFolder, access: Access) -> VFolderView:

@@ -85,3 +85,28 @@ async def test_a_members_own_group_create_answers_the_group_mode(
     assert made.status_code == 201, made.text
     got = await client.get(f"/v1/vfolders/{made.json()['id']}", headers=ALICE)
     assert made.json()["mode"] == got.json()["mode"] == "rw"
+
+
+async def test_a_clone_answers_the_callers_real_mode(client: httpx.AsyncClient) -> None:
+    """A member who clones into the group gets the group's mode on the clone, not `rwd`:
+    the answer must not promise what every later request refuses."""
+    source = await create(client, AS_BOB_IN_LAB, name="src", owner_type="group", owner_id="lab")
+    assert source.status_code == 201, source.text
+    cloned = await client.post(
+        f"/v1/vfolders/{source.json()['id']}/clone",
+        json={"name": "copy", "volume": "local", "owner_type": "group", "owner_id": "lab"},
+        headers=AS_BOB_IN_LAB,
+    )
+    assert cloned.status_code == 202, cloned.text
+    clone_id = cloned.json()["vfolder"]["id"]
+    got = await client.get(f"/v1/vfolders/{clone_id}", headers=AS_BOB_IN_LAB)
+    assert got.status_code == 200, got.text
+    assert cloned.json()["vfolder"]["mode"] == got.json()["mode"] == "rw"
+
+    own = await client.post(
+        f"/v1/vfolders/{source.json()['id']}/clone",
+        json={"name": "mine", "volume": "local"},
+        headers=AS_BOB_IN_LAB,
+    )
+    assert own.status_code == 202, own.text
+    assert own.json()["vfolder"]["mode"] == "rwd"  # bob owns this one
