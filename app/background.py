@@ -6,9 +6,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import logging
 
-log = logging.getLogger(__name__)
+from app.observability.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class PeriodicJob(abc.ABC):

@@ -3,7 +3,6 @@ builds the engine, cache and volumes and tears them down."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,7 +23,7 @@ from app.files.router import router as files_router
 from app.health.router import router as health_router
 from app.maintenance import build_scheduler, build_task_runner
 from app.observability.body_limit import BodySizeLimitMiddleware
-from app.observability.logging import configure_logging
+from app.observability.logging import configure_logging, get_logger
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestContextMiddleware
 from app.openapi_docs import install_openapi
@@ -49,7 +48,7 @@ from app.vfolders.router import router as vfolders_router
 from app.volumes.registry import VolumeRegistry
 from app.volumes.router import router as volumes_router
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 TITLE = "storage-proxy"
 DESCRIPTION = """One HTTP API over many storage backends: volumes, virtual folders (vfolders),

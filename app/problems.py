@@ -5,7 +5,6 @@ hierarchy, so a new domain error needs no new handler."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,11 +20,12 @@ from app.errors import (
     DomainError,
     driver_problem,
 )
+from app.observability.logging import get_logger
 from drivers.errors import DriverError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class ProblemResponse(JSONResponse):

@@ -4,7 +4,6 @@ this proxy is dropped before the cache is trusted again."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -12,8 +11,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.cache.base import CacheStatus
+from app.observability.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 0.5

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import uuid
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from app.files.schemas import (
     UploadedFiles,
 )
 from app.observability.context import bind_log_fields
+from app.observability.logging import get_logger
 from app.pagination import decode_cursor, encode_cursor
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
@@ -62,7 +62,7 @@ from drivers.fsops import (
 )
 from drivers.paths import RelativePath, parse_relative_path
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LISTING_BATCH = 1000
 

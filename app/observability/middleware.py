@@ -5,7 +5,6 @@ A pure ASGI middleware (not ``BaseHTTPMiddleware``) so streamed bodies pass thro
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -15,13 +14,14 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability.context import bind_log_fields, reset_log_fields
+from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.problems import internal_error_response
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-log = logging.getLogger("storage_proxy.access")
+log = get_logger("storage_proxy.access")
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

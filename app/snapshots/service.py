@@ -5,7 +5,6 @@ the whole vfolder. Elsewhere every call answers 409 ``/problems/capability-missi
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import uuid
 
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.principal import Principal
 from app.errors import CapabilityMissing, InvalidRequest
 from app.files.service import foreseen_store
+from app.observability.logging import get_logger
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
@@ -25,7 +25,7 @@ from drivers.clone import copy_file_data
 from drivers.fsops import FileEntry
 from drivers.paths import RelativePath, parse_relative_path
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class SnapshotService:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import secrets
 import socket
@@ -23,11 +22,12 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import DomainError, driver_problem
+from app.observability.logging import get_logger
 from app.tasks.models import TaskRow, TaskState
 from app.tasks.repository import TaskRepository
 from drivers.errors import DriverError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PROGRESS_EVERY_SECONDS = 0.2
 # How long a stopping node lets the handler at work finish before interrupting it.

@@ -11,7 +11,6 @@ latest lease holder's fencing token passes. No database transaction is held whil
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from app.errors import (
 )
 from app.files.service import foreseen_store
 from app.observability.context import bind_log_fields
+from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, upload_holder
@@ -58,7 +58,7 @@ from drivers.errors import PathExists, PathNotFound
 from drivers.fsops import StagedFile
 from drivers.paths import RelativePath, parse_relative_path
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 P = ParamSpec("P")

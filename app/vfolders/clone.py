@@ -9,7 +9,6 @@ name free again), reservation released."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -19,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.errors import InvalidRequest, VFolderIdConflict, VFolderNameConflict, VFolderNotFound
+from app.observability.logging import get_logger
 from app.permissions.policy import Owner, VFolderOperation, authorize_create
 from app.quotas.ledger import QuotaLedger
 from app.tasks.models import TaskRow
@@ -33,7 +33,7 @@ from app.volumes.registry import VolumeRegistry
 from drivers.base import FastCloneCapable, VolumeDriver
 from drivers.clone import CloneProgress
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CLONE_VFOLDER = "clone-vfolder"
 REPORT_EVERY_SECONDS = 0.2

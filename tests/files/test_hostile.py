@@ -265,7 +265,7 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawServer]
     outside_dir = cwd / "outside"
     outside_dir.mkdir()
     (outside_dir / "secret").write_bytes(SECRET)
-    env = clean_environment(STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment()
     with serving(cwd=cwd, env=env) as server:
         token = run_cli(["token", "--user", "mallory"], cwd=cwd, env=env).stdout.strip()
         created = httpx.post(

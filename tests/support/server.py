@@ -6,11 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -45,6 +47,13 @@ class Server:
     process: subprocess.Popen[str]
     started_at: float
     ready_after: float
+    output_file: IO[str]
+
+    def output(self) -> str:
+        """Everything the server printed so far (its log, at the default level: INFO)."""
+        self.output_file.flush()
+        self.output_file.seek(0)
+        return self.output_file.read()
 
 
 @contextmanager
@@ -57,34 +66,36 @@ def serving(
 ) -> Iterator[Server]:
     port = free_port()
     started = time.monotonic()
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), *extra_args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        ready_after = _wait_ready(base_url, process, started, ready_within)
-        yield Server(base_url, process, started, ready_after)
-    finally:
-        process.terminate()
+    # A file, not a pipe: a server logging at INFO would fill a pipe nobody reads, and block.
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as output:
+        process = subprocess.Popen(
+            [*CLI, "serve", "--port", str(port), *extra_args],
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        base_url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            ready_after = _wait_ready(base_url, process, output, started, ready_within)
+            yield Server(base_url, process, started, ready_after, output)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _wait_ready(
-    base_url: str, process: subprocess.Popen[str], started: float, within: float
+    base_url: str, process: subprocess.Popen[str], output: IO[str], started: float, within: float
 ) -> float:
     while time.monotonic() - started < within:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"server exited with {process.returncode}:\n{output}")
+            output.seek(0)
+            raise AssertionError(f"server exited with {process.returncode}:\n{output.read()}")
         try:
             if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
                 return time.monotonic() - started
