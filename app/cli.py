@@ -110,6 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.db.migrate import upgrade_to_head_blocking
+    from app.http_protocol import PROTOCOL_IMPORT_STRING
 
     settings = Settings()
     settings.check_safe_to_start()
@@ -128,6 +129,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_config=None,
         proxy_headers=False,
+        http=PROTOCOL_IMPORT_STRING,
     )
     return 0
 

@@ -48,6 +48,7 @@ class Server:
     started_at: float
     ready_after: float
     output_file: IO[str]
+    cwd: Path
 
     def output(self) -> str:
         """Everything the server printed so far (its log, at the default level: INFO)."""
@@ -79,7 +80,7 @@ def serving(
         base_url = f"http://127.0.0.1:{port}"
         try:
             ready_after = _wait_ready(base_url, process, output, started, ready_within)
-            yield Server(base_url, process, started, ready_after, output)
+            yield Server(base_url, process, started, ready_after, output, cwd)
         finally:
             process.terminate()
             try:
