@@ -42,6 +42,30 @@ def problem_responses(*statuses: int, authenticated: bool = True) -> dict[int | 
     }
 
 
+# Answered by the connection or the body limit before any route's code runs: any operation
+# can answer them (app.http_protocol, app.observability.body_limit).
+SERVER_STATUSES = {
+    408: "The request head or body did not arrive in time (slow or stalled client)",
+    413: "Request body larger than the operation accepts",
+    414: "URL longer than the server accepts",
+    431: "Request head (headers) larger than the server accepts",
+}
+
+
+def declare_server_statuses(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every operation documents what the server answers before routing reaches it."""
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in SERVER_STATUSES.items():
+                responses.setdefault(
+                    str(status),
+                    {"description": description, "content": {PROBLEM_CONTENT_TYPE: problem}},
+                )
+    return spec
+
+
 def problem_json_only(spec: dict[str, Any]) -> dict[str, Any]:
     """FastAPI files every response model under ``application/json``; error responses are
     ``application/problem+json`` only, so move their schema there."""
@@ -57,12 +81,14 @@ def problem_json_only(spec: dict[str, Any]) -> dict[str, Any]:
 def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_json_only(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
+            app.openapi_schema = declare_server_statuses(
+                problem_json_only(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        description=app.description,
+                        routes=app.routes,
+                    )
                 )
             )
         return app.openapi_schema

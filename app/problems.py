@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from app.errors import (
     HTTP_STATUS_PROBLEMS,
@@ -133,14 +134,34 @@ async def handle_http_exception(request: Request, exc: Exception) -> ProblemResp
         exc.status_code, (f"/problems/http-{exc.status_code}", "HTTP error")
     )
     _remember(request, problem_type)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only; each method of a
+        # path is its own route here.
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem_response(
         problem_type=problem_type,
         title=title,
         status=exc.status_code,
         detail=str(exc.detail),
         request_id=_request_id(request),
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this request's path."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
 
 
 def internal_error_response(request_id: str | None) -> ProblemResponse:

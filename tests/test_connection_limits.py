@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.observed import Observations, assert_documented
 from tests.support.server import Server, clean_environment, serving
 
 pytestmark = pytest.mark.slow
@@ -44,6 +45,15 @@ class Answer:
         return problem
 
 
+SEEN = Observations()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_status_seen_here_is_documented() -> Iterator[None]:
+    yield
+    assert_documented(SEEN)
+
+
 def _parse(raw: bytes, after: float) -> Answer:
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -66,6 +76,7 @@ class RawClient:
         self.closed = threading.Event()
         self.started = time.monotonic()
         self.ended = 0.0
+        self.request_line = ""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -80,6 +91,8 @@ class RawClient:
 
     def send(self, data: bytes, *, chunk: int = 64 * 1024) -> int:
         """Bytes sent before the server closed the connection."""
+        if not self.request_line:
+            self.request_line = data.split(b"\r\n", 1)[0][:200].decode("latin-1")
         sent = 0
         try:
             for start in range(0, len(data), chunk):
@@ -91,7 +104,10 @@ class RawClient:
 
     def answer(self, within: float) -> Answer:
         assert self.closed.wait(within), f"still open after {within} s: {self.received[:200]!r}"
-        return _parse(self.received, self.ended - self.started)
+        answer = _parse(self.received, self.ended - self.started)
+        method, _, rest = self.request_line.partition(" ")
+        SEEN.add(method, rest.rsplit(" ", 1)[0], answer.status)
+        return answer
 
     def close(self) -> None:
         self.sock.close()
@@ -184,7 +200,9 @@ def test_six_endless_heads_do_not_swell_the_server(server: Server) -> None:
 
 
 def test_a_100_kib_url_is_refused_with_414(server: Server) -> None:
-    answer = _raw(server, b"GET /v1/" + b"a" * (100 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = _raw(
+        server, b"GET /v1/vfolders?q=" + b"a" * (100 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     assert answer.status == 414
     assert answer.problem()["type"] == "/problems/uri-too-long"
 

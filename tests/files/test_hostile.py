@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.files.conftest import ALICE, VFolderHandle
+from tests.support.observed import assert_documented, observing
 from tests.support.server import clean_environment, run_cli, serving
 
 SECRET = b"outside the vfolder"
@@ -363,3 +364,11 @@ def test_literal_dot_dot_over_the_wire(real_server: RawServer, suffix: str) -> N
             assert 400 <= response.status < 500, (method, suffix, response.status, body)
     finally:
         connection.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_status_seen_here_is_documented() -> Iterator[None]:
+    """Whatever these attacks provoke, the spec must have promised it, as problem+json."""
+    with observing() as seen:
+        yield
+    assert_documented(seen)
