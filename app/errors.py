@@ -165,6 +165,15 @@ class ServiceNotReady(DomainError):
     status = 503
 
 
+class DependencyUnavailable(DomainError):
+    """The database (or another dependency every request needs) cannot be reached."""
+
+    problem_type = "/problems/unavailable"
+    title = "A dependency of the service is unavailable; retry shortly"
+    status = 503
+    retry_after = 5
+
+
 # -- sharing and resumable uploads (tus) ---------------------------------------------
 
 

@@ -42,13 +42,15 @@ def problem_responses(*statuses: int, authenticated: bool = True) -> dict[int | 
     }
 
 
-# Answered by the connection or the body limit before any route's code runs: any operation
-# can answer them (app.http_protocol, app.observability.body_limit).
+# Statuses any operation can answer whatever its own code: from the connection or the body
+# limit before routing (app.http_protocol, app.observability.body_limit), or a database
+# outage (app.db.availability).
 SERVER_STATUSES = {
     408: "The request head or body did not arrive in time (slow or stalled client)",
     413: "Request body larger than the operation accepts",
     414: "URL longer than the server accepts",
     431: "Request head (headers) larger than the server accepts",
+    503: "The database or another dependency is unavailable; retry after `Retry-After`",
 }
 
 

@@ -10,14 +10,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError as SQLAlchemyDBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
 
+from app.db.availability import DatabaseUnreachable, is_database_outage
 from app.errors import (
     HTTP_STATUS_PROBLEMS,
     INTERNAL_PROBLEM,
     VALIDATION_PROBLEM,
+    DependencyUnavailable,
     DomainError,
     driver_problem,
 )
@@ -164,6 +168,20 @@ def allowed_methods(request: Request) -> list[str]:
     ]
 
 
+async def handle_database_error(request: Request, exc: Exception) -> ProblemResponse:
+    """A database outage is a 503 the client may retry; any other database error is a bug."""
+    if not is_database_outage(exc):
+        log.error("unhandled database error", exc_info=exc)
+        _remember(request, INTERNAL_PROBLEM[0])
+        return internal_error_response(_request_id(request))
+    return await handle_domain_error(request, database_unavailable(exc))
+
+
+def database_unavailable(exc: BaseException) -> DependencyUnavailable:
+    log.error("database unavailable: %s", exc)
+    return DependencyUnavailable("the database cannot be reached; retry shortly")
+
+
 def internal_error_response(request_id: str | None) -> ProblemResponse:
     problem_type, title, status = INTERNAL_PROBLEM
     return problem_response(
@@ -180,3 +198,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DriverError, handle_driver_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    for database_error in (SQLAlchemyDBAPIError, SQLAlchemyTimeoutError, DatabaseUnreachable):
+        app.add_exception_handler(database_error, handle_database_error)

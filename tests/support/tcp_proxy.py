@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 
 
 class TcpProxy:
@@ -48,3 +49,35 @@ class TcpProxy:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+class BackgroundTcpProxy:
+    """A ``TcpProxy`` on its own event loop in a thread, for synchronous tests that put it
+    between a real server process and its database."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        self._proxy = TcpProxy(upstream_host, upstream_port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    @property
+    def url_host(self) -> str:
+        return self._proxy.url_host
+
+    def __enter__(self) -> BackgroundTcpProxy:
+        self._thread.start()
+        self.restore()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
+
+    def cut(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._proxy.cut(), self._loop).result(timeout=10)
+
+    def restore(self) -> None:
+        """Listen again, on the same port."""
+        asyncio.run_coroutine_threadsafe(self._proxy.start(), self._loop).result(timeout=10)
