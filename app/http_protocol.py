@@ -64,10 +64,8 @@ class _Refused(Exception):
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
-    limits: HttpLimits | None = None  # None: the configured ones
-
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._limits = self.limits or configured_limits()
+        self._limits = configured_limits()
         self._refusal: tuple[int, str] | None = None
         self._in_head = False
         self._head_bytes = 0
