@@ -69,6 +69,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refusal: tuple[int, str] | None = None
         self._in_head = False
         self._head_bytes = 0
+        self._header_fields_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._window_bytes = 0
@@ -100,6 +101,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._header_fields_bytes = 0
         self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
@@ -109,8 +111,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         super().on_header(name, value)
-        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
-        if size > self._limits.max_header_bytes:
+        self._header_fields_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if len(self.url) + self._header_fields_bytes > self._limits.max_header_bytes:
             self._stop(431, self._header_detail)
 
     def on_headers_complete(self) -> None:
