@@ -334,3 +334,38 @@ def test_a_put_that_keeps_sending_is_never_cut(server: Server, staging: Path) ->
     finally:
         client.close()
     assert answer.status == 201, answer
+
+
+def test_a_stalled_form_upload_is_cut_and_leaves_nothing(server: Server, staging: Path) -> None:
+    vfolder = _lab_vfolder_with_a_10_mib_group_quota(server)
+    boundary = "x" * 16
+    part = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    head = (
+        f"POST /v1/vfolders/{vfolder}/upload HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {8 * MIB}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in _as("mallory").items())
+        + "\r\n"
+    )
+    client = RawClient(server)
+    try:
+        client.send(head.encode() + part + os.urandom(256 * 1024))
+        answer = client.answer(within=BODY_WINDOW * 3 + 10)
+    finally:
+        client.close()
+    assert answer.status == 408, answer
+    deadline = time.monotonic() + 10
+    while [p for p in staging.iterdir() if not p.name.startswith(".probe")]:
+        assert time.monotonic() < deadline, list(staging.iterdir())
+        time.sleep(0.1)
+    usage = httpx.get(f"{server.base_url}/v1/vfolders/{vfolder}/usage", headers=_as("carol"))
+    assert usage.json()["used_bytes"] == 0, usage.text
+    stored = httpx.put(
+        f"{server.base_url}/v1/vfolders/{vfolder}/files/carol.bin",
+        content=b"c" * (10 * MIB),
+        headers=_as("carol"),
+    )
+    assert stored.status_code == 201, stored.text  # nothing of the 10 MiB is still reserved
