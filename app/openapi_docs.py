@@ -30,8 +30,9 @@ _DESCRIPTIONS = {
 
 
 def problem_responses(*statuses: int, authenticated: bool = True) -> dict[int | str, Any]:
-    """Error responses to declare on a route; 401 and 422 apply to every /v1 route."""
-    wanted = sorted({*statuses, *((401, 422) if authenticated else ())})
+    """Error responses to declare on a route; 401, 403 (a transfer token used outside its
+    scope, whatever the route) and 422 apply to every authenticated route."""
+    wanted = sorted({*statuses, *((401, 403, 422) if authenticated else ())})
     return {
         status: {
             "model": Problem,
