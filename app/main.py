@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from app import __version__
 from app.auth.tokens import Authenticator
 from app.cache import build_cache
 from app.config import Settings
+from app.cors import ProblemCORSMiddleware
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
 from app.files.router import router as files_router
@@ -177,7 +177,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.add_middleware(TusMiddleware)
     if settings.cors_allow_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],

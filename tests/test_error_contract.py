@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from tests.support.app import SERVICE, bearer, user_token
+from tests.support.app import SERVICE, bearer, client_for, make_settings, user_token
 from tests.support.observed import SPEC, assert_documented, observing
 
 ALICE = bearer(user_token("alice"))
@@ -121,3 +122,23 @@ async def test_broken_json_and_wrong_types_are_422_problems(
     assert_problem(wrong, 422)
     bad_id = await client.get("/v1/vfolders/not-a-uuid", headers=ALICE)
     assert_problem(bad_id, 422)
+
+
+async def test_a_refused_cors_preflight_is_a_problem_too(tmp_path: Path, database_url: str) -> None:
+    settings = make_settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        cors_allow_origins=["https://app.example"],
+    )
+    async with client_for(settings) as client:
+        refused = await client.options(
+            "/v1/vfolders",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert assert_problem(refused, 400)["detail"] == "Disallowed CORS origin"
+        allowed = await client.options(
+            "/v1/vfolders",
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
