@@ -223,7 +223,7 @@ def test_a_head_that_never_ends_is_cut_after_the_header_timeout(server: Server) 
         client.close()
     assert answer.status == 408
     assert answer.problem()["type"] == "/problems/request-timeout"
-    assert HEADER_TIMEOUT * 0.9 <= answer.after < HEADER_TIMEOUT + 3
+    assert HEADER_TIMEOUT * 0.9 <= answer.after < HEADER_TIMEOUT + 5
 
 
 def test_a_head_dripping_one_byte_at_a_time_is_cut_too(server: Server) -> None:
