@@ -7,7 +7,7 @@ it into ``DatabaseUnreachable`` so that no filesystem ``OSError`` is ever mistak
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from sqlalchemy import event, exc, text
@@ -57,6 +57,20 @@ def is_database_outage(error: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+class _Logger(Protocol):
+    def warning(self, msg: str, *args: object) -> None: ...
+    def error(self, msg: str, *args: object, exc_info: BaseException) -> None: ...
+
+
+def log_pass_failure(log: _Logger, what: str, error: BaseException) -> None:
+    """A background pass that failed: one line while the database is away (it is retried
+    every pass), the whole traceback for anything else."""
+    if is_database_outage(error):
+        log.warning("%s: the database is unavailable (%s); retrying", what, _root_cause(error))
+    else:
+        log.error("%s: pass failed", what, exc_info=error)
 
 
 def require_reachable_blocking(url: str) -> None:
