@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
@@ -12,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 
@@ -47,14 +47,12 @@ class Server:
     process: subprocess.Popen[str]
     started_at: float
     ready_after: float
-    output_file: IO[str]
+    log_path: Path
     cwd: Path
 
     def output(self) -> str:
         """Everything the server printed so far (its log, at the default level: INFO)."""
-        self.output_file.flush()
-        self.output_file.seek(0)
-        return self.output_file.read()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
 @contextmanager
@@ -65,22 +63,26 @@ def serving(
     extra_args: Sequence[str] = (),
     ready_within: float = 10.0,
 ) -> Iterator[Server]:
+    """``process.stdout`` reads what the server printed, as a pipe would, but the server
+    writes to a file: at INFO it would fill a pipe nobody reads, and block."""
     port = free_port()
     started = time.monotonic()
-    # A file, not a pipe: a server logging at INFO would fill a pipe nobody reads, and block.
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as output:
-        process = subprocess.Popen(
-            [*CLI, "serve", "--port", str(port), *extra_args],
-            cwd=cwd,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    with tempfile.TemporaryDirectory(prefix="storage-proxy-server-") as logs:
+        log_path = Path(logs) / "output.log"
+        with log_path.open("ab") as sink:  # O_APPEND: reading never moves the server's writes
+            process = subprocess.Popen(
+                [*CLI, "serve", "--port", str(port), *extra_args],
+                cwd=cwd,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        process.stdout = log_path.open(encoding="utf-8", errors="replace")
         base_url = f"http://127.0.0.1:{port}"
         try:
-            ready_after = _wait_ready(base_url, process, output, started, ready_within)
-            yield Server(base_url, process, started, ready_after, output, cwd)
+            ready_after = _wait_ready(base_url, process, log_path, started, ready_within)
+            yield Server(base_url, process, started, ready_after, log_path, cwd)
         finally:
             process.terminate()
             try:
@@ -88,15 +90,20 @@ def serving(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            # A test may still read what it has not read yet once the server is gone.
+            if not process.stdout.closed:
+                unread = process.stdout.read()
+                process.stdout.close()
+                process.stdout = io.StringIO(unread)
 
 
 def _wait_ready(
-    base_url: str, process: subprocess.Popen[str], output: IO[str], started: float, within: float
+    base_url: str, process: subprocess.Popen[str], log_path: Path, started: float, within: float
 ) -> float:
     while time.monotonic() - started < within:
         if process.poll() is not None:
-            output.seek(0)
-            raise AssertionError(f"server exited with {process.returncode}:\n{output.read()}")
+            output = log_path.read_text(encoding="utf-8", errors="replace")
+            raise AssertionError(f"server exited with {process.returncode}:\n{output}")
         try:
             if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
                 return time.monotonic() - started
