@@ -6,9 +6,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import logging
 
-log = logging.getLogger(__name__)
+from app.db.availability import log_pass_failure
+from app.observability.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class PeriodicJob(abc.ABC):
@@ -42,13 +44,13 @@ class PeriodicJob(abc.ABC):
     async def _loop(self) -> None:
         try:
             await self.on_start()
-        except Exception:
-            log.exception("%s: start-up pass failed", self.name)
+        except Exception as error:
+            log_pass_failure(log, f"{self.name} (start-up)", error)
         while True:
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("%s: pass failed", self.name)
+            except Exception as error:
+                log_pass_failure(log, self.name, error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._interval)
             self._wakeup.clear()

@@ -15,6 +15,7 @@ from app import __version__
 from app.auth.principal import Role
 from app.auth.tokens import mint_user_token
 from app.config import ConfigurationError, Settings
+from app.db.availability import DatabaseUnreachable, require_reachable_blocking
 from app.task_watch import start_scan, watch
 
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result: int = args.handler(args)
-    except ConfigurationError as exc:
+    except (ConfigurationError, DatabaseUnreachable) as exc:
         print(f"storage-proxy: {exc}", file=sys.stderr)
         return 2
     return result
@@ -110,14 +111,16 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.db.migrate import upgrade_to_head_blocking
+    from app.http_protocol import PROTOCOL_IMPORT_STRING
     from app.observability.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
     from app.volumes.registry import VolumeRegistry
 
     settings = Settings()
     settings.check_safe_to_start()
     # Fail here, on one readable line, on a broken STORAGE_CONFIG (unknown key, driver or
-    # option), not in each worker with a traceback.
+    # option) or an unreachable database, not in each worker with a traceback.
     VolumeRegistry.from_config(settings.volumes())
+    require_reachable_blocking(settings.effective_database_url)
     if settings.uses_embedded_database or args.migrate:
         upgrade_to_head_blocking(settings.effective_database_url)
     if args.workers > 1 and not settings.redis_url:
@@ -135,6 +138,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_config=None,
             proxy_headers=False,
+            http=PROTOCOL_IMPORT_STRING,
         )
     finally:
         remove_multiprocess_dir(metrics_dir)
@@ -145,6 +149,7 @@ def _migrate(_args: argparse.Namespace) -> int:
     from app.db.migrate import head_revision, upgrade_to_head_blocking
 
     settings = Settings()
+    require_reachable_blocking(settings.effective_database_url)
     upgrade_to_head_blocking(settings.effective_database_url)
     print(f"database at revision {head_revision()}")
     return 0

@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
+    # Bounds of one HTTP request a client cannot stretch (enforced by app.http_protocol).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_url_bytes: int = Field(default=16 * 1024, ge=256)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    body_min_bytes_per_second: float = Field(default=500.0, ge=0)
 
     @field_validator(
         "service_keys",

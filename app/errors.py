@@ -170,6 +170,15 @@ class ServiceNotReady(DomainError):
     status = 503
 
 
+class DependencyUnavailable(DomainError):
+    """The database (or another dependency every request needs) cannot be reached."""
+
+    problem_type = "/problems/unavailable"
+    title = "A dependency of the service is unavailable; retry shortly"
+    status = 503
+    retry_after = 5
+
+
 # -- sharing and resumable uploads (tus) ---------------------------------------------
 
 
@@ -329,4 +338,9 @@ HTTP_STATUS_PROBLEMS: dict[int, tuple[str, str]] = {
     406: ("/problems/not-acceptable", "Not acceptable"),
     413: ("/problems/content-too-large", "Content too large"),
     415: ("/problems/unsupported-media-type", "Unsupported media type"),
+    # Answered by the connection itself (app.http_protocol), before any application code.
+    408: ("/problems/request-timeout", "The request did not arrive in time"),
+    414: ("/problems/uri-too-long", "URI too long"),
+    431: ("/problems/request-header-fields-too-large", "Request header fields too large"),
 }
+MALFORMED_REQUEST_PROBLEM = ("/problems/malformed-request", "Malformed HTTP request")

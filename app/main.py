@@ -3,12 +3,10 @@ builds the engine, cache and volumes and tears them down."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -18,13 +16,14 @@ from app import __version__
 from app.auth.tokens import Authenticator
 from app.cache import build_cache
 from app.config import Settings
+from app.cors import ProblemCORSMiddleware
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
 from app.files.router import router as files_router
 from app.health.router import router as health_router
 from app.maintenance import build_scheduler, build_task_runner
 from app.observability.body_limit import BodySizeLimitMiddleware
-from app.observability.logging import configure_logging
+from app.observability.logging import configure_logging, get_logger
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestContextMiddleware
 from app.openapi_docs import install_openapi
@@ -52,7 +51,7 @@ from app.vfolders.router import router as vfolders_router
 from app.volumes.registry import VolumeRegistry
 from app.volumes.router import router as volumes_router
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 TITLE = "storage-proxy"
 DESCRIPTION = """One HTTP API over many storage backends: volumes, virtual folders (vfolders),
@@ -203,7 +202,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.add_middleware(TusMiddleware)
     if settings.cors_allow_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["*"],

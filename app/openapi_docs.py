@@ -30,8 +30,9 @@ _DESCRIPTIONS = {
 
 
 def problem_responses(*statuses: int, authenticated: bool = True) -> dict[int | str, Any]:
-    """Error responses to declare on a route; 401 and 422 apply to every /v1 route."""
-    wanted = sorted({*statuses, *((401, 422) if authenticated else ())})
+    """Error responses to declare on a route; 401, 403 (a transfer token used outside its
+    scope, whatever the route) and 422 apply to every authenticated route."""
+    wanted = sorted({*statuses, *((401, 403, 422) if authenticated else ())})
     return {
         status: {
             "model": Problem,
@@ -40,6 +41,32 @@ def problem_responses(*statuses: int, authenticated: bool = True) -> dict[int | 
         }
         for status in wanted
     }
+
+
+# Statuses any operation can answer whatever its own code: from the connection or the body
+# limit before routing (app.http_protocol, app.observability.body_limit), or a database
+# outage (app.db.availability).
+SERVER_STATUSES = {
+    408: "The request head or body did not arrive in time (slow or stalled client)",
+    413: "Request body larger than the operation accepts",
+    414: "URL longer than the server accepts",
+    431: "Request head (headers) larger than the server accepts",
+    503: "The database or another dependency is unavailable; retry after `Retry-After`",
+}
+
+
+def declare_server_statuses(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every operation documents what the server answers before routing reaches it."""
+    problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in SERVER_STATUSES.items():
+                responses.setdefault(
+                    str(status),
+                    {"description": description, "content": {PROBLEM_CONTENT_TYPE: problem}},
+                )
+    return spec
 
 
 def problem_json_only(spec: dict[str, Any]) -> dict[str, Any]:
@@ -57,12 +84,14 @@ def problem_json_only(spec: dict[str, Any]) -> dict[str, Any]:
 def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problem_json_only(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
+            app.openapi_schema = declare_server_statuses(
+                problem_json_only(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        description=app.description,
+                        routes=app.routes,
+                    )
                 )
             )
         return app.openapi_schema

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import hmac
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +27,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from app.auth.principal import Principal
 from app.config import Settings
 from app.errors import InvalidCursor
+from app.observability.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

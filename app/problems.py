@@ -5,28 +5,33 @@ hierarchy, so a new domain error needs no new handler."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError as SQLAlchemyDBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
+from app.db.availability import DatabaseUnreachable, is_database_outage
 from app.errors import (
     HTTP_STATUS_PROBLEMS,
     INTERNAL_PROBLEM,
     VALIDATION_PROBLEM,
+    DependencyUnavailable,
     DomainError,
     driver_problem,
 )
+from app.observability.logging import get_logger
 from drivers.errors import DriverError
 from drivers.paths import display_text
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class ProblemResponse(JSONResponse):
@@ -135,14 +140,48 @@ async def handle_http_exception(request: Request, exc: Exception) -> ProblemResp
         exc.status_code, (f"/problems/http-{exc.status_code}", "HTTP error")
     )
     _remember(request, problem_type)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only; each method of a
+        # path is its own route here.
+        headers["Allow"] = ", ".join(allowed_methods(request))
     return problem_response(
         problem_type=problem_type,
         title=title,
         status=exc.status_code,
         detail=str(exc.detail),
         request_id=_request_id(request),
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this request's path."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+
+
+async def handle_database_error(request: Request, exc: Exception) -> ProblemResponse:
+    """A database outage is a 503 the client may retry; any other database error is a bug."""
+    if not is_database_outage(exc):
+        log.error("unhandled database error", exc_info=exc)
+        _remember(request, INTERNAL_PROBLEM[0])
+        return internal_error_response(_request_id(request))
+    return await handle_domain_error(request, database_unavailable(exc))
+
+
+def database_unavailable(exc: BaseException) -> DependencyUnavailable:
+    log.error("database unavailable: %s", exc)
+    return DependencyUnavailable("the database cannot be reached; retry shortly")
 
 
 def internal_error_response(request_id: str | None) -> ProblemResponse:
@@ -161,3 +200,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DriverError, handle_driver_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    for database_error in (SQLAlchemyDBAPIError, SQLAlchemyTimeoutError, DatabaseUnreachable):
+        app.add_exception_handler(database_error, handle_database_error)

@@ -4,7 +4,7 @@ checked through the HTTP API on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pytest
 from app.auth.principal import Role
 from app.permissions.policy import VFolderOperation
 from tests.support.app import SERVICE, bearer, client_for, make_settings, user_token
+from tests.support.observed import assert_documented, observing
 
 OK = "ok"
 
@@ -216,3 +217,11 @@ async def test_cold_and_warm_caches_give_the_same_answers(
                     name,
                     operation,
                 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_status_seen_here_is_documented() -> Iterator[None]:
+    """Every refusal of the matrix is one the spec lists for the operation, as problem+json."""
+    with observing() as seen:
+        yield
+    assert_documented(seen)

@@ -129,7 +129,7 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
 
 def test_scan_shows_progress_and_prints_the_report(tmp_path: Path) -> None:
     key = "cli-scan-service-key-0123456789abcdef0123456789"
-    env = clean_environment(STORAGE_SERVICE_KEYS=key, STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment(STORAGE_SERVICE_KEYS=key)
     with serving(cwd=tmp_path, env=env) as server:
         for n in range(3):
             made = httpx.post(
@@ -152,7 +152,7 @@ def test_scan_shows_progress_and_prints_the_report(tmp_path: Path) -> None:
 
 def test_serve_with_workers_never_serves_what_another_worker_changed(tmp_path: Path) -> None:
     key = "cli-workers-service-key-0123456789abcdef0123456"
-    env = clean_environment(STORAGE_SERVICE_KEYS=key, STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment(STORAGE_SERVICE_KEYS=key)
     auth = {"Authorization": f"Bearer {key}"}
     with serving(cwd=tmp_path, env=env, extra_args=["--workers", "2"], ready_within=30) as server:
         made = httpx.post(

@@ -50,7 +50,7 @@ create_bodies = st.fixed_dictionaries(
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     cwd: Path = tmp_path_factory.mktemp("fuzz")
-    env = clean_environment(STORAGE_SERVICE_KEYS=SERVICE_KEY, STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment(STORAGE_SERVICE_KEYS=SERVICE_KEY)
     with (
         serving(cwd=cwd, env=env) as server,
         httpx.Client(

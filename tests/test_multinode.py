@@ -27,7 +27,6 @@ def test_revocation_on_node_a_holds_on_node_b(tmp_path: Path) -> None:
             STORAGE_REDIS_KEY_PREFIX=f"sp-multinode-{secrets.token_hex(4)}:",
             STORAGE_SERVICE_KEYS=KEY,
             STORAGE_DATA_DIR=str(tmp_path / "shared"),
-            STORAGE_LOG_LEVEL="WARNING",
         )
         assert run_cli(["migrate"], cwd=tmp_path, env=env).returncode == 0
         bob_token = run_cli(["token", "--user", "bob"], cwd=tmp_path, env=env).stdout.strip()

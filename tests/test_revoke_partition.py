@@ -65,7 +65,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             STORAGE_REDIS_KEY_PREFIX=f"sp-partition-{secrets.token_hex(4)}:",
             STORAGE_SERVICE_KEYS=KEY,
             STORAGE_DATA_DIR=str(tmp_path / "shared"),
-            STORAGE_LOG_LEVEL="WARNING",
         )
         assert run_cli(["migrate"], cwd=tmp_path, env=env).returncode == 0
         bob_token = run_cli(

@@ -132,7 +132,6 @@ def server(tmp_path: Path) -> Iterator[str]:
         STORAGE_DATA_DIR=str(tmp_path / "data"),
         STORAGE_SERVICE_KEYS=SERVICE_KEY,
         STORAGE_JWT_SECRET=JWT_SECRET,
-        STORAGE_LOG_LEVEL="WARNING",
     )
     migrate = subprocess.run(
         [sys.executable, "-m", "app.cli", "migrate"],

@@ -54,7 +54,6 @@ def test_three_nodes_share_uploads_renames_and_schedules(tmp_path: Path) -> None
             STORAGE_REDIS_KEY_PREFIX=f"sp-three-{secrets.token_hex(4)}:",
             STORAGE_SERVICE_KEYS=KEY,
             STORAGE_DATA_DIR=str(tmp_path / "shared"),
-            STORAGE_LOG_LEVEL="WARNING",
             STORAGE_QUOTA_RECONCILE_INTERVAL_SECONDS=str(INTERVAL),
             STORAGE_TASK_POLL_SECONDS="0.2",
         )

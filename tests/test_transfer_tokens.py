@@ -165,7 +165,7 @@ async def test_bad_transfer_tokens_are_401(client: httpx.AsyncClient, token: str
 
 @pytest.mark.slow
 def test_download_link_works_with_plain_curl(tmp_path: Any) -> None:
-    env = clean_environment(STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment()
     with serving(cwd=tmp_path, env=env) as server:
         token = run_cli(["token", "--user", "alice"], cwd=tmp_path, env=env).stdout.strip()
         auth = {"Authorization": f"Bearer {token}"}

@@ -10,7 +10,6 @@ keys under the prefix (upload locks) are not the cache's to touch."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -24,8 +23,9 @@ from app.cache.base import (
     CacheUnreachable,
     new_token,
 )
+from app.observability.logging import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 2.0
 SOCKET_TIMEOUT_SECONDS = 0.5

@@ -9,6 +9,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
+from app.db.availability import guard_connections
+
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
 
@@ -16,17 +18,27 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+# A database that does not answer a connection attempt within this is reported unreachable
+# (asyncpg would wait a minute).
+CONNECT_TIMEOUT_SECONDS = 10
+
+
 def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
     if is_sqlite(url):
-        return _create_sqlite_engine(url, **kwargs)
-    return create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-        **kwargs,
-    )
+        engine = _create_sqlite_engine(url, **kwargs)
+    else:
+        connect_args = {"timeout": CONNECT_TIMEOUT_SECONDS, **kwargs.pop("connect_args", {})}
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args=connect_args,
+            **kwargs,
+        )
+    guard_connections(engine, url)
+    return engine
 
 
 def _create_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:

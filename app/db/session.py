@@ -4,12 +4,13 @@ nodes, waking background jobs) is queued with ``after_commit``."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-log = logging.getLogger(__name__)
+from app.observability.logging import get_logger
+
+log = get_logger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
 ScheduleAfterCommit = Callable[[AfterCommit], None]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 import mimetypes
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import quote
@@ -20,11 +19,12 @@ from app.files.http_conditions import (
     parse_range,
     range_applies,
 )
+from app.observability.logging import get_logger
 from app.problems import problem_response
 from drivers.fsops import OpenFile, PosixFileOps
 from drivers.paths import display_text
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CHUNK_BYTES = 1024 * 1024
 

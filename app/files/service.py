@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import uuid
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from app.files.schemas import (
     UploadedFiles,
 )
 from app.observability.context import bind_log_fields
+from app.observability.logging import get_logger
 from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
 from app.permissions.policy import NEEDED_MODE, Access, VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
@@ -68,7 +68,7 @@ from drivers.paths import (
     require_single_name,
 )
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LISTING_BATCH = 1000
 # A path of MAX_PATH_BYTES has at most this many components (each one byte and a '/').

@@ -1,21 +1,57 @@
-"""Structured JSON logs: one object per line, with the request's context fields."""
+"""Structured JSON logs: one object per line, with the request's context fields.
+
+The project logs through ``get_logger``: its ``extra=`` fields travel in one namespaced
+attribute of the record (``FIELDS_ATTR``), so no field name (``name``, ``created``, ``msg``…)
+can collide with a ``LogRecord`` attribute and turn a log call into a 500."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
 from app.observability.context import current_log_fields
 
-# Attributes every LogRecord has; anything else passed via ``extra=`` is emitted as a field.
+# Attributes every LogRecord has; anything else a third-party library passes via ``extra=``
+# is emitted as a field.
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
     "message",
     "asctime",
     "color_message",
 }
+FIELDS_ATTR = "storage_fields"
+
+
+class StructuredLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose ``extra=`` fields can be named anything."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        fields = kwargs.pop("extra", None) or {}
+        kwargs["extra"] = {FIELDS_ATTR: dict(fields)}
+        return msg, kwargs
+
+
+def get_logger(name: str) -> StructuredLogger:
+    """The project's only way to get a logger (tests/test_logging_safety.py enforces it)."""
+    return StructuredLogger(logging.getLogger(name))
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of a record: ours (namespaced) and a library's plain extras."""
+    found = {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD_ATTRS and key != FIELDS_ATTR and not key.startswith("_")
+    }
+    namespaced = getattr(record, FIELDS_ATTR, None)
+    if isinstance(namespaced, Mapping):
+        found.update(namespaced)
+    return found
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,10 +62,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        base = dict(entry)
         entry.update(current_log_fields())
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+        entry.update(record_fields(record))
+        entry.update(base)  # a field named like a base key never hides the base key
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
@@ -37,7 +73,8 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in current_log_fields().items())
+        values = {**current_log_fields(), **record_fields(record)}
+        fields = " ".join(f"{k}={v}" for k, v in values.items())
         base = super().format(record)
         return f"{base} {fields}" if fields else base
 

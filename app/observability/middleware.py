@@ -5,23 +5,25 @@ A pure ASGI middleware (not ``BaseHTTPMiddleware``) so streamed bodies pass thro
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
 from typing import Any
 
+from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.db.availability import is_database_outage
 from app.observability.context import bind_log_fields, reset_log_fields
+from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
-from app.problems import internal_error_response
+from app.problems import database_unavailable, handle_domain_error, internal_error_response
 
 REQUEST_ID_HEADER = "x-request-id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-log = logging.getLogger("storage_proxy.access")
+log = get_logger("storage_proxy.access")
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -65,13 +67,21 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            log.exception("unhandled error")
-            state["problem_type"] = "/problems/internal"
+        except Exception as exc:
+            outage = is_database_outage(exc)
+            if not outage:
+                log.exception("unhandled error")
+            state["problem_type"] = "/problems/unavailable" if outage else "/problems/internal"
             if response_started:
                 # Headers are gone; the client sees a truncated body. Nothing more to send.
                 raise
-            await internal_error_response(request_id)(scope, receive, send_with_request_id)
+            # A database lost outside a route's handlers (a dependency's commit) is still a 503.
+            response = (
+                await handle_domain_error(Request(scope), database_unavailable(exc))
+                if outage
+                else internal_error_response(request_id)
+            )
+            await response(scope, receive, send_with_request_id)
         finally:
             self._observe(scope, status_code, time.perf_counter() - started)
 

@@ -14,15 +14,15 @@ existence never leaks; a visible vfolder with too weak a mode answers 403."""
 from __future__ import annotations
 
 import enum
-import logging
 from dataclasses import dataclass
 from uuid import UUID
 
 from app.auth.principal import Principal, PrincipalKind
 from app.errors import DomainError, Forbidden, VFolderIdNotAllowed, VFolderNotFound
+from app.observability.logging import get_logger
 from app.permissions.models import GranteeType, Mode
 
-audit_log = logging.getLogger("storage_proxy.audit")
+audit_log = get_logger("storage_proxy.audit")
 
 
 class VFolderOperation(enum.StrEnum):

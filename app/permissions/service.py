@@ -4,7 +4,6 @@ be announced is refused, so no node goes on granting what was revoked."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 
 from prometheus_client import Counter
@@ -14,6 +13,7 @@ from app.auth.principal import Principal
 from app.db.session import ScheduleAfterCommit
 from app.errors import GrantNotFound, VFolderDeleted, VFolderNotFound
 from app.observability.context import bind_log_fields
+from app.observability.logging import get_logger
 from app.permissions.models import GranteeType, Mode
 from app.permissions.policy import VFolderOperation, authorize
 from app.permissions.repository import GrantRepository
@@ -22,7 +22,7 @@ from app.vfolders.models import VFolderStatus
 from app.vfolders.reader import VFolderReader, load_rules
 from app.vfolders.repository import VFolderRepository
 
-log = logging.getLogger("storage_proxy.audit")
+log = get_logger("storage_proxy.audit")
 
 
 class GrantService:

@@ -11,7 +11,6 @@ without a limit cost no lock at all."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import QuotaExceeded, VFolderDeleted, VFolderNotFound
+from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.quotas.models import QuotaRow, ReservationRow
 from app.quotas.repository import QuotaRepository, Scope, ScopeUsage, scopes_of
@@ -28,7 +28,7 @@ from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from drivers.fsops import Usage
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ALERT_LEVELS = (95, 80)  # percent of a byte limit, highest first
 WRITE_RESERVATION_TTL = timedelta(hours=6)

@@ -9,7 +9,6 @@ vfolder that kept changing is retried, then reported as busy for the next pass."
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import VolumeNotFound
+from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.quotas.ledger import QuotaLedger
 from app.quotas.models import QuotaRow
@@ -32,7 +32,7 @@ from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
 from drivers.fsops import Usage
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SCAN_ATTEMPTS = 3
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.principal import Principal
 from app.cache import Cache
 from app.errors import Forbidden, InvalidRequest, QuotaExceeded, VolumeNotFound
+from app.observability.logging import get_logger
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
 from app.quotas.models import QuotaRow, ScopeType
@@ -24,7 +24,7 @@ from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.base import QuotaCapable
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class QuotaService:

@@ -5,7 +5,6 @@ the whole vfolder. Elsewhere every call answers 409 ``/problems/capability-missi
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.principal import Principal
 from app.errors import CapabilityMissing, InvalidRequest
 from app.files.service import foreseen_store, resume_point
+from app.observability.logging import get_logger
 from app.pagination import CursorSealer, Listing, principal_key
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
@@ -28,7 +28,7 @@ from drivers.errors import SnapshotNotFound, VFolderDirectoryMissing
 from drivers.fsops import FileEntry
 from drivers.paths import RelativePath, parse_relative_path
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class SnapshotService:

@@ -6,16 +6,16 @@ simply runs out."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.background import PeriodicJob
+from app.observability.logging import get_logger
 from app.tasks.models import NodeRow
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Rows of nodes dead this long are removed (nothing refers to them any more).
 FORGET_DEAD_AFTER = timedelta(days=1)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import secrets
 import socket
@@ -22,12 +21,14 @@ import anyio
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import DomainError, driver_problem
+from app.db.availability import is_database_outage, log_pass_failure
+from app.errors import DependencyUnavailable, DomainError, driver_problem
+from app.observability.logging import get_logger
 from app.tasks.models import TaskRow, TaskState
 from app.tasks.repository import TaskRepository
 from drivers.errors import DriverError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PROGRESS_EVERY_SECONDS = 0.2
 # How long a stopping node lets the handler at work finish before interrupting it.
@@ -132,8 +133,8 @@ class TaskRunner:
         while not self._stop_requested:
             try:
                 await self.run_pending()
-            except Exception:
-                log.exception("task runner: pass failed")
+            except Exception as error:
+                log_pass_failure(log, "task runner", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self._poll)
             self._wakeup.clear()
@@ -272,6 +273,15 @@ def _problem_of(exc: BaseException) -> str:
     elif isinstance(exc, DriverError):
         problem_type, title, status = driver_problem(exc)
         body = {"type": problem_type, "title": title, "status": status, "detail": str(exc)}
+    elif is_database_outage(exc):
+        log.warning("task failed: the database is unavailable: %s", exc)
+        unavailable = DependencyUnavailable("the database was unavailable; run the task again")
+        body = {
+            "type": unavailable.problem_type,
+            "title": unavailable.title,
+            "status": unavailable.status,
+            "detail": unavailable.detail,
+        }
     else:
         log.error("task failed unexpectedly", exc_info=exc)
         body = {

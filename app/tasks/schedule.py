@@ -4,7 +4,6 @@ cluster queues — and runs — it once. Finished scheduled tasks are pruned aft
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,10 +13,11 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.background import PeriodicJob
+from app.observability.logging import get_logger
 from app.tasks.models import TaskRow, TaskState
 from app.tasks.service import SCHEDULER, schedule_once, submit
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 KEEP_FINISHED = timedelta(hours=1)
 

@@ -4,13 +4,13 @@ staging file removed, so their space comes back."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.background import PeriodicJob
+from app.observability.logging import get_logger
 from app.quotas.ledger import upload_holder
 from app.quotas.repository import QuotaRepository
 from app.uploads.models import UploadStatus
@@ -20,7 +20,7 @@ from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
 from drivers.paths import parse_relative_path
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class UploadReaper(PeriodicJob):

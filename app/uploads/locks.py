@@ -15,7 +15,6 @@ it can be sure of holding the lease has run out, counted from before each renewa
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import secrets
 import time
@@ -28,9 +27,10 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import UploadGone, UploadLocked, UploadLockLost
+from app.observability.logging import get_logger
 from app.uploads.repository import UploadRepository
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # The share of the lease a holder trusts: the rest absorbs clock drift between this node and
 # the lock's keeper, and the time a write already under way takes to finish.

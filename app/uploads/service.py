@@ -13,7 +13,6 @@ fencing token passes. No database transaction is held while bytes flow."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from app.errors import (
 )
 from app.files.service import foreseen_store
 from app.observability.context import bind_log_fields
+from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, upload_holder
@@ -63,7 +63,7 @@ from drivers.errors import PathExists, PathNotFound
 from drivers.fsops import StagedFile, Usage
 from drivers.paths import RelativePath, parse_relative_path
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # What happens to an upload whose destination exists (STORAGE_UPLOAD_COLLISION).
 CollisionPolicy = Literal["fail", "replace", "rename"]

@@ -9,7 +9,6 @@ the upload expires). Every removal is logged with the file's path."""
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -17,12 +16,13 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.observability.logging import get_logger
 from app.uploads.models import UploadRow, UploadStatus
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
 from drivers.fsops import TUS_STAGING_PREFIX
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LOOKUP_BATCH = 500
 

@@ -9,7 +9,6 @@ name free again), reservation released."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import UTC, datetime
 
@@ -18,15 +17,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
-from app.errors import InvalidRequest, VFolderNotFound
-from app.permissions.policy import VFolderOperation, authorize_chosen_id, authorize_create
+from app.errors import InvalidRequest, VFolderIdConflict, VFolderNameConflict, VFolderNotFound
+from app.observability.logging import get_logger
+from app.permissions.policy import Owner, VFolderOperation, authorize_chosen_id, authorize_create
 from app.quotas.ledger import QuotaLedger
 from app.tasks.models import TaskRow
 from app.tasks.runner import TaskContext, TaskHandler
 from app.tasks.service import owner_of, submit
 from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.reader import VFolderReader
-from app.vfolders.repository import VFolderRepository
+from app.vfolders.repository import DuplicateVFolder, VFolderRepository
 from app.vfolders.schemas import VFolderCreate
 from app.vfolders.service import resolve_owner
 from app.volumes.registry import VolumeRegistry
@@ -34,7 +34,7 @@ from drivers.base import FastCloneCapable, VolumeDriver
 from drivers.clone import CloneProgress
 from drivers.paths import display_text
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CLONE_VFOLDER = "clone-vfolder"
 REPORT_EVERY_SECONDS = 0.2
@@ -84,7 +84,7 @@ async def start_clone(
         status=VFolderStatus.CLONING.value,
         cloned_from=source.id,
     )
-    await repository.add(target)
+    await _add_clone_target(repository, target, owner)
     await ledger.reserve_in(
         session,
         target,
@@ -99,6 +99,34 @@ async def start_clone(
     )
     log.info("clone queued", extra={"vfolder_id": str(target.id), "source": str(source.id)})
     return target, task
+
+
+async def _add_clone_target(
+    repository: VFolderRepository, target: VFolderRow, owner: Owner
+) -> None:
+    """Insert the new vfolder; a taken id or live name is a 409, as for a create. (A clone is
+    not replayed like a create: an id already used, even by this very clone, is a conflict.)"""
+    if await repository.get(target.id) is not None:
+        raise _id_conflict(target.id)
+    try:
+        await repository.add(target)
+    except DuplicateVFolder:
+        # Lost a race with a concurrent create or clone of that id or name.
+        if await repository.get(target.id) is not None:
+            raise _id_conflict(target.id) from None
+        raise VFolderNameConflict(
+            f"{owner.type} {owner.id!r} already has a vfolder named {target.name!r}",
+            name=target.name,
+            owner_type=owner.type,
+            owner_id=owner.id,
+        ) from None
+
+
+def _id_conflict(vfolder_id: uuid.UUID) -> VFolderIdConflict:
+    return VFolderIdConflict(
+        f"vfolder id {vfolder_id} is already used by a different vfolder",
+        vfolder_id=str(vfolder_id),
+    )
 
 
 def clone_handler(

@@ -10,13 +10,13 @@ on the next pass, which runs at startup. Each entry is checked against the metad
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.background import PeriodicJob
+from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
@@ -24,7 +24,7 @@ from app.volumes.registry import VolumeRegistry
 from drivers.base import TrashEntry, VolumeDriver
 from drivers.errors import DriverError
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Longer than any request: an entry older than this belongs to no request in flight.
 RESTORE_GRACE_SECONDS = 600.0

@@ -18,7 +18,6 @@ Changes nobody's access depends on (a name, a quota) only invalidate, best effor
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +26,7 @@ from app.auth.principal import Principal
 from app.cache import Cache, CacheUnreachable
 from app.db.session import ScheduleAfterCommit
 from app.errors import AccessChangeUnannounced, VFolderDeleted, VFolderNotFound, VFolderNotReady
+from app.observability.logging import get_logger
 from app.permissions.models import GranteeType, Mode
 from app.permissions.policy import (
     Access,
@@ -41,7 +41,7 @@ from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import VFolder
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def cache_subject(vfolder_id: uuid.UUID) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from app.errors import (
     VFolderNotFound,
 )
 from app.observability.context import bind_log_fields
+from app.observability.logging import get_logger
 from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
 from app.permissions.models import Mode
 from app.permissions.policy import (
@@ -51,7 +51,7 @@ from app.vfolders.schemas import (
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CURSOR_KEYS = ("name", "id")
 

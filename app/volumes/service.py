@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import logging
-
 from app.observability.context import bind_log_fields
+from app.observability.logging import get_logger
 from app.volumes.registry import VolumeRegistry
 from app.volumes.schemas import Volume, VolumeCapacity, VolumeList
 from drivers.base import VolumeDriver, capabilities_of
 from drivers.errors import BackendUnavailable
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class VolumeService:

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.files.conftest import ALICE, VFolderHandle
+from tests.support.observed import assert_documented, observing
 from tests.support.server import clean_environment, run_cli, serving
 
 SECRET = b"outside the vfolder"
@@ -267,7 +268,7 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawServer]
     outside_dir = cwd / "outside"
     outside_dir.mkdir()
     (outside_dir / "secret").write_bytes(SECRET)
-    env = clean_environment(STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment()
     with serving(cwd=cwd, env=env) as server:
         token = run_cli(["token", "--user", "mallory"], cwd=cwd, env=env).stdout.strip()
         created = httpx.post(
@@ -365,3 +366,11 @@ def test_literal_dot_dot_over_the_wire(real_server: RawServer, suffix: str) -> N
             assert 400 <= response.status < 500, (method, suffix, response.status, body)
     finally:
         connection.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_status_seen_here_is_documented() -> Iterator[None]:
+    """Whatever these attacks provoke, the spec must have promised it, as problem+json."""
+    with observing() as seen:
+        yield
+    assert_documented(seen)

@@ -34,7 +34,7 @@ class Live:
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Live]:
-    env = clean_environment(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment(STORAGE_SERVICE_KEYS=KEY)
     with (
         serving(cwd=tmp_path, env=env) as server,
         httpx.Client(

@@ -94,7 +94,6 @@ def test_a_killed_node_gives_back_its_writers_quota_and_staging_files(
         env = clean_environment(
             STORAGE_SERVICE_KEYS=KEY,
             STORAGE_DATA_DIR=str(data_dir),
-            STORAGE_LOG_LEVEL="WARNING",
             STORAGE_TASK_LEASE_SECONDS="1.5",
             STORAGE_TASK_POLL_SECONDS="0.2",
             STORAGE_UPLOAD_LOCK_TTL_SECONDS="2",

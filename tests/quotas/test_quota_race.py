@@ -177,7 +177,6 @@ def test_forty_concurrent_writers_cannot_beat_a_100_mib_quota(
     with _database(database, tmp_path) as db_env:
         env = clean_environment(
             STORAGE_SERVICE_KEYS=KEY,
-            STORAGE_LOG_LEVEL="WARNING",
             STORAGE_DATA_DIR=str(tmp_path / "var"),
             **db_env,
         )

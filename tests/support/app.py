@@ -14,6 +14,7 @@ from app.auth.principal import Role
 from app.auth.tokens import mint_user_token
 from app.config import Settings
 from app.main import create_app
+from tests.support.observed import recorder
 
 SERVICE_KEY = "test-service-key-0123456789abcdef0123456789"
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789ab"
@@ -70,7 +71,11 @@ SERVICE = bearer(SERVICE_KEY)
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://proxy",
+            event_hooks={"response": [recorder()]},
+        ) as client:
             yield client
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,6 +47,12 @@ class Server:
     process: subprocess.Popen[str]
     started_at: float
     ready_after: float
+    log_path: Path
+    cwd: Path
+
+    def output(self) -> str:
+        """Everything the server printed so far (its log, at the default level: INFO)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
 @contextmanager
@@ -55,35 +63,46 @@ def serving(
     extra_args: Sequence[str] = (),
     ready_within: float = 10.0,
 ) -> Iterator[Server]:
+    """``process.stdout`` reads what the server printed, as a pipe would, but the server
+    writes to a file: at INFO it would fill a pipe nobody reads, and block."""
     port = free_port()
     started = time.monotonic()
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), *extra_args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        ready_after = _wait_ready(base_url, process, started, ready_within)
-        yield Server(base_url, process, started, ready_after)
-    finally:
-        process.terminate()
+    with tempfile.TemporaryDirectory(prefix="storage-proxy-server-") as logs:
+        log_path = Path(logs) / "output.log"
+        with log_path.open("ab") as sink:  # O_APPEND: reading never moves the server's writes
+            process = subprocess.Popen(
+                [*CLI, "serve", "--port", str(port), *extra_args],
+                cwd=cwd,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        process.stdout = log_path.open(encoding="utf-8", errors="replace")
+        base_url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            ready_after = _wait_ready(base_url, process, log_path, started, ready_within)
+            yield Server(base_url, process, started, ready_after, log_path, cwd)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            # A test may still read what it has not read yet once the server is gone.
+            if not process.stdout.closed:
+                unread = process.stdout.read()
+                process.stdout.close()
+                process.stdout = io.StringIO(unread)
 
 
 def _wait_ready(
-    base_url: str, process: subprocess.Popen[str], started: float, within: float
+    base_url: str, process: subprocess.Popen[str], log_path: Path, started: float, within: float
 ) -> float:
     while time.monotonic() - started < within:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
+            output = log_path.read_text(encoding="utf-8", errors="replace")
             raise AssertionError(f"server exited with {process.returncode}:\n{output}")
         try:
             if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:

@@ -66,9 +66,7 @@ def _patch_once_the_lease_expires(base_url: str, upload: str, offset: int, data:
 
 def test_kill_9_during_a_patch_loses_nothing_acknowledged(tmp_path: Path) -> None:
     data = os.urandom(24 * MIB)
-    env = clean_environment(
-        STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING", STORAGE_UPLOAD_LOCK_TTL_SECONDS="2"
-    )
+    env = clean_environment(STORAGE_SERVICE_KEYS=KEY, STORAGE_UPLOAD_LOCK_TTL_SECONDS="2")
     with serving(cwd=tmp_path, env=env) as server:
         vfolder = _vfolder(server.base_url)
         upload = _create(server.base_url, vfolder, len(data))
@@ -113,7 +111,6 @@ def test_an_upload_started_on_one_node_is_resumed_on_another(tmp_path: Path) -> 
             STORAGE_REDIS_KEY_PREFIX=f"sp-tus-{secrets.token_hex(4)}:",
             STORAGE_SERVICE_KEYS=KEY,
             STORAGE_DATA_DIR=str(tmp_path / "shared"),
-            STORAGE_LOG_LEVEL="WARNING",
         )
         assert run_cli(["migrate"], cwd=tmp_path, env=env).returncode == 0
         data = os.urandom(6 * MIB)

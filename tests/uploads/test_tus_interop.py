@@ -32,7 +32,7 @@ class Live:
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Live]:
-    env = clean_environment(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment(STORAGE_SERVICE_KEYS=KEY)
     headers = {"Authorization": f"Bearer {KEY}", "X-Act-As-User": "alice"}
     with serving(cwd=tmp_path, env=env) as server:
         created = httpx.post(

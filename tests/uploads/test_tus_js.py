@@ -59,7 +59,7 @@ def test_tus_js_client_resumes_with_find_previous_uploads(tmp_path: Path) -> Non
     modules = _tus_js_client()
     source = tmp_path / "source.bin"
     source.write_bytes(os.urandom(20 * 1024 * 1024))
-    env = clean_environment(STORAGE_LOG_LEVEL="WARNING")
+    env = clean_environment()
     with serving(cwd=tmp_path, env=env) as server:
         token = run_cli(["token", "--user", "alice"], cwd=tmp_path, env=env).stdout.strip()
         created = httpx.post(

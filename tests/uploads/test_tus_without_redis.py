@@ -17,10 +17,9 @@ import httpx
 import pytest
 
 from tests.support.app import bearer, client_for, make_settings, user_token
-from tests.support.proxy_thread import proxied
 from tests.support.server import clean_environment, run_cli, serving
 from tests.support.services import REDIS_HOST, REDIS_PORT, postgres_schema, redis_url
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, TcpProxyThread
 
 ALICE = bearer(user_token("alice"))
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -97,7 +96,7 @@ def _patch(base_url: str, upload: str, offset: int, data: bytes) -> httpx.Respon
 def test_three_nodes_upload_round_robin_while_redis_is_down(tmp_path: Path) -> None:
     redis = redis_url()
     auth = {"Authorization": f"Bearer {KEY}", "X-Act-As-User": "alice"}
-    with postgres_schema() as database, proxied(REDIS_HOST, REDIS_PORT) as redis_link:
+    with postgres_schema() as database, TcpProxyThread(REDIS_HOST, REDIS_PORT) as redis_link:
         env = clean_environment(
             STORAGE_ENV="dev",
             STORAGE_DATABASE_URL=database,
@@ -105,7 +104,6 @@ def test_three_nodes_upload_round_robin_while_redis_is_down(tmp_path: Path) -> N
             STORAGE_REDIS_KEY_PREFIX=f"sp-tus-no-redis-{secrets.token_hex(4)}:",
             STORAGE_SERVICE_KEYS=KEY,
             STORAGE_DATA_DIR=str(tmp_path / "shared"),
-            STORAGE_LOG_LEVEL="WARNING",
         )
         assert run_cli(["migrate"], cwd=tmp_path, env=env).returncode == 0
         with contextlib.ExitStack() as stack:
@@ -154,7 +152,7 @@ def test_three_nodes_upload_round_robin_while_redis_is_down(tmp_path: Path) -> N
             head = httpx.head(f"{urls[1]}{upload}", headers={**auth, **TUS})
             assert head.headers["upload-offset"] == str(7 * MIB)
 
-            redis_link.start()  # Redis is back: still one keeper of the lease
+            redis_link.restore()  # Redis is back: still one keeper of the lease
             time.sleep(0.5)
             for n in (7, 8, 9):
                 patched = _patch(urls[n % 3], upload, *chunks[n])

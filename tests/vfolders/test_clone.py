@@ -168,3 +168,34 @@ async def test_a_clone_to_another_volume_is_a_copy(tmp_path: Path) -> None:
         assert copied.read_bytes() == b"x" * 999
         got = (await client.get(f"/v1/vfolders/{target}", headers=ALICE)).json()
         assert (got["volume"], got["status"]) == ("other", "ready")
+
+
+async def test_a_clone_onto_a_taken_name_or_id_is_a_409_like_a_create(
+    client: httpx.AsyncClient,
+) -> None:
+    """A Manager (service key) clones onto a name its user already has, then onto an id
+    already used: both are refused as a create would refuse them, never a 500."""
+    source = await make_vfolder(client, "source")
+    await make_vfolder(client, "taken")
+    owner = {"owner_type": "user", "owner_id": "alice", "volume": "local"}
+
+    onto_name = await client.post(
+        f"/v1/vfolders/{source}/clone", json={**owner, "name": "taken"}, headers=SERVICE
+    )
+    assert onto_name.status_code == 409, onto_name.text
+    assert onto_name.headers["content-type"] == "application/problem+json"
+    assert onto_name.json()["type"] == "/problems/vfolder-name-conflict"
+
+    onto_id = await client.post(
+        f"/v1/vfolders/{source}/clone",
+        json={**owner, "name": "fresh", "id": source},
+        headers=SERVICE,
+    )
+    assert onto_id.status_code == 409, onto_id.text
+    assert onto_id.json()["type"] == "/problems/vfolder-id-conflict"
+
+    # Nothing was left half-made: the name is still free for a real clone.
+    started = await client.post(
+        f"/v1/vfolders/{source}/clone", json={**owner, "name": "fresh"}, headers=SERVICE
+    )
+    assert started.status_code == 202, started.text

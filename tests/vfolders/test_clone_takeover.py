@@ -41,7 +41,6 @@ def test_a_clone_survives_the_death_of_its_node(tmp_path: Path) -> None:
             STORAGE_DATABASE_URL=database,
             STORAGE_SERVICE_KEYS=KEY,
             STORAGE_DATA_DIR=str(data_dir),
-            STORAGE_LOG_LEVEL="WARNING",
             STORAGE_TASK_LEASE_SECONDS="1.5",
             STORAGE_TASK_POLL_SECONDS="0.2",
         )
