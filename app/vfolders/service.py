@@ -90,7 +90,14 @@ class VFolderService:
             existing = await self._repo.get(data.id)
             if existing is not None:
                 return await self._replay(principal, existing, data, owner), False
-        await self._ensure_name_free(owner, data.name)
+        taken = await self._repo.get_live_by_name(
+            owner_type=OwnerType(owner.type), owner_id=owner.id, name=data.name
+        )
+        if taken is not None:
+            if taken.id == vfolder_id:
+                # A concurrent create of this very id committed between the two reads.
+                return await self._replay(principal, taken, data, owner), False
+            raise self._name_conflict(owner, data.name)
 
         row = VFolderRow(
             id=vfolder_id,
