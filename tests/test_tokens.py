@@ -44,7 +44,7 @@ def claims(**overrides: object) -> dict[str, object]:
         "iss": ISSUER,
         "iat": now,
         "nbf": now,
-        "exp": now + 300,
+        "exp": now + 6 * 3600,  # minted at collection: outlives a long suite
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
@@ -104,7 +104,7 @@ def _alg_none() -> str:
     ("token", "reason"),
     [
         (jwt.encode(claims(exp=int(time.time()) - 120), JWT_SECRET), "expired"),
-        (jwt.encode(claims(nbf=int(time.time()) + 600), JWT_SECRET), "not valid yet"),
+        (jwt.encode(claims(nbf=int(time.time()) + 6 * 3600), JWT_SECRET), "not valid yet"),
         (jwt.encode(claims(aud="another-service"), JWT_SECRET), "audience"),
         (jwt.encode(claims(iss="https://evil.example"), JWT_SECRET), "issuer"),
         (jwt.encode(claims(iss=None), JWT_SECRET), "'iss'"),
