@@ -216,6 +216,8 @@ class Target:
     upload_id: str
     task_id: str
     answers: defaultdict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    # Operations whose fuzz failed (and stopped early): reported there, not again for coverage.
+    failed: set[str] = field(default_factory=set)
 
     def aim(self, case: schemathesis.Case[Any]) -> None:
         swaps = {UPLOAD_PLACEHOLDER: self.upload_id, TASK_PLACEHOLDER: self.task_id}
@@ -331,13 +333,17 @@ def target(
 @schema.parametrize()
 def test_every_answer_is_documented(case: schemathesis.Case[Any], target: Target) -> None:
     target.aim(case)
-    response = case.call_and_validate(
-        session=target.client,
-        base_url=f"http://{asgi.HOST}",
-        headers=target.headers,
-        checks=CHECKS,
-        timeout=REQUEST_TIMEOUT_SECONDS,
-    )
+    try:
+        response = case.call_and_validate(
+            session=target.client,
+            base_url=f"http://{asgi.HOST}",
+            headers=target.headers,
+            checks=CHECKS,
+            timeout=REQUEST_TIMEOUT_SECONDS,
+        )
+    except BaseException:  # schemathesis' FailureGroup is a BaseExceptionGroup
+        target.failed.add(case.operation.label)
+        raise
     target.answers[case.operation.label][response.status_code] += 1
 
 
@@ -368,6 +374,5 @@ def test_the_run_reached_past_the_404s(target: Target) -> None:
     succeeded = {
         label for label, statuses in target.answers.items() if any(s < 300 for s in statuses)
     }
-    assert not MUST_SUCCEED - succeeded, {
-        label: dict(target.answers[label]) for label in sorted(MUST_SUCCEED - succeeded)
-    }
+    missed = MUST_SUCCEED - succeeded - target.failed
+    assert not missed, {label: dict(target.answers[label]) for label in sorted(missed)}
