@@ -15,10 +15,10 @@ _DESCRIPTIONS = {
     401: "Missing, expired or invalid credentials",
     403: "Authenticated, but not allowed",
     404: "Not found, or not visible to the caller",
-    409: "Conflicts with the current state (name or id taken, offset mismatch)",
+    409: "Conflicts with the current state (name or id taken, still cloning, offset mismatch)",
     410: "The resource was deleted",
     412: "A precondition (If-Match, If-None-Match, Tus-Resumable) failed",
-    413: "Too large (Upload-Length, Tus-Max-Size)",
+    413: "Too large: the request body, the upload (Upload-Length, Tus-Max-Size) or the quota",
     415: "Wrong Content-Type",
     416: "Range not satisfiable (`Content-Range: bytes */size`)",
     423: "Another request is writing this upload right now",
@@ -27,6 +27,12 @@ _DESCRIPTIONS = {
     503: "A storage backend or dependency is unavailable",
     507: "Not enough space left on the volume",
 }
+
+
+# What reaching a vfolder can answer (``VFolderReader.load_authorized``): not visible to the
+# caller (404), visible but not for this operation (403), still being cloned (409), deleted and
+# waiting in the trash (410).
+VFOLDER_ACCESS = (403, 404, 409, 410)
 
 
 def problem_responses(*statuses: int, authenticated: bool = True) -> dict[int | str, Any]:
@@ -81,16 +87,40 @@ def problem_json_only(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def body_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every operation that takes a JSON body may answer 400, whatever the route declares: a
+    body that is not UTF-8 JSON text cannot be parsed. (Over the body limit is 413, one of the
+    ``SERVER_STATUSES``.)"""
+    for path_item in spec.get("paths", {}).values():
+        for operation in path_item.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" not in content:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault(
+                "400",
+                {
+                    "description": _DESCRIPTIONS[400],
+                    "content": {
+                        PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    },
+                },
+            )
+    return spec
+
+
 def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = declare_server_statuses(
-                problem_json_only(
-                    get_openapi(
-                        title=app.title,
-                        version=app.version,
-                        description=app.description,
-                        routes=app.routes,
+            app.openapi_schema = body_problems(
+                declare_server_statuses(
+                    problem_json_only(
+                        get_openapi(
+                            title=app.title,
+                            version=app.version,
+                            description=app.description,
+                            routes=app.routes,
+                        )
                     )
                 )
             )

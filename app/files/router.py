@@ -32,7 +32,7 @@ from app.files.schemas import (
     file_list_json,
 )
 from app.files.service import FilesService
-from app.openapi_docs import problem_responses
+from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, cursor_sealer
 from drivers.errors import DriverError, PathExists
 from drivers.fsops import FileEntry
@@ -85,7 +85,7 @@ async def request_body(request: Request) -> AsyncIterator[bytes]:
             '`{"complete": true|false, "count": N, "error": problem|null}`.',
             "content": {NDJSON: {"schema": {"type": "string"}}},
         },
-        **problem_responses(400, 404, 409),
+        **problem_responses(400, *VFOLDER_ACCESS),
     },
 )
 async def list_directory(
@@ -125,7 +125,7 @@ async def _ndjson(batches: AsyncIterator[list[FileEntry]]) -> AsyncIterator[byte
     yield end.model_dump_json().encode() + b"\n"
 
 
-@router.get("/stat", operation_id="files-stat", responses=problem_responses(400, 404))
+@router.get("/stat", operation_id="files-stat", responses=problem_responses(400, *VFOLDER_ACCESS))
 async def stat_path(
     vfolder_id: UUID,
     request: Request,
@@ -137,11 +137,14 @@ async def stat_path(
     return await service.stat(principal, vfolder_id, query_value(request, "path"))
 
 
+# A file is served with the type its name suggests (`text/plain` for `.txt`…), else
+# `application/octet-stream`: any media type.
+_FILE_CONTENT = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
 _DOWNLOAD_RESPONSES: dict[int | str, object] = {
-    200: {"description": "The file", "content": {"application/octet-stream": {}}},
-    206: {"description": "The requested byte range", "content": {"application/octet-stream": {}}},
+    200: {"description": "The file", "content": _FILE_CONTENT},
+    206: {"description": "The requested byte range", "content": _FILE_CONTENT},
     304: {"description": "Not modified (If-None-Match / If-Modified-Since)"},
-    **problem_responses(400, 404, 409, 416),
+    **problem_responses(400, 416, *VFOLDER_ACCESS),
 }
 
 
@@ -207,7 +210,7 @@ async def _download(
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": UploadedFile, "description": "An existing file was replaced"},
-        **problem_responses(400, 404, 409, 412, 507),
+        **problem_responses(400, 412, 413, 507, *VFOLDER_ACCESS),
     },
     openapi_extra={
         "requestBody": {
@@ -264,7 +267,7 @@ async def upload(
     "/upload",
     operation_id="files-upload-form",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(400, 404, 409, 507),
+    responses=problem_responses(400, 413, 507, *VFOLDER_ACCESS),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -305,7 +308,9 @@ async def upload_form(
     )
 
 
-@router.post("/mkdir", operation_id="files-mkdir", responses=problem_responses(400, 404, 409))
+@router.post(
+    "/mkdir", operation_id="files-mkdir", responses=problem_responses(400, *VFOLDER_ACCESS)
+)
 async def mkdir(
     vfolder_id: UUID, body: MkdirRequest, principal: PrincipalDep, service: FilesServiceDep
 ) -> FileInfo:
@@ -315,7 +320,7 @@ async def mkdir(
     )
 
 
-@router.post("/move", operation_id="files-move", responses=problem_responses(400, 403, 404, 409))
+@router.post("/move", operation_id="files-move", responses=problem_responses(400, *VFOLDER_ACCESS))
 async def move(
     vfolder_id: UUID, body: MoveRequest, principal: PrincipalDep, service: FilesServiceDep
 ) -> FileInfo:
@@ -330,7 +335,7 @@ async def move(
     )
 
 
-@router.post("/delete", operation_id="files-delete", responses=problem_responses(404))
+@router.post("/delete", operation_id="files-delete", responses=problem_responses(*VFOLDER_ACCESS))
 async def delete(
     vfolder_id: UUID, body: DeleteRequest, principal: PrincipalDep, service: FilesServiceDep
 ) -> DeleteResults:
@@ -348,7 +353,7 @@ async def delete(
     "/transfer-tokens",
     operation_id="files-create-transfer-token",
     status_code=status.HTTP_201_CREATED,
-    responses=problem_responses(400, 403, 404, 410),
+    responses=problem_responses(400, *VFOLDER_ACCESS),
 )
 async def create_transfer_token(
     vfolder_id: UUID,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.db.session import after_commit
 from app.deps import PrincipalDep, RuntimeDep, SessionDep
-from app.openapi_docs import problem_responses
+from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.permissions.policy import VFolderOperation
 from app.quotas.models import ScopeType
 from app.quotas.reconcile import Reconciler
@@ -66,7 +66,7 @@ async def list_quotas(
 @router.get(
     "/v1/quotas/{scope_type}/{scope_id}",
     operation_id="quotas-get",
-    responses=problem_responses(400, 401, 403, 404),
+    responses=problem_responses(400, *VFOLDER_ACCESS),
 )
 async def get_quota(
     scope_type: ScopeType,
@@ -83,7 +83,7 @@ async def get_quota(
 @router.put(
     "/v1/quotas/{scope_type}/{scope_id}",
     operation_id="quotas-set",
-    responses=problem_responses(400, 401, 403, 404, 413, 422, 503),
+    responses=problem_responses(400, 413, 503, *VFOLDER_ACCESS),
 )
 async def set_quota(
     scope_type: ScopeType,
@@ -104,7 +104,7 @@ async def set_quota(
     operation_id="quotas-unset",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(400, 401, 403, 404, 503),
+    responses=problem_responses(400, 503, *VFOLDER_ACCESS),
 )
 async def unset_quota(
     scope_type: ScopeType,
@@ -121,7 +121,7 @@ async def unset_quota(
 @router.post(
     "/v1/vfolders/{vfolder_id}/reconcile",
     operation_id="quotas-reconcile-vfolder",
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(*VFOLDER_ACCESS),
 )
 async def reconcile_vfolder(
     vfolder_id: UUID,

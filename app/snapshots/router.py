@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from app.deps import PrincipalDep, RuntimeDep
 from app.files.raw_paths import query_value
 from app.files.schemas import FileList, file_list_json
-from app.openapi_docs import problem_responses
+from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.pagination import MAX_LIMIT, cursor_sealer
 from app.snapshots.service import SnapshotService
 from drivers.base import SnapshotInfo
@@ -64,7 +64,7 @@ def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
 
 
 SnapshotServiceDep = Annotated[SnapshotService, Depends(get_snapshot_service)]
-PROBLEMS = (400, 401, 403, 404, 409)
+PROBLEMS = (400, 401, *VFOLDER_ACCESS)
 
 
 @router.get("", operation_id="snapshots-list", responses=problem_responses(*PROBLEMS))

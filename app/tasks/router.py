@@ -25,6 +25,42 @@ EVENTS_POLL_SECONDS = 0.25
 KEEPALIVE_SECONDS = 15.0
 
 
+def _event_schema(name: str, data: dict[str, object]) -> dict[str, object]:
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "id": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+            },
+        },
+    }
+
+
+# One event of the stream (its fields, `data` being JSON text), the way OpenAPI 3.2's
+# `itemSchema` describes an event and tools reading 3.1 take the `schema` of an event stream.
+TASK_EVENT_SCHEMA = {
+    "oneOf": [
+        _event_schema("progress", {"$ref": "#/components/schemas/TaskView"}),
+        _event_schema(
+            "end",
+            {
+                "type": "object",
+                "required": ["id", "state"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "state": {"$ref": "#/components/schemas/TaskState"},
+                },
+            },
+        ),
+    ]
+}
+
+
 def get_task_service(session: SessionDep) -> TaskService:
     return TaskService(session)
 
@@ -61,7 +97,7 @@ async def cancel_task(task_id: UUID, principal: PrincipalDep, service: TaskServi
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": TASK_EVENT_SCHEMA}},
             "description": "`progress` events (a TaskView each, in order), then one `end`.",
         },
         **problem_responses(401, 404),

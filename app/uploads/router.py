@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from app.deps import RuntimeDep, TransferablePrincipalDep
 from app.errors import InvalidRequest
 from app.files.router import request_body
-from app.openapi_docs import problem_responses
+from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.uploads.protocol import (
     CHECKSUMS,
     OFFSET_CONTENT_TYPE,
@@ -93,7 +93,12 @@ def _state_headers(state: UploadState, *, with_length: bool = False) -> dict[str
     return headers
 
 
-@router.options("", operation_id="uploads-options", status_code=status.HTTP_204_NO_CONTENT)
+@router.options(
+    "",
+    operation_id="uploads-options",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(422, authenticated=False),
+)
 async def options(vfolder_id: UUID, service: TusServiceDep) -> Response:
     """What this tus server speaks: version, extensions, maximum size, checksums."""
     return Response(
@@ -117,7 +122,7 @@ async def options(vfolder_id: UUID, service: TusServiceDep) -> Response:
             "description": "Created; `Location` names the upload",
             "headers": DESTINATION_HEADER_DOC,
         },
-        **problem_responses(400, 403, 404, 409, 412, 413, 415, 423),
+        **problem_responses(400, 412, 413, 415, 423, *VFOLDER_ACCESS),
     },
     openapi_extra=_offset_octets_body(required=False),
 )
@@ -168,7 +173,7 @@ async def create(
     response_class=Response,
     responses={
         200: {"description": "The upload's state", "headers": DESTINATION_HEADER_DOC},
-        **problem_responses(403, 404, 410, 412),
+        **problem_responses(412, *VFOLDER_ACCESS),
     },
 )
 async def head(
@@ -193,7 +198,7 @@ async def head(
     response_class=Response,
     responses={
         204: {"description": "Appended", "headers": DESTINATION_HEADER_DOC},
-        **problem_responses(400, 403, 404, 409, 410, 412, 413, 415, 423, 460, 503),
+        **problem_responses(400, 412, 413, 415, 423, 460, 503, *VFOLDER_ACCESS),
     },
     openapi_extra=_offset_octets_body(required=True),
 )
@@ -233,7 +238,7 @@ async def append(
     operation_id="uploads-terminate",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(403, 404, 410, 412),
+    responses=problem_responses(412, *VFOLDER_ACCESS),
 )
 async def terminate(
     vfolder_id: UUID,
@@ -261,7 +266,7 @@ class UnfinishedUploads(BaseModel):
     items: list[UnfinishedUpload]
 
 
-@router.get("", operation_id="uploads-list", responses=problem_responses(403, 404))
+@router.get("", operation_id="uploads-list", responses=problem_responses(*VFOLDER_ACCESS))
 async def list_unfinished(
     vfolder_id: UUID, principal: TransferablePrincipalDep, service: TusServiceDep
 ) -> UnfinishedUploads:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 
 from app.deps import PrincipalDep, RuntimeDep, SessionDep
-from app.openapi_docs import problem_responses
+from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.tasks.schemas import TaskView
 from app.tasks.service import wake_after_commit
 from app.vfolders.clone import start_clone
@@ -27,7 +27,7 @@ class CloneStarted(BaseModel):
     "/v1/vfolders/{vfolder_id}/clone",
     operation_id="vfolders-clone",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 422),
+    responses=problem_responses(400, 413, *VFOLDER_ACCESS),
 )
 async def clone_vfolder(
     vfolder_id: UUID,

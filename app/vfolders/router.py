@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from app.deps import PrincipalDep, VFolderServiceDep
-from app.openapi_docs import problem_responses
+from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.permissions.models import Mode
 from app.vfolders.models import OwnerType, VFolderStatus
@@ -88,7 +88,7 @@ async def get_vfolder(
 @router.patch(
     "/{vfolder_id}",
     operation_id="vfolders-update",
-    responses=problem_responses(403, 404, 409, 410, 503),
+    responses=problem_responses(503, *VFOLDER_ACCESS),
 )
 async def update_vfolder(
     vfolder_id: UUID,
@@ -116,7 +116,7 @@ async def delete_vfolder(
 @router.get(
     "/{vfolder_id}/mount",
     operation_id="vfolders-mount-info",
-    responses=problem_responses(404, 410),
+    responses=problem_responses(*VFOLDER_ACCESS),
 )
 async def get_mount_info(
     vfolder_id: UUID, principal: PrincipalDep, service: VFolderServiceDep
