@@ -459,12 +459,10 @@ class TusService:
             raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
         if length < row.offset:
             raise InvalidRequest("Upload-Length is below what was already uploaded")
-        holder = upload_holder(row.id)
-        await self._quotas.reserve(
-            row.vfolder_id,
-            holder=holder,
-            bytes=length - await self._quotas.reserved(holder),
-            ttl=self._hold_for,
+        # Its reservation grew in steps ahead of the bytes; now it is the length, like a
+        # known length's: topped up, or cut down so that it holds no room it will not use.
+        await self._quotas.resize(
+            row.vfolder_id, holder=upload_holder(row.id), bytes=length, ttl=self._hold_for
         )
         async with self._sessions() as session, session.begin():
             fresh = await UploadRepository(session).get(row.id)
