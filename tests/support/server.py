@@ -45,6 +45,8 @@ class Server:
     process: subprocess.Popen[str]
     started_at: float
     ready_after: float
+    # What the process printed (its logs), once it has ended: its pipe is closed by then.
+    output: str = ""
 
 
 @contextmanager
@@ -66,9 +68,11 @@ def serving(
         text=True,
     )
     base_url = f"http://127.0.0.1:{port}"
+    server: Server | None = None
     try:
         ready_after = _wait_ready(base_url, process, started, ready_within)
-        yield Server(base_url, process, started, ready_after)
+        server = Server(base_url, process, started, ready_after)
+        yield server
     finally:
         process.terminate()
         try:
@@ -76,6 +80,17 @@ def serving(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        output = _close_output(process)
+        if server is not None:
+            server.output = output
+
+
+def _close_output(process: subprocess.Popen[str]) -> str:
+    """The rest of an ended process's output; its pipe, left open, is a ResourceWarning."""
+    if process.stdout is None or process.stdout.closed:
+        return ""
+    with process.stdout:
+        return process.stdout.read()
 
 
 def _wait_ready(
