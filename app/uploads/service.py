@@ -60,13 +60,15 @@ from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
 from drivers.errors import PathExists, PathNotFound
-from drivers.fsops import StagedFile, Usage
+from drivers.fsops import StagedFile
 from drivers.paths import RelativePath, parse_relative_path
 
 log = logging.getLogger(__name__)
 
 # What happens to an upload whose destination exists (STORAGE_UPLOAD_COLLISION).
 CollisionPolicy = Literal["fail", "replace", "rename"]
+# How many times a renaming upload tries the next free name, as others take them first.
+PLACEMENT_ATTEMPTS = 100
 
 
 P = ParamSpec("P")
@@ -626,8 +628,7 @@ class TusService:
         )
 
     async def _finish(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
-        """Rename into place and count the usage in one transaction that also marks the
-        upload completed: a crash leaves either nothing done or everything done."""
+        """All bytes are in: a part waits for its final upload, a file goes into place."""
         if row.concat == "partial":
             # Complete, but placed nowhere: it waits (until it expires) for a final upload.
             async with self._sessions() as session, session.begin():
@@ -636,39 +637,15 @@ class TusService:
                 upload.status = UploadStatus.COMPLETED.value
             row.status = UploadStatus.COMPLETED.value
             return UploadState.of(row)
-        destination = parse_relative_path(row.destination)
         staged = await driver.files.open_staged(row.staging_name, create=False)
         try:
-            async with self._quotas.change(row.vfolder_id) as change:
-                session = change.session
-                foreseen = await foreseen_store(
-                    driver.files,
-                    row.vfolder_id,
-                    destination,
-                    staged.size,
-                    replace=row.overwrite,
-                    parents=True,
-                )
-                if row.rename_on_collision and foreseen.entries == 0:
-                    foreseen = Usage(foreseen.bytes, 1)  # the name is taken: a new one is made
-                await change.settle(foreseen, holder=upload_holder(row.id))
-                if row.rename_on_collision:
-                    committed, destination = await driver.files.commit_staged_renaming(
-                        staged, row.vfolder_id, destination, parents=True
-                    )
-                else:
-                    committed = await driver.files.commit_staged(
-                        staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
-                    )
-                await change.correct(committed.added - committed.replaced - foreseen)
-                upload = await UploadRepository(session).get(row.id)
-                assert upload is not None
-                upload.status = UploadStatus.COMPLETED.value
-                upload.destination = str(destination)
+            destination = await self._place_somewhere(row, driver, staged)
         except PathExists:
             await anyio.to_thread.run_sync(staged.close)
             await self._terminate_row(row, driver)
-            raise DestinationExists(f"{destination} appeared meanwhile; upload discarded") from None
+            raise DestinationExists(
+                f"{row.destination} appeared meanwhile; upload discarded"
+            ) from None
         except BaseException:
             await anyio.to_thread.run_sync(staged.close)
             raise
@@ -676,6 +653,63 @@ class TusService:
         log.info("upload completed", extra={"upload_id": str(row.id), "path": row.destination})
         row.status = UploadStatus.COMPLETED.value
         return UploadState.of(row)
+
+    async def _place_somewhere(
+        self, row: UploadRow, driver: VolumeDriver, staged: StagedFile
+    ) -> RelativePath:
+        """Places the file at its destination; under the rename policy, at the first free
+        name, moving on when another upload racing for it got there first."""
+        if not row.rename_on_collision:
+            destination = parse_relative_path(row.destination)
+            await self._place(row, driver, staged, destination)
+            return destination
+        for _ in range(PLACEMENT_ATTEMPTS):
+            destination = await self._free_destination(row, driver)
+            try:
+                await self._place(row, driver, staged, destination)
+            except PathExists:
+                continue  # taken since it was found free
+            return destination
+        raise PathExists(f"{row.destination} was taken each time this upload got there")
+
+    async def _free_destination(self, row: UploadRow, driver: VolumeDriver) -> RelativePath:
+        """The rename policy's place for the file: the first free one of the requested name
+        and its numbered alternatives, recorded on the upload before the file goes there. A
+        process that dies between that placement and its commit leaves the upload naming the
+        very file it placed, which ``repair_interrupted_completions`` then counts."""
+        requested = destination_of(parse_metadata(row.metadata_header), upload_id=row.id)
+        destination = await driver.files.free_name(row.vfolder_id, requested)
+        if str(destination) != row.destination:
+            async with self._sessions() as session, session.begin():
+                upload = await UploadRepository(session).get(row.id)
+                assert upload is not None
+                upload.destination = str(destination)
+            row.destination = str(destination)
+        return destination
+
+    async def _place(
+        self, row: UploadRow, driver: VolumeDriver, staged: StagedFile, destination: RelativePath
+    ) -> None:
+        """Rename into place and count the usage in one transaction that also marks the
+        upload completed: a crash leaves either nothing done or everything done."""
+        async with self._quotas.change(row.vfolder_id) as change:
+            foreseen = await foreseen_store(
+                driver.files,
+                row.vfolder_id,
+                destination,
+                staged.size,
+                replace=row.overwrite,
+                parents=True,
+            )
+            await change.settle(foreseen, holder=upload_holder(row.id))
+            committed = await driver.files.commit_staged(
+                staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
+            )
+            await change.correct(committed.added - committed.replaced - foreseen)
+            upload = await UploadRepository(change.session).get(row.id)
+            assert upload is not None
+            upload.status = UploadStatus.COMPLETED.value
+            upload.destination = str(destination)
 
     # -- termination -----------------------------------------------------------------------
 
