@@ -120,10 +120,10 @@ def _owner(principal: Principal) -> str:
     return f"{principal.kind.value}:{principal.id}"
 
 
-def _within_scope(principal: Principal, destination: str) -> bool:
+def _within_scope(principal: Principal, row: UploadRow) -> bool:
     """A transfer token acts as its minter but only within its scope, also on uploads."""
     scope = principal.transfer
-    return scope is None or scope.covers(parse_relative_path(destination))
+    return scope is None or scope.covers(requested_destination(row))
 
 
 def destination_of(metadata: dict[str, str], *, upload_id: uuid.UUID) -> RelativePath:
@@ -139,6 +139,14 @@ def destination_of(metadata: dict[str, str], *, upload_id: uuid.UUID) -> Relativ
     if rel.is_root:
         raise InvalidRequest("the destination must be a file below the vfolder root")
     return rel
+
+
+def requested_destination(row: UploadRow) -> RelativePath:
+    """Where the upload was asked to go: what a transfer token is checked against, also once
+    the rename policy has sent the file elsewhere (``name (1).ext``)."""
+    if row.concat == "partial":
+        return parse_relative_path(row.destination)
+    return destination_of(parse_metadata(row.metadata_header), upload_id=row.id)
 
 
 def stated_overwrite(metadata: dict[str, str]) -> bool | None:
@@ -202,7 +210,7 @@ class TusService:
             raise UploadNotFound(f"upload {upload_id} not found")
         if row.owner != _owner(principal) and not principal.is_admin:
             raise UploadNotFound(f"upload {upload_id} not found")
-        driver = await self._driver(principal, vfolder_id, parse_relative_path(row.destination))
+        driver = await self._driver(principal, vfolder_id, requested_destination(row))
         usable = {UploadStatus.ACTIVE.value} | (
             {UploadStatus.COMPLETED.value} if completed_ok else set()
         )
@@ -346,7 +354,7 @@ class TusService:
                     or part.vfolder_id != vfolder_id
                     or (part.owner != _owner(principal) and not principal.is_admin)
                     or part.concat != "partial"
-                    or not _within_scope(principal, part.destination)
+                    or not _within_scope(principal, part)
                 ):
                     raise InvalidRequest(f"{url} is not one of your partial uploads here")
                 if part.status != UploadStatus.COMPLETED.value:
@@ -407,7 +415,7 @@ class TusService:
         return [
             UploadState.of(row)
             for row in rows
-            if row.expires_at > now and _within_scope(principal, row.destination)
+            if row.expires_at > now and _within_scope(principal, row)
         ]
 
     # -- appending -------------------------------------------------------------------------
@@ -677,8 +685,7 @@ class TusService:
         and its numbered alternatives, recorded on the upload before the file goes there. A
         process that dies between that placement and its commit leaves the upload naming the
         very file it placed, which ``repair_interrupted_completions`` then counts."""
-        requested = destination_of(parse_metadata(row.metadata_header), upload_id=row.id)
-        destination = await driver.files.free_name(row.vfolder_id, requested)
+        destination = await driver.files.free_name(row.vfolder_id, requested_destination(row))
         if str(destination) != row.destination:
             async with self._sessions() as session, session.begin():
                 upload = await UploadRepository(session).get(row.id)

@@ -20,6 +20,7 @@ from app.vfolders.models import VFolderRow
 from app.volumes.registry import VolumeRegistry
 from tests.files.conftest import VFolderHandle
 from tests.support.app import make_settings
+from tests.uploads.test_transfer_token_scope import mint
 from tests.uploads.test_tus_protocol import ALICE, OCTETS, TUS, create, meta
 
 
@@ -124,6 +125,35 @@ async def test_uploads_racing_for_one_name_all_land(vfolder: VFolderHandle) -> N
     sizes = sorted(p.stat().st_size for p in vfolder.root.iterdir())
     assert sizes == [1, 2, 3, 4, 5, 6]  # every upload whole, none overwrote another
     assert await vfolder.usage() == (21, 6)
+
+
+@pytest.mark.parametrize("settings", ["rename"], indirect=True)
+async def test_a_transfer_token_follows_its_upload_to_the_name_it_got(
+    vfolder: VFolderHandle,
+) -> None:
+    """A browser holds a token for ``inbox/a.bin`` only; the name is taken, so its upload
+    lands as ``inbox/a (1).bin``. The token still reads the state of its own upload (a client
+    that lost the last answer asks where it stands), and of nothing else there."""
+    await vfolder.client.put(
+        vfolder.url("files/inbox/a.bin"), params={"parents": "true"}, content=b"old", headers=ALICE
+    )
+    token = await mint(vfolder, operation="upload", path="inbox/a.bin")
+    created = await create(vfolder, 3, **{**token, "Upload-Metadata": meta(path="inbox/a.bin")})
+    assert created.status_code == 201, created.text
+    url = created.headers["location"]
+    done = await vfolder.client.patch(
+        url, headers={**token, **TUS, **OCTETS, "Upload-Offset": "0"}, content=b"new"
+    )
+    assert done.status_code == 204, done.text
+    assert done.headers["upload-destination"] == "inbox/a%20%281%29.bin"
+
+    head = await vfolder.client.head(url, headers={**token, **TUS})
+
+    assert head.status_code == 200
+    assert head.headers["upload-offset"] == "3"
+    assert head.headers["upload-destination"] == "inbox/a%20%281%29.bin"
+    other = await mint(vfolder, operation="upload", path="inbox/a (1).bin")
+    assert (await vfolder.client.head(url, headers={**other, **TUS})).status_code in (403, 404)
 
 
 async def _blocked_by(watcher: AsyncConnection, holder: AsyncConnection) -> int:
