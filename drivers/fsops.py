@@ -777,43 +777,16 @@ class PosixFileOpsSync:
         staged.discard()  # closes the fds; the name is gone already
         return Committed(added=Usage(staged.size, 1 + made), replaced=replaced, version=version)
 
-    def commit_staged_renaming(
-        self, staged: StagedFile, vfolder_id: UUID, path: RelativePath, *, parents: bool
-    ) -> tuple[Committed, RelativePath]:
-        """Like ``commit_staged`` without replacing, but a taken name is no refusal: the file
-        takes the first free one of ``name``, ``name (1).ext``, ``name (2).ext``… Each try is
-        an atomic placement that refuses an existing name (no check-then-act), so uploads
-        racing for one name all land, each under its own. Returns where it landed."""
-        staged_stat = os.fstat(staged.fd)
-        if stat.S_IMODE(staged_stat.st_mode) != FILE_MODE:
-            os.fchmod(staged.fd, FILE_MODE)
-        os.fsync(staged.fd)
-        version = FileVersion.of(staged_stat)
-        with self._parent_creating(vfolder_id, path, create=parents) as (parent_fd, made):
-            if self._adopt is not None:
-                self._adopt(staged.fd, parent_fd)
-            for name in _numbered_names(path.name):
-                try:
-                    _place(staged.staging_fd, staged.name, parent_fd, name, replace=False)
-                except FileExistsError:
-                    continue
-                except OSError as exc:
-                    if exc.errno != errno.EXDEV:
-                        raise _classify(exc, path) from exc
-                    copied = _place_by_reflink(staged, parent_fd, name, replace=False)
-                    if copied is None:
-                        continue
-                    os.unlink(staged.name, dir_fd=staged.staging_fd)
-                    version = copied
-                break
-            else:
-                raise PathExists(f"{path} and its numbered alternatives all exist")
-            os.fsync(parent_fd)
-        staged.discard()
-        placed = RelativePath((*path.parts[:-1], name))
-        return Committed(
-            added=Usage(staged.size, 1 + made), replaced=Usage(), version=version
-        ), placed
+    def free_name(self, vfolder_id: UUID, path: RelativePath) -> RelativePath:
+        """The first of ``name``, ``name (1).ext``, ``name (2).ext``… that nothing holds now.
+        A placement there still refuses a name taken meanwhile; the caller picks again."""
+        for name in _numbered_names(path.name):
+            candidate = RelativePath((*path.parts[:-1], name))
+            try:
+                self.stat(vfolder_id, candidate)
+            except PathNotFound:
+                return candidate
+        raise PathExists(f"{path} and its numbered alternatives all exist")
 
     def mkdir(
         self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool
@@ -995,12 +968,8 @@ class PosixFileOps:
             )
         )
 
-    async def commit_staged_renaming(
-        self, staged: StagedFile, vfolder_id: UUID, path: RelativePath, *, parents: bool
-    ) -> tuple[Committed, RelativePath]:
-        return await to_thread.run_sync(
-            lambda: self.sync.commit_staged_renaming(staged, vfolder_id, path, parents=parents)
-        )
+    async def free_name(self, vfolder_id: UUID, path: RelativePath) -> RelativePath:
+        return await to_thread.run_sync(self.sync.free_name, vfolder_id, path)
 
     async def mkdir(
         self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -171,6 +172,41 @@ async def test_a_handler_at_work_past_the_grace_is_interrupted_and_its_task_hand
         await runner.stop()
     row = await _state(sessions, task.id)
     assert (row.state, row.node, row.lease_expires_at) == ("queued", None, None)
+
+
+class Named(BaseModel):
+    name: str
+
+
+async def test_a_result_that_cannot_be_recorded_fails_its_task_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # A handler reports a name as the disk gives it: not UTF-8, so its result has no JSON.
+    # The task fails (once) with a problem; it is not left leased, to run again and again.
+    runs = 0
+
+    async def report_a_name(task: TaskContext) -> Named:
+        nonlocal runs
+        runs += 1
+        return Named(name=os.fsdecode(b"caf\xe9.txt"))
+
+    task = await _queued(sessions, "test-name", "x")
+    runner = TaskRunner(
+        sessions, {"test-name": report_a_name}, node="n", lease_seconds=0.3, poll_seconds=0.05
+    )
+    runner.start()
+    try:
+        with anyio.fail_after(5):
+            # Polled: the task's end is seen in the database only.
+            while (await _state(sessions, task.id)).state != "failed":  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.6)  # the lease would have run out twice over
+    finally:
+        await runner.stop()
+    row = await _state(sessions, task.id)
+    assert (row.state, row.result, row.node, row.lease_expires_at) == ("failed", None, "n", None)
+    assert json.loads(row.problem or "")["type"] == "/problems/internal"
+    assert runs == 1
 
 
 def _events(stream: str) -> list[tuple[str, dict[str, Any]]]:

@@ -244,6 +244,19 @@ class QuotaLedger:
         await self.reserve(vfolder_id, holder=holder, bytes=max(0, at_least - held), ttl=ttl)
         return max(held, at_least)
 
+    async def resize(
+        self, vfolder_id: uuid.UUID, *, holder: str, bytes: int, ttl: timedelta
+    ) -> None:
+        """``holder``'s reservation becomes ``bytes``: growth is checked against the quotas,
+        and what it held beyond ``bytes`` is given back (a deferred-length upload reserves
+        ahead of its bytes, then declares a smaller length)."""
+        held = await self.reserved(holder)
+        if bytes > held:
+            await self.reserve(vfolder_id, holder=holder, bytes=bytes - held, ttl=ttl)
+            return
+        async with self._sessions() as session, session.begin():
+            await QuotaRepository(session).shrink_reservation(holder, to=bytes)
+
     async def detach(self, holder: str) -> None:
         """The write paused (a tus upload between PATCHes): its reservation stays, held by no
         node, until the upload finishes or expires."""

@@ -264,6 +264,13 @@ class QuotaRepository:
             await self._session.flush()
         return row
 
+    async def shrink_reservation(self, holder: str, *, to: int) -> None:
+        await self._session.execute(
+            update(ReservationRow)
+            .where(ReservationRow.holder == holder, ReservationRow.bytes > to)
+            .values(bytes=to)
+        )
+
     async def detach_reservation(self, holder: str) -> None:
         await self._session.execute(
             update(ReservationRow).where(ReservationRow.holder == holder).values(node=None)

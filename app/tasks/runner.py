@@ -223,19 +223,28 @@ class TaskRunner:
             if cancelled or result is None:
                 outcome = (TaskState.CANCELLED, None, None)
             else:
-                outcome = (TaskState.SUCCEEDED, result.model_dump_json(), None)
-        state, result_json, problem = outcome
+                outcome = _success(result)
+        try:
+            await self._finish(row.id, *outcome)
+        except Exception as error:
+            # Not recorded (a result the database refuses…): the task fails, once. Left to
+            # the pass, the error would leave it leased, to run again when the lease ran out.
+            await self._finish(row.id, TaskState.FAILED, None, _problem_of(error))
+
+    async def _finish(
+        self, task_id: uuid.UUID, state: TaskState, result: str | None, problem: str | None
+    ) -> None:
         async with self._sessions() as session, session.begin():
             finished = await TaskRepository(session).finish(
-                row.id,
+                task_id,
                 node=self.node,
                 state=state,
                 now=datetime.now(UTC),
-                result=result_json,
+                result=result,
                 problem=problem,
             )
         if finished:
-            log.info("task finished", extra={"task_id": str(row.id), "state": state.value})
+            log.info("task finished", extra={"task_id": str(task_id), "state": state.value})
 
     async def _keep_leased(self, task_id: uuid.UUID) -> bool:
         """Renews until the task is cancelled (True); raises ``LeaseLost`` when another node
@@ -259,6 +268,15 @@ class TaskRunner:
             )
         if not held:
             raise LeaseLost(str(task_id))
+
+
+def _success(result: BaseModel) -> tuple[TaskState, str | None, str | None]:
+    """A result that cannot be written as JSON (a name that is not UTF-8, a value of no JSON
+    type) fails its task, like any other error of the handler."""
+    try:
+        return TaskState.SUCCEEDED, result.model_dump_json(), None
+    except Exception as error:
+        return TaskState.FAILED, None, _problem_of(error)
 
 
 def _problem_of(exc: BaseException) -> str:

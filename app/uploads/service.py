@@ -60,13 +60,15 @@ from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
 from drivers.errors import PathExists, PathNotFound
-from drivers.fsops import StagedFile, Usage
+from drivers.fsops import StagedFile
 from drivers.paths import RelativePath, parse_relative_path
 
 log = get_logger(__name__)
 
 # What happens to an upload whose destination exists (STORAGE_UPLOAD_COLLISION).
 CollisionPolicy = Literal["fail", "replace", "rename"]
+# How many times a renaming upload tries the next free name, as others take them first.
+PLACEMENT_ATTEMPTS = 100
 
 
 P = ParamSpec("P")
@@ -118,10 +120,10 @@ def _owner(principal: Principal) -> str:
     return f"{principal.kind.value}:{principal.id}"
 
 
-def _within_scope(principal: Principal, destination: str) -> bool:
+def _within_scope(principal: Principal, row: UploadRow) -> bool:
     """A transfer token acts as its minter but only within its scope, also on uploads."""
     scope = principal.transfer
-    return scope is None or scope.covers(parse_relative_path(destination))
+    return scope is None or scope.covers(requested_destination(row))
 
 
 def destination_of(metadata: dict[str, str], *, upload_id: uuid.UUID) -> RelativePath:
@@ -137,6 +139,14 @@ def destination_of(metadata: dict[str, str], *, upload_id: uuid.UUID) -> Relativ
     if rel.is_root:
         raise InvalidRequest("the destination must be a file below the vfolder root")
     return rel
+
+
+def requested_destination(row: UploadRow) -> RelativePath:
+    """Where the upload was asked to go: what a transfer token is checked against, also once
+    the rename policy has sent the file elsewhere (``name (1).ext``)."""
+    if row.concat == "partial":
+        return parse_relative_path(row.destination)
+    return destination_of(parse_metadata(row.metadata_header), upload_id=row.id)
 
 
 def stated_overwrite(metadata: dict[str, str]) -> bool | None:
@@ -200,7 +210,7 @@ class TusService:
             raise UploadNotFound(f"upload {upload_id} not found")
         if row.owner != _owner(principal) and not principal.is_admin:
             raise UploadNotFound(f"upload {upload_id} not found")
-        driver = await self._driver(principal, vfolder_id, parse_relative_path(row.destination))
+        driver = await self._driver(principal, vfolder_id, requested_destination(row))
         usable = {UploadStatus.ACTIVE.value} | (
             {UploadStatus.COMPLETED.value} if completed_ok else set()
         )
@@ -344,7 +354,7 @@ class TusService:
                     or part.vfolder_id != vfolder_id
                     or (part.owner != _owner(principal) and not principal.is_admin)
                     or part.concat != "partial"
-                    or not _within_scope(principal, part.destination)
+                    or not _within_scope(principal, part)
                 ):
                     raise InvalidRequest(f"{url} is not one of your partial uploads here")
                 if part.status != UploadStatus.COMPLETED.value:
@@ -405,7 +415,7 @@ class TusService:
         return [
             UploadState.of(row)
             for row in rows
-            if row.expires_at > now and _within_scope(principal, row.destination)
+            if row.expires_at > now and _within_scope(principal, row)
         ]
 
     # -- appending -------------------------------------------------------------------------
@@ -459,12 +469,10 @@ class TusService:
             raise UploadTooLarge(f"Upload-Length exceeds Tus-Max-Size {self.max_size}")
         if length < row.offset:
             raise InvalidRequest("Upload-Length is below what was already uploaded")
-        holder = upload_holder(row.id)
-        await self._quotas.reserve(
-            row.vfolder_id,
-            holder=holder,
-            bytes=length - await self._quotas.reserved(holder),
-            ttl=self._hold_for,
+        # Its reservation grew in steps ahead of the bytes; now it is the length, like a
+        # known length's: topped up, or cut down so that it holds no room it will not use.
+        await self._quotas.resize(
+            row.vfolder_id, holder=upload_holder(row.id), bytes=length, ttl=self._hold_for
         )
         async with self._sessions() as session, session.begin():
             fresh = await UploadRepository(session).get(row.id)
@@ -628,8 +636,7 @@ class TusService:
         )
 
     async def _finish(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
-        """Rename into place and count the usage in one transaction that also marks the
-        upload completed: a crash leaves either nothing done or everything done."""
+        """All bytes are in: a part waits for its final upload, a file goes into place."""
         if row.concat == "partial":
             # Complete, but placed nowhere: it waits (until it expires) for a final upload.
             async with self._sessions() as session, session.begin():
@@ -638,39 +645,15 @@ class TusService:
                 upload.status = UploadStatus.COMPLETED.value
             row.status = UploadStatus.COMPLETED.value
             return UploadState.of(row)
-        destination = parse_relative_path(row.destination)
         staged = await driver.files.open_staged(row.staging_name, create=False)
         try:
-            async with self._quotas.change(row.vfolder_id) as change:
-                session = change.session
-                foreseen = await foreseen_store(
-                    driver.files,
-                    row.vfolder_id,
-                    destination,
-                    staged.size,
-                    replace=row.overwrite,
-                    parents=True,
-                )
-                if row.rename_on_collision and foreseen.entries == 0:
-                    foreseen = Usage(foreseen.bytes, 1)  # the name is taken: a new one is made
-                await change.settle(foreseen, holder=upload_holder(row.id))
-                if row.rename_on_collision:
-                    committed, destination = await driver.files.commit_staged_renaming(
-                        staged, row.vfolder_id, destination, parents=True
-                    )
-                else:
-                    committed = await driver.files.commit_staged(
-                        staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
-                    )
-                await change.correct(committed.added - committed.replaced - foreseen)
-                upload = await UploadRepository(session).get(row.id)
-                assert upload is not None
-                upload.status = UploadStatus.COMPLETED.value
-                upload.destination = str(destination)
+            destination = await self._place_somewhere(row, driver, staged)
         except PathExists:
             await anyio.to_thread.run_sync(staged.close)
             await self._terminate_row(row, driver)
-            raise DestinationExists(f"{destination} appeared meanwhile; upload discarded") from None
+            raise DestinationExists(
+                f"{row.destination} appeared meanwhile; upload discarded"
+            ) from None
         except BaseException:
             await anyio.to_thread.run_sync(staged.close)
             raise
@@ -678,6 +661,62 @@ class TusService:
         log.info("upload completed", extra={"upload_id": str(row.id), "path": row.destination})
         row.status = UploadStatus.COMPLETED.value
         return UploadState.of(row)
+
+    async def _place_somewhere(
+        self, row: UploadRow, driver: VolumeDriver, staged: StagedFile
+    ) -> RelativePath:
+        """Places the file at its destination; under the rename policy, at the first free
+        name, moving on when another upload racing for it got there first."""
+        if not row.rename_on_collision:
+            destination = parse_relative_path(row.destination)
+            await self._place(row, driver, staged, destination)
+            return destination
+        for _ in range(PLACEMENT_ATTEMPTS):
+            destination = await self._free_destination(row, driver)
+            try:
+                await self._place(row, driver, staged, destination)
+            except PathExists:
+                continue  # taken since it was found free
+            return destination
+        raise PathExists(f"{row.destination} was taken each time this upload got there")
+
+    async def _free_destination(self, row: UploadRow, driver: VolumeDriver) -> RelativePath:
+        """The rename policy's place for the file: the first free one of the requested name
+        and its numbered alternatives, recorded on the upload before the file goes there. A
+        process that dies between that placement and its commit leaves the upload naming the
+        very file it placed, which ``repair_interrupted_completions`` then counts."""
+        destination = await driver.files.free_name(row.vfolder_id, requested_destination(row))
+        if str(destination) != row.destination:
+            async with self._sessions() as session, session.begin():
+                upload = await UploadRepository(session).get(row.id)
+                assert upload is not None
+                upload.destination = str(destination)
+            row.destination = str(destination)
+        return destination
+
+    async def _place(
+        self, row: UploadRow, driver: VolumeDriver, staged: StagedFile, destination: RelativePath
+    ) -> None:
+        """Rename into place and count the usage in one transaction that also marks the
+        upload completed: a crash leaves either nothing done or everything done."""
+        async with self._quotas.change(row.vfolder_id) as change:
+            foreseen = await foreseen_store(
+                driver.files,
+                row.vfolder_id,
+                destination,
+                staged.size,
+                replace=row.overwrite,
+                parents=True,
+            )
+            await change.settle(foreseen, holder=upload_holder(row.id))
+            committed = await driver.files.commit_staged(
+                staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
+            )
+            await change.correct(committed.added - committed.replaced - foreseen)
+            upload = await UploadRepository(change.session).get(row.id)
+            assert upload is not None
+            upload.status = UploadStatus.COMPLETED.value
+            upload.destination = str(destination)
 
     # -- termination -----------------------------------------------------------------------
 

@@ -216,6 +216,39 @@ async def test_a_deferred_length_upload_cannot_exceed_the_quota(vfolder: VFolder
     assert (await view(vfolder))["reserved_bytes"] <= 1024 * 1024
 
 
+async def test_a_declared_length_gives_back_what_was_reserved_ahead_of_it(
+    vfolder: VFolderHandle,
+) -> None:
+    """A deferred-length upload reserves in steps (16 MiB) ahead of its bytes. When it then
+    declares a length of 2 KiB, it holds 2 KiB: the rest of the step is room for others."""
+    mib = 1024 * 1024
+    await set_quota(vfolder.client, "vfolder", vfolder.id, limit_bytes=24 * mib)
+    created = await _tus_create(vfolder, None)
+    assert created.status_code == 201
+    url = created.headers["location"]
+    tus = {**ALICE, **TUS, **OCTETS}
+    first = await vfolder.client.patch(
+        url, content=b"a" * 1024, headers={**tus, "Upload-Offset": "0"}
+    )
+    assert first.status_code == 204, first.text
+    assert (await view(vfolder))["reserved_bytes"] >= 16 * mib  # the step ahead
+
+    declared = await vfolder.client.patch(
+        url, content=b"", headers={**tus, "Upload-Offset": "1024", "Upload-Length": "2048"}
+    )
+
+    assert declared.status_code == 204, declared.text
+    assert (await view(vfolder))["reserved_bytes"] == 2048
+    assert (await put(vfolder, "other.bin", 20 * mib)).status_code == 201
+    last = await vfolder.client.patch(
+        url, content=b"b" * 1024, headers={**tus, "Upload-Offset": "1024"}
+    )
+    assert last.status_code == 204, last.text
+    state = await view(vfolder)
+    assert (state["used_bytes"], state["reserved_bytes"]) == (20 * mib + 2048, 0)
+    assert await vfolder.usage() == (20 * mib + 2048, 2)
+
+
 async def test_concatenated_parts_cannot_exceed_the_quota(vfolder: VFolderHandle) -> None:
     await set_quota(vfolder.client, "vfolder", vfolder.id, limit_bytes=1000)
     partial = {"Upload-Concat": "partial"}

@@ -49,9 +49,13 @@ class Server:
     ready_after: float
     log_path: Path
     cwd: Path
+    # Kept when the server has ended: its log file goes with it.
+    final_output: str | None = None
 
     def output(self) -> str:
         """Everything the server printed so far (its log, at the default level: INFO)."""
+        if self.final_output is not None:
+            return self.final_output
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
@@ -80,9 +84,11 @@ def serving(
             )
         process.stdout = log_path.open(encoding="utf-8", errors="replace")
         base_url = f"http://127.0.0.1:{port}"
+        server: Server | None = None
         try:
             ready_after = _wait_ready(base_url, process, log_path, started, ready_within)
-            yield Server(base_url, process, started, ready_after, log_path, cwd)
+            server = Server(base_url, process, started, ready_after, log_path, cwd)
+            yield server
         finally:
             process.terminate()
             try:
@@ -95,6 +101,8 @@ def serving(
                 unread = process.stdout.read()
                 process.stdout.close()
                 process.stdout = io.StringIO(unread)
+            if server is not None:
+                server.final_output = log_path.read_text(encoding="utf-8", errors="replace")
 
 
 def _wait_ready(

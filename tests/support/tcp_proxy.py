@@ -25,18 +25,26 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def cut(self) -> None:
-        """Stop listening and drop every open connection."""
+        """Stop listening and drop every open connection. The connections go first: since
+        Python 3.12, ``wait_closed()`` waits for every connection the server accepted."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
-            self._server = None
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        self._writers |= {writer, up_writer}
+        self._writers.add(writer)  # from the start: a cut meanwhile drops it too
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        except OSError:
+            self._writers.discard(writer)
+            writer.close()
+            return
+        self._writers.add(up_writer)
         await asyncio.gather(
             self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
         )

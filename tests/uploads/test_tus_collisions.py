@@ -3,18 +3,24 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
-from drivers.paths import RelativePath
-from drivers.posix import PosixDriver
+from app.db.engine import create_engine, create_session_factory
+from app.uploads.expiry import UploadReaper
+from app.uploads.models import UploadRow
+from app.vfolders.models import VFolderRow
+from app.volumes.registry import VolumeRegistry
 from tests.files.conftest import VFolderHandle
 from tests.support.app import make_settings
+from tests.uploads.test_transfer_token_scope import mint
 from tests.uploads.test_tus_protocol import ALICE, OCTETS, TUS, create, meta
 
 
@@ -121,30 +127,112 @@ async def test_uploads_racing_for_one_name_all_land(vfolder: VFolderHandle) -> N
     assert await vfolder.usage() == (21, 6)
 
 
-def test_the_driver_places_racing_files_under_distinct_names(tmp_path: Path) -> None:
-    """No check-then-act: threads committing to one name at once each get their own."""
-    driver = PosixDriver(tmp_path / "volume")
-    vfolder_id = uuid.uuid4()
-    anyio.run(driver.initialize)
-    anyio.run(driver.create_vfolder, vfolder_id)
-    files = driver.files.sync
-    start = threading.Barrier(8)
-    placed: list[str] = []
+@pytest.mark.parametrize("settings", ["rename"], indirect=True)
+async def test_a_transfer_token_follows_its_upload_to_the_name_it_got(
+    vfolder: VFolderHandle,
+) -> None:
+    """A browser holds a token for ``inbox/a.bin`` only; the name is taken, so its upload
+    lands as ``inbox/a (1).bin``. The token still reads the state of its own upload (a client
+    that lost the last answer asks where it stands), and of nothing else there."""
+    await vfolder.client.put(
+        vfolder.url("files/inbox/a.bin"), params={"parents": "true"}, content=b"old", headers=ALICE
+    )
+    token = await mint(vfolder, operation="upload", path="inbox/a.bin")
+    created = await create(vfolder, 3, **{**token, "Upload-Metadata": meta(path="inbox/a.bin")})
+    assert created.status_code == 201, created.text
+    url = created.headers["location"]
+    done = await vfolder.client.patch(
+        url, headers={**token, **TUS, **OCTETS, "Upload-Offset": "0"}, content=b"new"
+    )
+    assert done.status_code == 204, done.text
+    assert done.headers["upload-destination"] == "inbox/a%20%281%29.bin"
 
-    def commit(n: int) -> None:
-        staged = files.create_staged()
-        staged.write_chunks([str(n).encode()])
-        start.wait()
-        _, path = files.commit_staged_renaming(
-            staged, vfolder_id, RelativePath(("a", "same.txt")), parents=True
+    head = await vfolder.client.head(url, headers={**token, **TUS})
+
+    assert head.status_code == 200
+    assert head.headers["upload-offset"] == "3"
+    assert head.headers["upload-destination"] == "inbox/a%20%281%29.bin"
+    other = await mint(vfolder, operation="upload", path="inbox/a (1).bin")
+    assert (await vfolder.client.head(url, headers={**other, **TUS})).status_code in (403, 404)
+
+
+async def _blocked_by(watcher: AsyncConnection, holder: AsyncConnection) -> int:
+    """The backend (a request of the service) that waits for a lock ``holder`` holds."""
+    holder_pid = (await holder.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    blocked = text("SELECT pid FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))")
+    with anyio.fail_after(10):
+        # Polled: only the database knows who waits for whom.
+        while not (pids := (await watcher.execute(blocked, {"holder": holder_pid})).all()):  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+    return int(pids[0][0])
+
+
+@pytest.mark.parametrize("settings", ["rename"], indirect=True)
+async def test_a_renamed_upload_cut_off_before_its_commit_is_counted_as_itself(
+    vfolder: VFolderHandle, settings: Settings, database_url: str
+) -> None:
+    """The operator's situation: the process dies once the upload's file is in place as
+    ``taken (1).bin``, before its transaction commits. The repair at the next start counts
+    the file this upload placed (5 bytes), not the older ``taken.bin`` (3 bytes)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL lets a test hold one row while the service commits")
+    await vfolder.client.put(vfolder.url("files/taken.bin"), content=b"old", headers=ALICE)
+    created = await create(vfolder, 5, **{"Upload-Metadata": meta(path="taken.bin")})
+    assert created.status_code == 201, created.text
+    url = created.headers["location"]
+    upload_id = uuid.UUID(url.rsplit("/", 1)[1])
+    engine = create_engine(settings.effective_database_url)
+    answers: list[object] = []
+
+    async def last_patch() -> None:
+        try:
+            answers.append(
+                await vfolder.client.patch(
+                    url, headers={**ALICE, **TUS, **OCTETS, "Upload-Offset": "0"}, content=b"fresh"
+                )
+            )
+        except Exception as error:  # its database connection died under it, as with its process
+            answers.append(error)
+
+    try:
+        async with (
+            engine.connect() as vfolder_lock,
+            engine.connect() as upload_lock,
+            engine.connect() as watcher,
+        ):
+            await watcher.execution_options(isolation_level="AUTOCOMMIT")
+            # Writes may still reserve (KEY SHARE), but the completion waits for the vfolder.
+            await vfolder_lock.execute(
+                select(VFolderRow.id)
+                .where(VFolderRow.id == uuid.UUID(vfolder.id))
+                .with_for_update(read=True, key_share=True)
+            )
+            async with anyio.create_task_group() as group:
+                group.start_soon(last_patch)
+                await _blocked_by(watcher, vfolder_lock)
+                # Whatever it recorded before its transaction is committed by now; what the
+                # transaction records about the upload, after the placement, has to wait.
+                await upload_lock.execute(
+                    select(UploadRow.id).where(UploadRow.id == upload_id).with_for_update()
+                )
+                await vfolder_lock.rollback()
+                completing = await _blocked_by(watcher, upload_lock)
+                assert (vfolder.root / "taken (1).bin").read_bytes() == b"fresh"
+                await watcher.execute(
+                    text("SELECT pg_terminate_backend(:pid)"), {"pid": completing}
+                )
+                await upload_lock.rollback()
+        assert not any(isinstance(a, httpx.Response) and a.is_success for a in answers), answers
+
+        reaper = UploadReaper(
+            sessions=create_session_factory(engine),
+            volumes=VolumeRegistry.from_config(settings.volumes()),
+            interval_seconds=60,
         )
-        placed.append(path.name)
-
-    threads = [threading.Thread(target=commit, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(placed) == sorted(["same.txt"] + [f"same ({n}).txt" for n in range(1, 8)])
-    root = driver.vfolder_path(vfolder_id) / "a"
-    assert sorted(p.read_text() for p in root.iterdir()) == [str(n) for n in range(8)]
+        assert await reaper.repair_interrupted_completions() == 1
+    finally:
+        await engine.dispose()
+    assert await vfolder.usage() == (3 + 5, 2)
+    head = await vfolder.client.head(url, headers={**ALICE, **TUS})
+    assert head.headers["upload-offset"] == "5"
+    assert head.headers["upload-destination"] == "taken%20%281%29.bin"
