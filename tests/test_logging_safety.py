@@ -68,6 +68,23 @@ def test_a_log_field_may_be_named_like_any_log_record_attribute(
         assert "created=value of created" in out
 
 
+@pytest.mark.parametrize("formatter", [JsonFormatter(), TextFormatter("%(message)s")])
+def test_a_file_name_that_is_not_utf8_is_logged_exactly_and_writably(
+    formatter: logging.Formatter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A container names a file with bytes that are not UTF-8; the name reaches a log call as
+    the disk gives it (lone surrogates), which no UTF-8 sink can write: the line was lost."""
+    name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    with caplog.at_level(logging.INFO):
+        get_logger("tests.logging_safety").info("refused %s", name, extra={"path": name})
+    (record,) = [r for r in caplog.records if r.name == "tests.logging_safety"]
+    out = formatter.format(record)
+    out.encode("utf-8")  # raised UnicodeEncodeError: the handler dropped the line
+    assert "caf\\udce9.txt" in record.getMessage()
+    if isinstance(formatter, JsonFormatter):
+        assert json.loads(out)["path"] == "caf\\udce9.txt"
+
+
 def _sources() -> list[Path]:
     return sorted(p for folder in ("app", "drivers") for p in (ROOT / folder).rglob("*.py"))
 

@@ -25,15 +25,28 @@ _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
 FIELDS_ATTR = "storage_fields"
 
 
+def printable(value: Any) -> Any:
+    """A string with lone surrogates (a file name that is not UTF-8, as the disk gives it)
+    spelled with backslash escapes: exact, and writable to any UTF-8 sink. A log line that
+    cannot be encoded is lost, and a test report that carries one cannot be sent."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 class StructuredLogger(logging.LoggerAdapter[logging.Logger]):
-    """A logger whose ``extra=`` fields can be named anything."""
+    """A logger whose ``extra=`` fields can be named anything, and whose messages, arguments
+    and fields are always valid Unicode."""
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         fields = kwargs.pop("extra", None) or {}
-        kwargs["extra"] = {FIELDS_ATTR: dict(fields)}
-        return msg, kwargs
+        kwargs["extra"] = {FIELDS_ATTR: {key: printable(v) for key, v in fields.items()}}
+        return printable(msg), kwargs
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        super().log(level, msg, *(printable(arg) for arg in args), **kwargs)
 
 
 def get_logger(name: str) -> StructuredLogger:
@@ -68,7 +81,8 @@ class JsonFormatter(logging.Formatter):
         entry.update(base)  # a field named like a base key never hides the base key
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # Exceptions and third-party records may still carry lone surrogates.
+        return printable(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
