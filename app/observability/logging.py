@@ -25,13 +25,15 @@ _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
 FIELDS_ATTR = "storage_fields"
 
 
+def printable_text(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def printable(value: Any) -> Any:
     """A string with lone surrogates (a file name that is not UTF-8, as the disk gives it)
     spelled with backslash escapes: exact, and writable to any UTF-8 sink. A log line that
     cannot be encoded is lost, and a test report that carries one cannot be sent."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
+    return printable_text(value) if isinstance(value, str) else value
 
 
 class StructuredLogger(logging.LoggerAdapter[logging.Logger]):
@@ -82,7 +84,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         # Exceptions and third-party records may still carry lone surrogates.
-        return printable(json.dumps(entry, default=str, ensure_ascii=False))
+        return printable_text(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
