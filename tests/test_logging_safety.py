@@ -76,11 +76,15 @@ def test_a_file_name_that_is_not_utf8_is_logged_exactly_and_writably(
     the disk gives it (lone surrogates), which no UTF-8 sink can write: the line was lost."""
     name = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
     with caplog.at_level(logging.INFO):
-        get_logger("tests.logging_safety").info("refused %s", name, extra={"path": name})
-    (record,) = [r for r in caplog.records if r.name == "tests.logging_safety"]
+        log = get_logger("tests.logging_safety")
+        log.info("refused %s", name, extra={"path": name})
+        log.info("refused: %s", FileNotFoundError(name))
+    record, about_an_error = [r for r in caplog.records if r.name == "tests.logging_safety"]
     out = formatter.format(record)
     out.encode("utf-8")  # raised UnicodeEncodeError: the handler dropped the line
+    formatter.format(about_an_error).encode("utf-8")
     assert "caf\\udce9.txt" in record.getMessage()
+    assert "caf\\udce9.txt" in about_an_error.getMessage()
     if isinstance(formatter, JsonFormatter):
         assert json.loads(out)["path"] == "caf\\udce9.txt"
 

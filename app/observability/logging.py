@@ -45,15 +45,29 @@ class StructuredLogger(logging.LoggerAdapter[logging.Logger]):
     ) -> tuple[Any, MutableMapping[str, Any]]:
         fields = kwargs.pop("extra", None) or {}
         kwargs["extra"] = {FIELDS_ATTR: {key: printable(v) for key, v in fields.items()}}
-        return printable(msg), kwargs
+        return msg, kwargs
 
-    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
-        super().log(level, msg, *(printable(arg) for arg in args), **kwargs)
+
+class PrintableMessages(logging.Filter):
+    """Formats the message once, with any argument (an exception, a path) that renders lone
+    surrogates spelled printably."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg, record.args = record.getMessage(), ()
+        record.msg = printable(record.msg if isinstance(record.msg, str) else str(record.msg))
+        return True
+
+
+_PRINTABLE_MESSAGES = PrintableMessages()
 
 
 def get_logger(name: str) -> StructuredLogger:
     """The project's only way to get a logger (tests/test_logging_safety.py enforces it)."""
-    return StructuredLogger(logging.getLogger(name))
+    logger = logging.getLogger(name)
+    if _PRINTABLE_MESSAGES not in logger.filters:
+        logger.addFilter(_PRINTABLE_MESSAGES)
+    return StructuredLogger(logger)
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
