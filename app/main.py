@@ -19,6 +19,7 @@ from app.config import Settings
 from app.cors import ProblemCORSMiddleware
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
+from app.db.shutdown import dispose_engine
 from app.files.router import router as files_router
 from app.health.router import router as health_router
 from app.maintenance import build_scheduler, build_task_runner
@@ -185,7 +186,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 await app.state.runtime.upload_locks.close()
                 await cache.close()
         finally:
-            await engine.dispose()
+            await dispose_engine(engine)
             metrics.process_exiting()
 
     app = FastAPI(
