@@ -42,6 +42,8 @@ from app.main import create_app
 from tests.conftest import _migrate, _truncate
 from tests.support.app import SERVICE_KEY, make_settings, user_token
 
+# The coverage check reads what the fuzz of its combination recorded in the same process: the
+# suite's `--dist loadfile` (pyproject.toml) keeps a module on one worker.
 pytestmark = pytest.mark.slow
 
 SPEC = Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml"
