@@ -22,6 +22,7 @@ import pytest
 
 from tests.support.server import Server, clean_environment, run_cli, serving
 from tests.support.services import postgres_schema
+from tests.support.tus_wire import tus_patch
 
 pytestmark = pytest.mark.slow
 
@@ -72,16 +73,7 @@ def _quota(server: Server, vfolder_id: str) -> dict[str, Any]:
 
 
 def _patch(server: Server, upload: str, offset: int, data: bytes) -> httpx.Response:
-    return httpx.patch(
-        f"{server.base_url}{upload}",
-        headers={
-            **TUS,
-            "Upload-Offset": str(offset),
-            "Content-Type": "application/offset+octet-stream",
-        },
-        content=data,
-        timeout=60,
-    )
+    return tus_patch(f"{server.base_url}{upload}", offset, data, headers=TUS)
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])

@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.server import clean_environment, run_cli, serving
 from tests.support.services import postgres_schema, redis_url
+from tests.support.tus_wire import tus_patch
 
 pytestmark = pytest.mark.slow
 
@@ -43,16 +44,7 @@ def _create(base_url: str, vfolder: str, length: int) -> str:
 
 
 def _patch(base_url: str, upload: str, offset: int, data: bytes) -> httpx.Response:
-    return httpx.patch(
-        f"{base_url}{upload}",
-        headers={
-            **AUTH,
-            "Upload-Offset": str(offset),
-            "Content-Type": "application/offset+octet-stream",
-        },
-        content=data,
-        timeout=60,
-    )
+    return tus_patch(f"{base_url}{upload}", offset, data, headers=AUTH)
 
 
 def _patch_once_the_lease_expires(base_url: str, upload: str, offset: int, data: bytes) -> int:

@@ -19,6 +19,7 @@ import pytest
 from app.body_writer import BATCH_BYTES
 from app.uploads.progress import CHECKPOINT_BYTES
 from tests.support.server import Server, clean_environment, serving
+from tests.support.tus_wire import tus_patch
 
 pytestmark = pytest.mark.slow
 
@@ -95,16 +96,7 @@ def _offset_once_settled(base_url: str, upload: str, expected: int) -> int:
 
 
 def _patch(base_url: str, upload: str, offset: int, data: bytes) -> httpx.Response:
-    return httpx.patch(
-        f"{base_url}{upload}",
-        headers={
-            **AUTH,
-            "Upload-Offset": str(offset),
-            "Content-Type": "application/offset+octet-stream",
-        },
-        content=data,
-        timeout=60,
-    )
+    return tus_patch(f"{base_url}{upload}", offset, data, headers=AUTH)
 
 
 def test_a_dropped_patch_keeps_every_byte_the_server_received(server: Server) -> None:

@@ -25,6 +25,7 @@ from tests.support.services import (
     redis_url_via,
 )
 from tests.support.tcp_proxy import TcpProxy, TcpProxyThread
+from tests.support.tus_wire import tus_patch
 
 ALICE = bearer(user_token("alice"))
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -78,18 +79,8 @@ async def test_a_node_that_loses_redis_keeps_taking_patches(
 
 
 def _patch(base_url: str, upload: str, offset: int, data: bytes) -> httpx.Response:
-    return httpx.patch(
-        base_url + upload,
-        content=data,
-        headers={
-            "Authorization": f"Bearer {KEY}",
-            "X-Act-As-User": "alice",
-            **TUS,
-            **OCTETS,
-            "Upload-Offset": str(offset),
-        },
-        timeout=30,
-    )
+    auth = {"Authorization": f"Bearer {KEY}", "X-Act-As-User": "alice"}
+    return tus_patch(base_url + upload, offset, data, headers=auth, timeout=30)
 
 
 @pytest.mark.slow
