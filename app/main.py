@@ -42,7 +42,9 @@ from app.tasks.runner import node_name
 from app.uploads.expiry import UploadReaper
 from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
+from app.uploads.router import get_tus_service
 from app.uploads.router import router as uploads_router
+from app.uploads.service import TusService
 from app.uploads.staging_sweep import StagingSweeper
 from app.uploads.tus_middleware import TusMiddleware
 from app.vfolders.clone_router import router as clone_router
@@ -67,10 +69,11 @@ Every `/v1` call needs `Authorization: Bearer <service key or user JWT>`. Errors
 STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload|uploads(/[^/]+)?)$"
 
 
-async def _repair_interrupted_uploads(reaper: UploadReaper) -> None:
-    """Before serving: uploads a crashed process renamed into place but never recorded."""
+async def _repair_interrupted_uploads(reaper: UploadReaper, tus: TusService) -> None:
+    """Before serving: uploads a crashed process renamed into place but never recorded, or
+    received in full but never placed."""
     try:
-        await reaper.repair_interrupted_completions()
+        await reaper.repair_interrupted_completions(place=tus.finish_received)
     except Exception:
         log.exception("repairing interrupted uploads failed; the next start tries again")
 
@@ -167,7 +170,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 tasks=tasks,
                 scheduler=scheduler,
             )
-            await _repair_interrupted_uploads(reaper)
+            await _repair_interrupted_uploads(reaper, get_tus_service(app.state.runtime))
             await _sweep_staging(sweeper)
             heartbeat.start()
             scheduler.start()

@@ -4,6 +4,8 @@ staging file removed, so their space comes back."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import anyio
@@ -40,12 +42,17 @@ class UploadReaper(PeriodicJob):
     async def on_start(self) -> None:
         await self.repair_interrupted_completions()
 
-    async def repair_interrupted_completions(self) -> int:
+    async def repair_interrupted_completions(
+        self, place: Callable[[uuid.UUID], Awaitable[bool]] | None = None
+    ) -> int:
         """An upload whose bytes were all acknowledged, whose staging file is gone and whose
         destination exists was renamed into place by a process that died before its
         transaction committed: count its usage now and mark it completed (exactly once: the
-        row is updated under its vfolder's lock, only while still active)."""
+        row is updated under its vfolder's lock, only while still active). One whose staging
+        file is still there died before placing it: ``place`` (``TusService.finish_received``)
+        places it now, as its last PATCH would have."""
         repaired = 0
+        unplaced: list[uuid.UUID] = []
         async with self._sessions() as session:
             candidates = [
                 (row.id, row.vfolder_id, row.staging_name, row.destination)
@@ -61,7 +68,8 @@ class UploadReaper(PeriodicJob):
                 files = self._volumes.get(vfolder.volume).files
                 staging = files.sync.layout.staging / staging_name
                 if await anyio.to_thread.run_sync(staging.exists):
-                    continue  # not finished after all: the client can still complete it
+                    unplaced.append(upload_id)  # placed below, outside the vfolder's lock
+                    continue
                 try:
                     entry = await files.stat(vfolder_id, parse_relative_path(destination))
                 except DriverError:
@@ -73,6 +81,15 @@ class UploadReaper(PeriodicJob):
                 log.warning(
                     "repaired an upload completed by a crashed process",
                     extra={"upload_id": str(upload_id)},
+                )
+        for upload_id in unplaced:
+            if place is None:
+                break  # the periodic run: only the start-up repair has the service to place it
+            try:
+                repaired += await place(upload_id)
+            except Exception:
+                log.exception(
+                    "could not place a fully received upload", extra={"upload_id": str(upload_id)}
                 )
         return repaired
 
