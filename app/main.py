@@ -44,7 +44,6 @@ from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
 from app.uploads.router import get_tus_service
 from app.uploads.router import router as uploads_router
-from app.uploads.service import TusService
 from app.uploads.staging_sweep import StagingSweeper
 from app.uploads.tus_middleware import TusMiddleware
 from app.vfolders.clone_router import router as clone_router
@@ -69,11 +68,11 @@ Every `/v1` call needs `Authorization: Bearer <service key or user JWT>`. Errors
 STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload|uploads(/[^/]+)?)$"
 
 
-async def _repair_interrupted_uploads(reaper: UploadReaper, tus: TusService) -> None:
+async def _repair_interrupted_uploads(reaper: UploadReaper) -> None:
     """Before serving: uploads a crashed process renamed into place but never recorded, or
     received in full but never placed."""
     try:
-        await reaper.repair_interrupted_completions(place=tus.finish_received)
+        await reaper.repair_interrupted_completions()
     except Exception:
         log.exception("repairing interrupted uploads failed; the next start tries again")
 
@@ -134,6 +133,10 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 sessions=sessions,
                 volumes=volumes,
                 interval_seconds=min(60.0, settings.upload_expiry_seconds / 10),
+                # Bound late: the tus service needs the runtime, built below.
+                place=lambda upload_id: get_tus_service(app.state.runtime).finish_received(
+                    upload_id
+                ),
             )
             sweeper = StagingSweeper(
                 sessions=sessions,
@@ -170,7 +173,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 tasks=tasks,
                 scheduler=scheduler,
             )
-            await _repair_interrupted_uploads(reaper, get_tus_service(app.state.runtime))
+            await _repair_interrupted_uploads(reaper)
             await _sweep_staging(sweeper)
             heartbeat.start()
             scheduler.start()

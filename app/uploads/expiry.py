@@ -34,23 +34,25 @@ class UploadReaper(PeriodicJob):
         sessions: async_sessionmaker[AsyncSession],
         volumes: VolumeRegistry,
         interval_seconds: float,
+        place: Callable[[uuid.UUID], Awaitable[bool]] | None = None,
     ) -> None:
+        """``place`` (``TusService.finish_received``) places an upload whose bytes were all
+        recorded by a writer that died before placing the file."""
         super().__init__(interval_seconds=interval_seconds)
         self._sessions = sessions
         self._volumes = volumes
+        self._place = place
 
     async def on_start(self) -> None:
         await self.repair_interrupted_completions()
 
-    async def repair_interrupted_completions(
-        self, place: Callable[[uuid.UUID], Awaitable[bool]] | None = None
-    ) -> int:
+    async def repair_interrupted_completions(self) -> int:
         """An upload whose bytes were all acknowledged, whose staging file is gone and whose
         destination exists was renamed into place by a process that died before its
         transaction committed: count its usage now and mark it completed (exactly once: the
         row is updated under its vfolder's lock, only while still active). One whose staging
-        file is still there died before placing it: ``place`` (``TusService.finish_received``)
-        places it now, as its last PATCH would have."""
+        file is still there died before placing it: it is placed now, as its last PATCH would
+        have placed it."""
         repaired = 0
         unplaced: list[uuid.UUID] = []
         async with self._sessions() as session:
@@ -82,19 +84,34 @@ class UploadReaper(PeriodicJob):
                     "repaired an upload completed by a crashed process",
                     extra={"upload_id": str(upload_id)},
                 )
-        for upload_id in unplaced:
-            if place is None:
-                break  # the periodic run: only the start-up repair has the service to place it
+        return repaired + await self._place_all(unplaced)
+
+    async def place_received(self) -> int:
+        """Places the uploads whose bytes were all recorded but whose writer died before
+        placing them (on another node, which may never come back). Each is placed under its
+        upload's lease, so one with a live writer is left to it."""
+        async with self._sessions() as session:
+            upload_ids = [row.id for row in await UploadRepository(session).finished_but_active()]
+        return await self._place_all(upload_ids)
+
+    async def _place_all(self, upload_ids: list[uuid.UUID]) -> int:
+        place = self._place
+        if place is None:
+            return 0
+        placed = 0
+        for upload_id in upload_ids:
             try:
-                repaired += await place(upload_id)
+                placed += await place(upload_id)
             except Exception:
                 log.exception(
                     "could not place a fully received upload", extra={"upload_id": str(upload_id)}
                 )
-        return repaired
+        return placed
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """Expire what is due; returns how many uploads were removed."""
+        """Expire what is due; returns how many uploads were removed. Fully received ones
+        are placed first: an upload acknowledged in full is never left to expire."""
+        await self.place_received()
         async with self._sessions() as session:
             due = await UploadRepository(session).expired(now or datetime.now(UTC))
             targets = []

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -77,9 +79,12 @@ def _upload_with_all_but_its_tail(server: Server, data: bytes, tail: int) -> tup
     return vfolder, upload
 
 
-def _record_the_last_bytes(database_url: str, volume: Path, upload: str, tail: bytes) -> None:
+def _record_the_last_bytes(
+    database_url: str, volume: Path, upload: str, tail: bytes, *, lease_left: float = 0
+) -> None:
     """What the dead node's last PATCH did before it died: its bytes fsynced into the staging
-    file and the offset advanced to the length, under a new fencing token."""
+    file and the offset advanced to the length, under a new fencing token; its lease on the
+    upload outlives it by ``lease_left`` seconds."""
     upload_id = uuid.UUID(upload.rsplit("/", 1)[1])
 
     async def record() -> None:
@@ -103,6 +108,15 @@ def _record_the_last_bytes(database_url: str, volume: Path, upload: str, tail: b
                     upload_id, expected=offset, new_offset=offset + len(tail), fence=fence
                 )
             assert advanced
+            if lease_left:
+                now = datetime.now(UTC)
+                async with sessions() as session, session.begin():
+                    assert await UploadRepository(session).take_lease(
+                        upload_id,
+                        token="dead-node",
+                        now=now,
+                        until=now + timedelta(seconds=lease_left),
+                    )
             assert offset + len(tail) == row.length
         finally:
             await engine.dispose()
@@ -185,4 +199,32 @@ def test_an_empty_patch_at_the_end_places_what_the_dead_node_recorded(tmp_path: 
         # Another node (sharing the database) recorded the rest and died before placing it.
         _record_the_last_bytes(database, volume, upload, data[MIB:])
         assert _patch(server.base_url, upload, len(data), b"").status_code == 204
+        _assert_finished(server.base_url, volume, vfolder, upload, data)
+
+
+def test_the_sweep_places_it_when_the_dead_nodes_lease_outlived_the_head(tmp_path: Path) -> None:
+    """The HEAD came while the dead writer's lease still held the upload, so it could not place
+    the file, yet told the client offset = length: the client never asks again. The periodic
+    sweep of any live node places it once the lease has run out."""
+    data = os.urandom(MIB + 9)
+    env = clean_environment(
+        STORAGE_SERVICE_KEYS=KEY,
+        STORAGE_UPLOAD_LOCK_TTL_SECONDS="2",
+        STORAGE_UPLOAD_EXPIRY_SECONDS="20",  # a sweep every 2 s
+        STORAGE_TASK_POLL_SECONDS="0.5",
+    )
+    volume = tmp_path / "var" / "volumes" / "local"
+    database = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'storage-proxy.sqlite3'}"
+    with serving(cwd=tmp_path, env=env) as server:
+        vfolder = _vfolder(server.base_url)
+        upload = _create(server.base_url, vfolder, len(data))
+        assert _patch(server.base_url, upload, 0, data[:MIB]).status_code == 204
+        _record_the_last_bytes(database, volume, upload, data[MIB:], lease_left=3)
+        head = httpx.head(f"{server.base_url}{upload}", headers=AUTH)
+        assert head.status_code == 200
+        assert head.headers["upload-offset"] == str(len(data))
+        deadline = time.monotonic() + 20
+        while not _placed(volume, vfolder).exists():
+            assert time.monotonic() < deadline, "the fully received upload was never placed"
+            time.sleep(0.25)
         _assert_finished(server.base_url, volume, vfolder, upload, data)
