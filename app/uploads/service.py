@@ -28,6 +28,7 @@ from app.body_writer import write_body
 from app.errors import (
     ChecksumMismatch,
     DestinationExists,
+    DomainError,
     InvalidRequest,
     OffsetMismatch,
     RepeatedPartialUpload,
@@ -60,7 +61,7 @@ from app.vfolders.reader import VFolderReader
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
-from drivers.errors import PathExists, PathNotFound
+from drivers.errors import DriverError, PathExists, PathNotFound
 from drivers.fsops import StagedFile
 from drivers.paths import RelativePath, parse_relative_path
 
@@ -405,7 +406,14 @@ class TusService:
             try:
                 return await self._finish_received(row, driver)
             except DestinationExists as exc:
-                raise UploadGone(str(exc)) from None
+                raise UploadGone(str(exc)) from None  # discarded, as its PATCH would have
+            except (DomainError, DriverError):
+                # HEAD still answers where the upload stands; the periodic sweep tries again.
+                log.warning(
+                    "could not place a fully received upload",
+                    extra={"upload_id": str(row.id)},
+                    exc_info=True,
+                )
         return UploadState.of(row)
 
     async def finish_received(self, upload_id: uuid.UUID) -> bool:

@@ -228,3 +228,37 @@ def test_the_sweep_places_it_when_the_dead_nodes_lease_outlived_the_head(tmp_pat
             assert time.monotonic() < deadline, "the fully received upload was never placed"
             time.sleep(0.25)
         _assert_finished(server.base_url, volume, vfolder, upload, data)
+
+
+def test_the_restarted_node_places_it_under_the_rename_policy(tmp_path: Path) -> None:
+    """Someone took the name before the node died: the deployment's policy still holds."""
+    data = os.urandom(MIB + 1)
+    theirs = b"someone else's report"
+    env = clean_environment(
+        STORAGE_SERVICE_KEYS=KEY,
+        STORAGE_UPLOAD_LOCK_TTL_SECONDS="2",
+        STORAGE_UPLOAD_COLLISION="rename",
+    )
+    volume = tmp_path / "var" / "volumes" / "local"
+    with serving(cwd=tmp_path, env=env) as server:
+        vfolder = _vfolder(server.base_url)
+        upload = _create(server.base_url, vfolder, len(data))
+        assert _patch(server.base_url, upload, 0, data[:-7]).status_code == 204
+        taken = httpx.put(
+            f"{server.base_url}/v1/vfolders/{vfolder}/files/{NAME}", headers=AUTH, content=theirs
+        )
+        assert taken.status_code == 201, taken.text
+        server.process.kill()
+        server.process.wait()
+    database = f"sqlite+aiosqlite:///{tmp_path / 'var' / 'storage-proxy.sqlite3'}"
+    _record_the_last_bytes(database, volume, upload, data[-7:])
+    with serving(cwd=tmp_path, env=env) as restarted:
+        base = restarted.base_url
+        assert _placed(volume, vfolder).read_bytes() == theirs
+        renamed = VolumeLayout(volume).vfolder_path(vfolder) / "report (1).bin"
+        assert renamed.read_bytes() == data
+        head = httpx.head(f"{base}{upload}", headers=AUTH)
+        assert head.status_code == 200
+        assert head.headers["upload-destination"] == "report%20%281%29.bin"
+        usage = httpx.get(f"{base}/v1/vfolders/{vfolder}/usage", headers=AUTH).json()
+        assert (usage["used_bytes"], usage["file_count"]) == (len(data) + len(theirs), 2)
