@@ -42,6 +42,7 @@ from app.tasks.runner import node_name
 from app.uploads.expiry import UploadReaper
 from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
+from app.uploads.router import get_tus_service
 from app.uploads.router import router as uploads_router
 from app.uploads.staging_sweep import StagingSweeper
 from app.uploads.tus_middleware import TusMiddleware
@@ -68,7 +69,8 @@ STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload|uploads(/[^/]+)?
 
 
 async def _repair_interrupted_uploads(reaper: UploadReaper) -> None:
-    """Before serving: uploads a crashed process renamed into place but never recorded."""
+    """Before serving: uploads a crashed process renamed into place but never recorded, or
+    received in full but never placed."""
     try:
         await reaper.repair_interrupted_completions()
     except Exception:
@@ -131,6 +133,10 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 sessions=sessions,
                 volumes=volumes,
                 interval_seconds=min(60.0, settings.upload_expiry_seconds / 10),
+                # Bound late: the tus service needs the runtime, built below.
+                place=lambda upload_id: get_tus_service(app.state.runtime).finish_received(
+                    upload_id
+                ),
             )
             sweeper = StagingSweeper(
                 sessions=sessions,

@@ -4,6 +4,8 @@ staging file removed, so their space comes back."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import anyio
@@ -32,10 +34,14 @@ class UploadReaper(PeriodicJob):
         sessions: async_sessionmaker[AsyncSession],
         volumes: VolumeRegistry,
         interval_seconds: float,
+        place: Callable[[uuid.UUID], Awaitable[bool]] | None = None,
     ) -> None:
+        """``place`` (``TusService.finish_received``) places an upload whose bytes were all
+        recorded by a writer that died before placing the file."""
         super().__init__(interval_seconds=interval_seconds)
         self._sessions = sessions
         self._volumes = volumes
+        self._place = place
 
     async def on_start(self) -> None:
         await self.repair_interrupted_completions()
@@ -44,8 +50,11 @@ class UploadReaper(PeriodicJob):
         """An upload whose bytes were all acknowledged, whose staging file is gone and whose
         destination exists was renamed into place by a process that died before its
         transaction committed: count its usage now and mark it completed (exactly once: the
-        row is updated under its vfolder's lock, only while still active)."""
+        row is updated under its vfolder's lock, only while still active). One whose staging
+        file is still there died before placing it: it is placed now, as its last PATCH would
+        have placed it."""
         repaired = 0
+        unplaced: list[uuid.UUID] = []
         async with self._sessions() as session:
             candidates = [
                 (row.id, row.vfolder_id, row.staging_name, row.destination)
@@ -61,7 +70,8 @@ class UploadReaper(PeriodicJob):
                 files = self._volumes.get(vfolder.volume).files
                 staging = files.sync.layout.staging / staging_name
                 if await anyio.to_thread.run_sync(staging.exists):
-                    continue  # not finished after all: the client can still complete it
+                    unplaced.append(upload_id)  # placed below, outside the vfolder's lock
+                    continue
                 try:
                     entry = await files.stat(vfolder_id, parse_relative_path(destination))
                 except DriverError:
@@ -74,10 +84,34 @@ class UploadReaper(PeriodicJob):
                     "repaired an upload completed by a crashed process",
                     extra={"upload_id": str(upload_id)},
                 )
-        return repaired
+        return repaired + await self._place_all(unplaced)
+
+    async def place_received(self) -> int:
+        """Places the uploads whose bytes were all recorded but whose writer died before
+        placing them (on another node, which may never come back). Each is placed under its
+        upload's lease, so one with a live writer is left to it."""
+        async with self._sessions() as session:
+            upload_ids = [row.id for row in await UploadRepository(session).finished_but_active()]
+        return await self._place_all(upload_ids)
+
+    async def _place_all(self, upload_ids: list[uuid.UUID]) -> int:
+        place = self._place
+        if place is None:
+            return 0
+        placed = 0
+        for upload_id in upload_ids:
+            try:
+                placed += await place(upload_id)
+            except Exception:
+                log.exception(
+                    "could not place a fully received upload", extra={"upload_id": str(upload_id)}
+                )
+        return placed
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """Expire what is due; returns how many uploads were removed."""
+        """Expire what is due; returns how many uploads were removed. Fully received ones
+        are placed first: an upload acknowledged in full is never left to expire."""
+        await self.place_received()
         async with self._sessions() as session:
             due = await UploadRepository(session).expired(now or datetime.now(UTC))
             targets = []

@@ -28,6 +28,7 @@ from app.body_writer import write_body
 from app.errors import (
     ChecksumMismatch,
     DestinationExists,
+    DomainError,
     InvalidRequest,
     OffsetMismatch,
     RepeatedPartialUpload,
@@ -57,9 +58,10 @@ from app.uploads.protocol import (
 )
 from app.uploads.repository import UploadRepository
 from app.vfolders.reader import VFolderReader
+from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
-from drivers.errors import PathExists, PathNotFound
+from drivers.errors import DriverError, PathExists, PathNotFound
 from drivers.fsops import StagedFile
 from drivers.paths import RelativePath, parse_relative_path
 
@@ -397,8 +399,68 @@ class TusService:
     ) -> UploadState:
         # A finished upload still answers (offset = length), so a client that lost the last
         # acknowledgement learns it is done, and parts can be checked before the final.
-        row, _ = await self._load(principal, vfolder_id, upload_id, completed_ok=True)
+        row, driver = await self._load(principal, vfolder_id, upload_id, completed_ok=True)
+        if _received_in_full(row):
+            # A node died between recording the last bytes and placing the file, and clients
+            # take offset = length as done: whoever sees it first places it.
+            try:
+                return await self._finish_received(row, driver)
+            except DestinationExists as exc:
+                raise UploadGone(str(exc)) from None  # discarded, as its PATCH would have
+            except (DomainError, DriverError):
+                # HEAD still answers where the upload stands; the periodic sweep tries again.
+                log.warning(
+                    "could not place a fully received upload",
+                    extra={"upload_id": str(row.id)},
+                    exc_info=True,
+                )
         return UploadState.of(row)
+
+    async def finish_received(self, upload_id: uuid.UUID) -> bool:
+        """Places an upload whose bytes were all recorded but whose writer died before placing
+        it (what the start-up repair calls); True when it is placed now."""
+        async with self._sessions() as session:
+            row = await UploadRepository(session).get(upload_id)
+            vfolder = await VFolderRepository(session).get(row.vfolder_id) if row else None
+        if row is None or vfolder is None or not _received_in_full(row):
+            return False
+        state = await self._finish_received(row, self._volumes.get(vfolder.volume))
+        return state.completed
+
+    async def _finish_received(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
+        """Under the upload's lease, like a PATCH (a live writer keeps it, and its own PATCH
+        places the file): re-checks that every byte is recorded and in the staging file, then
+        finishes the upload as that PATCH would have."""
+        try:
+            async with self._locks.hold(row.id):
+                async with self._sessions() as session:
+                    current = await UploadRepository(session).get(row.id)
+                if current is None or not _received_in_full(current):
+                    return UploadState.of(current or row)
+                try:
+                    staged = await driver.files.open_staged(current.staging_name, create=False)
+                except PathNotFound:
+                    return UploadState.of(current)  # placed already; the repair counts it
+                try:
+                    if not await anyio.to_thread.run_sync(staged.try_lock):
+                        return UploadState.of(current)  # a stalled writer of this node
+                    if staged.size < (current.offset or 0):
+                        log.error(
+                            "an upload's staging file lacks recorded bytes; not placed",
+                            extra={"upload_id": str(current.id), "size": staged.size},
+                        )
+                        return UploadState.of(current)
+                    # Bytes past the recorded offset were never acknowledged.
+                    await anyio.to_thread.run_sync(staged.truncate, current.offset)
+                finally:
+                    await anyio.to_thread.run_sync(staged.close)
+                log.warning(
+                    "placing an upload whose writer died after its last bytes",
+                    extra={"upload_id": str(current.id)},
+                )
+                return await self._finish(current, driver)
+        except UploadLocked:
+            return UploadState.of(row)  # its writer is alive and places it itself
 
     async def unfinished(self, principal: Principal, vfolder_id: uuid.UUID) -> list[UploadState]:
         """The caller's unfinished uploads. A transfer token shares its minter's identity, not
@@ -556,8 +618,9 @@ class TusService:
                 if held_here:
                     with anyio.CancelScope(shield=True):
                         await self._quotas.detach(upload_holder(row.id))
-        if row.length is not None and row.offset == row.length:
-            return await self._finish(row, driver)
+            # Still under the lease, so a HEAD elsewhere never places it at the same time.
+            if row.length is not None and row.offset == row.length:
+                return await self._finish(row, driver)
         return UploadState.of(row)
 
     async def _write_body(
@@ -744,6 +807,16 @@ class TusService:
                 upload.status = UploadStatus.TERMINATED.value
             await QuotaRepository(session).drop_reservation(upload_holder(row.id))
         await driver.files.remove_staged(row.staging_name)
+
+
+def _received_in_full(row: UploadRow) -> bool:
+    """Every byte recorded, yet still active: its writer died before placing the file."""
+    return (
+        row.status == UploadStatus.ACTIVE.value
+        and row.length is not None
+        and row.offset == row.length
+        and not (row.concat or "").startswith("final;")
+    )
 
 
 def _upload_id_in(url: str, vfolder_id: uuid.UUID) -> uuid.UUID:
