@@ -325,7 +325,9 @@ class TusService:
             raise
         log.info("upload created", extra={"upload_id": str(row.id), "length": length})
         if length == 0:
-            return await self._finish(row, driver)
+            # Under the upload's lease, like any placement: the sweep of fully received
+            # uploads may see this one as soon as its row is committed.
+            return await self._finish_received(row, driver)
         if body is not None:
             return await self._append(row, driver, offset=0, body=body, checksum=checksum)
         return UploadState.of(row)
