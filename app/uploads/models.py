@@ -14,6 +14,9 @@ from app.db.base import Base
 from app.db.types import UTCDateTime
 from app.vfolders.models import utcnow
 
+# A tus upload's staging file is named after it (the driver keeps the same prefix apart).
+TUS_STAGING_PREFIX = "tus-"
+
 
 class UploadStatus(enum.StrEnum):
     ACTIVE = "active"
@@ -64,4 +67,14 @@ class UploadRow(Base):
 
     @property
     def staging_name(self) -> str:
-        return f"tus-{self.id.hex}"
+        return f"{TUS_STAGING_PREFIX}{self.id.hex}"
+
+
+def upload_id_of_staging(name: str) -> uuid.UUID | None:
+    """The upload a staging file name belongs to; None for any other staging file."""
+    if not name.startswith(TUS_STAGING_PREFIX):
+        return None
+    try:
+        return uuid.UUID(hex=name.removeprefix(TUS_STAGING_PREFIX))
+    except ValueError:
+        return None

@@ -96,6 +96,16 @@ class UploadRepository:
         )
         return (await self._session.execute(stmt)).scalars().all()
 
+    async def still_staged(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of ``ids`` whose upload still needs its staging file: any not terminated
+        (an active one, or a completed part waiting for its final upload)."""
+        rows = await self._session.execute(
+            select(UploadRow.id).where(
+                UploadRow.id.in_(ids), UploadRow.status != UploadStatus.TERMINATED.value
+            )
+        )
+        return set(rows.scalars())
+
     async def finished_but_active(self, *, limit: int = 500) -> Sequence[UploadRow]:
         stmt = (
             select(UploadRow)

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.observability.logging import get_logger
-from app.uploads.models import UploadRow, UploadStatus
+from app.uploads.models import TUS_STAGING_PREFIX, upload_id_of_staging
+from app.uploads.repository import UploadRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
-from drivers.fsops import TUS_STAGING_PREFIX
 
 log = get_logger(__name__)
 
@@ -53,51 +51,27 @@ class StagingSweeper:
         files = self._volumes.get(volume).files
         older_than = time.time() - self._grace
         candidates = await files.staging_candidates(older_than=older_than)
-        live = await self._live_uploads(_upload_ids(candidates))
+        uploads = {name: upload_id_of_staging(name) for name in candidates}
+        live = await self._live_uploads([i for i in uploads.values() if i is not None])
         removed = 0
-        for name in candidates:
-            if name.startswith(TUS_STAGING_PREFIX) and _upload_id(name) in live:
-                continue
-            if name.startswith(TUS_STAGING_PREFIX) and _upload_id(name) is None:
-                continue  # not named by this service: not ours to judge
+        for name, upload_id in uploads.items():
+            if name.startswith(TUS_STAGING_PREFIX) and (upload_id is None or upload_id in live):
+                continue  # a live upload's file, or one not named by this service
             if not await files.remove_abandoned_staged(name, older_than=older_than):
                 continue
             removed += 1
-            path = str(files.sync.layout.staging / name)
             log.warning(
-                "removed an abandoned staging file: %s",
-                path,
-                extra={"volume": volume, "path": path},
+                "removed an abandoned staging file: .staging/%s",
+                name,
+                extra={"volume": volume, "staging_file": name},
             )
         return removed
 
     async def _live_uploads(self, ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        """Those of ``ids`` whose upload still needs its staging file: any not terminated
-        (an active one, or a completed part waiting for its final upload)."""
         live: set[uuid.UUID] = set()
         async with self._sessions() as session:
             for start in range(0, len(ids), LOOKUP_BATCH):
-                batch = ids[start : start + LOOKUP_BATCH]
-                rows = await session.execute(
-                    select(UploadRow.id).where(
-                        UploadRow.id.in_(batch),
-                        UploadRow.status != UploadStatus.TERMINATED.value,
-                    )
+                live |= await UploadRepository(session).still_staged(
+                    ids[start : start + LOOKUP_BATCH]
                 )
-                live.update(rows.scalars())
         return live
-
-
-def _upload_id(name: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(hex=name.removeprefix(TUS_STAGING_PREFIX))
-    except ValueError:
-        return None
-
-
-def _upload_ids(names: Iterable[str]) -> list[uuid.UUID]:
-    return [
-        upload_id
-        for name in names
-        if name.startswith(TUS_STAGING_PREFIX) and (upload_id := _upload_id(name)) is not None
-    ]
