@@ -197,5 +197,12 @@ def test_a_node_cut_from_redis_misses_no_revoke(cluster: Cluster) -> None:
         assert_no_node_grants_within(cluster, old_access, A_FEW_SECONDS)
     finally:
         cluster.link_c.restore()
-    time.sleep(2.5)  # node C's next attempt to use Redis again
+    _until_cache_ok(cluster.c)  # node C is back on Redis
     assert_no_node_grants_within(cluster, old_access, 0.0)
+
+
+def _until_cache_ok(node: httpx.Client, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while node.get("/health/ready").json()["checks"]["cache"]["status"] != "ok":
+        assert time.monotonic() < deadline, "the node never got its Redis link back"
+        time.sleep(0.1)
