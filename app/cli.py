@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import yaml
@@ -17,6 +18,9 @@ from app.auth.tokens import mint_user_token
 from app.config import ConfigurationError, Settings
 from app.db.availability import DatabaseUnreachable, require_reachable_blocking
 from app.task_watch import start_scan, watch
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,20 +133,46 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["STORAGE_LOCAL_CACHE"] = "false"
     # Set before the workers import prometheus-client, which reads it once at import.
     metrics_dir = prepare_multiprocess_dir(args.workers)
-    try:
-        uvicorn.run(
-            "app.main:create_app_from_environment",
-            factory=True,
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            workers=args.workers,
-            log_config=None,
-            proxy_headers=False,
-            http=PROTOCOL_IMPORT_STRING,
+    port = args.port or settings.port
+    if settings.manager_api_enabled and settings.manager_api_port == port:
+        raise ConfigurationError(
+            f"STORAGE_MANAGER_API_PORT {port} is the main port too: give the Manager-facing "
+            "API a port of its own"
         )
+    config = uvicorn.Config(
+        "app.main:create_app_from_environment",
+        factory=True,
+        host=args.host or settings.host,
+        port=port,
+        workers=args.workers,
+        log_config=None,
+        proxy_headers=False,
+        http=PROTOCOL_IMPORT_STRING,
+    )
+    try:
+        _run_listeners(config, settings)
     finally:
         remove_multiprocess_dir(metrics_dir)
     return 0
+
+
+def _run_listeners(config: uvicorn.Config, settings: Settings) -> None:
+    """The main socket, and the Manager-facing one when configured: every worker serves both
+    (the app tells them apart by the port a request arrived on)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    sockets = [config.bind_socket()]
+    if settings.manager_api_enabled:
+        manager = uvicorn.Config(
+            config.app, host=settings.manager_api_host, port=settings.manager_api_port
+        )
+        sockets.append(manager.bind_socket())
+    server = uvicorn.Server(config)
+    if config.workers > 1:
+        Multiprocess(config, sockets=sockets).run()
+    else:
+        server.run(sockets=sockets)
 
 
 def _migrate(_args: argparse.Namespace) -> int:

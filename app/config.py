@@ -141,12 +141,24 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     body_idle_timeout_seconds: float = Field(default=60.0, gt=0)
     body_min_bytes_per_second: float = Field(default=500.0, ge=0)
+    # The Backend.AI Manager-facing listener (app/backendai): on when a secret is set. Several
+    # comma-separated secrets are all accepted, for rotation.
+    manager_api_secret: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    manager_api_host: str = "127.0.0.1"
+    manager_api_port: int = Field(default=6022, ge=1, le=65535)
+    # Signs the upload and download tokens the Manager-facing API mints for /upload, /download.
+    manager_client_token_secret: str | None = None
+    manager_client_token_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    # How long /folder/delete and /folder/clone wait for their task before answering: the
+    # 23.9 Manager takes a 2xx as "finished" and gives up after 300 s.
+    manager_api_sync_wait_seconds: float = Field(default=270.0, gt=0)
 
     @field_validator(
         "service_keys",
         "jwt_previous_secrets",
         "jwt_public_keys",
         "cors_allow_origins",
+        "manager_api_secret",
         mode="before",
     )
     @classmethod
@@ -154,6 +166,10 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @property
+    def manager_api_enabled(self) -> bool:
+        return bool(self.manager_api_secret)
 
     @property
     def effective_database_url(self) -> str:
@@ -213,6 +229,15 @@ class Settings(BaseSettings):
         if not self.service_keys or any(_unusable_secret(key) for key in self.service_keys):
             problems.append(
                 f"STORAGE_SERVICE_KEYS must list keys of at least {MIN_SECRET_BYTES} bytes"
+            )
+        if any(_unusable_secret(secret) for secret in self.manager_api_secret):
+            problems.append(
+                f"STORAGE_MANAGER_API_SECRET must list secrets of at least {MIN_SECRET_BYTES} bytes"
+            )
+        if self.manager_api_enabled and _unusable_secret(self.manager_client_token_secret or ""):
+            problems.append(
+                "STORAGE_MANAGER_CLIENT_TOKEN_SECRET must be set to at least "
+                f"{MIN_SECRET_BYTES} bytes when the Manager-facing API is on"
             )
         if problems:
             raise ConfigurationError(

@@ -14,6 +14,8 @@ from starlette.responses import Response
 
 from app import __version__
 from app.auth.tokens import Authenticator
+from app.backendai.app import create_manager_app
+from app.backendai.listeners import ListenerDispatch
 from app.cache import build_cache
 from app.config import Settings
 from app.cors import ProblemCORSMiddleware
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     volumes = VolumeRegistry.from_config(settings.volumes())
     authenticator = Authenticator.from_settings(settings)
     metrics = Metrics()
+    manager_app = create_manager_app(metrics) if settings.manager_api_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -173,6 +176,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 tasks=tasks,
                 scheduler=scheduler,
             )
+            if manager_app is not None:
+                manager_app.state.runtime = app.state.runtime
             await _repair_interrupted_uploads(reaper)
             await _sweep_staging(sweeper)
             heartbeat.start()
@@ -204,6 +209,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    app.state.manager_app = manager_app
     install_problem_handlers(app)
     # Added last = outermost: the request id and metrics cover every other layer.
     app.add_middleware(TusMiddleware)
@@ -247,6 +253,11 @@ async def _require_current_schema(engine: AsyncEngine) -> None:
         )
 
 
-def create_app_from_environment() -> FastAPI:
-    """Factory for uvicorn (``--factory``), used by ``storage-proxy serve`` workers."""
-    return create_app(setup_logging=True)
+def create_app_from_environment() -> FastAPI | ListenerDispatch:
+    """Factory for uvicorn (``--factory``), used by ``storage-proxy serve`` workers: the main
+    app, and the Manager-facing one beside it when configured."""
+    settings = Settings()
+    app = create_app(settings, setup_logging=True)
+    if app.state.manager_app is None:
+        return app
+    return ListenerDispatch(app, app.state.manager_app, manager_port=settings.manager_api_port)

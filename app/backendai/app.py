@@ -1,0 +1,33 @@
+"""The Manager-facing app: Backend.AI's storage-proxy protocol on its own listener, served
+from the main app's runtime (set by the main app's lifespan)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.backendai.error_bodies import ManagerErrorBodies
+from app.backendai.status_router import router as status_router
+from app.backendai.volume_router import router as volume_router
+from app.observability.body_limit import BodySizeLimitMiddleware
+from app.observability.metrics import Metrics
+from app.observability.middleware import RequestContextMiddleware
+from app.problems import install_problem_handlers
+
+
+def create_manager_app(metrics: Metrics) -> FastAPI:
+    app = FastAPI(
+        title="storage-proxy: Backend.AI Manager-facing API",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Outermost: it also rewrites the last-resort 500 the request context renders.
+    app.add_middleware(ManagerErrorBodies)
+    app.include_router(status_router)
+    app.include_router(volume_router)
+    return app

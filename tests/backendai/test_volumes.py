@@ -1,0 +1,66 @@
+"""Rows 1-4 of the reference: volumes, fs-usage, hwinfo, performance-metric; and the auth."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.backendai.conftest import AUTH_HEADER, Target
+
+
+def test_volumes_lists_every_key_the_manager_reads(target: Target) -> None:
+    reply = target.call("GET", "/volumes")
+    assert reply.status_code == 200
+    volumes = reply.json()["volumes"]
+    local = next(v for v in volumes if v["name"] == target.volume)
+    assert {"name", "backend", "path", "fsprefix", "capabilities"} <= set(local)
+    assert local["backend"] == "vfs"
+    assert "vfolder" in local["capabilities"]
+
+
+def test_fs_usage_reads_a_json_body_on_get(target: Target) -> None:
+    reply = target.call("GET", "/folder/fs-usage", {"volume": target.volume})
+    assert reply.status_code == 200
+    usage = reply.json()
+    assert isinstance(usage["capacity_bytes"], int) and usage["capacity_bytes"] > 0
+    assert isinstance(usage["used_bytes"], int)
+
+
+def test_hwinfo_has_the_three_keys(target: Target) -> None:
+    reply = target.call("GET", "/volume/hwinfo", {"volume": target.volume})
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "healthy", "status_info": None, "metadata": {}}
+
+
+def test_performance_metric_is_an_error_the_manager_tolerates(target: Target) -> None:
+    reply = target.call("GET", "/volume/performance-metric", {"volume": target.volume})
+    assert not reply.is_success
+    assert reply.status_code < 500
+
+
+@pytest.mark.parametrize("secret", [None, "wrong-secret"])
+def test_calls_without_the_secret_are_refused(target: Target, secret: str | None) -> None:
+    headers = {} if secret is None else {AUTH_HEADER: secret}
+    reply = httpx.get(target.manager_url + "/volumes", headers=headers)
+    assert reply.status_code == 403
+
+
+@pytest.mark.ours_better("the reference answers 403 text/plain: the Manager shows a bare status")
+def test_refusals_carry_a_msg_the_manager_shows(target: Target) -> None:
+    reply = httpx.get(target.manager_url + "/volumes", headers={AUTH_HEADER: "wrong"})
+    assert reply.headers["content-type"] == "application/json"
+    assert "msg" in reply.json()
+
+
+@pytest.mark.ours_better("the reference answers a bare 500 for an unknown volume")
+def test_an_unknown_volume_is_a_msg_not_a_500(target: Target) -> None:
+    reply = target.call("GET", "/folder/fs-usage", {"volume": "no-such-volume"})
+    assert 400 <= reply.status_code < 500
+    assert reply.headers["content-type"] == "application/json"
+    assert "no-such-volume" in reply.json()["msg"]
+
+
+@pytest.mark.ours_only("the main listener of ours")
+def test_the_manager_api_is_not_on_the_main_port(target: Target) -> None:
+    reply = httpx.get(target.client_url + "/volumes", headers={AUTH_HEADER: target.secret})
+    assert reply.status_code == 404
