@@ -1,0 +1,33 @@
+"""From the Manager's ``(volume, vfid)`` to our vfolder: the uuid names it; the volume and the
+quota scope must agree with what we recorded, or it is not found (a vfid of another scope never
+reaches a folder)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.backendai.identity import VFolderId
+from app.errors import VFolderNotFound
+from app.vfolders.reader import VFolderReader
+from app.vfolders.schemas import VFolder
+
+
+def belongs(vfolder: VFolder, volume: str, vfid: VFolderId) -> bool:
+    scope = vfid.quota_scope
+    return (
+        vfolder.volume == volume
+        and vfolder.owner_type == scope.owner_type
+        and vfolder.owner_id == scope.owner_id
+    )
+
+
+async def find_vfolder(
+    session: AsyncSession, reader: VFolderReader, volume: str, vfid: VFolderId
+) -> VFolder:
+    """The live or cloning vfolder; ``VFolderNotFound`` when the vfid names none here."""
+    vfolder, _rules = await reader.load(session, vfid.folder_id)
+    if not belongs(vfolder, volume, vfid):
+        raise VFolderNotFound(
+            f"vfolder {vfid} not found on volume {volume!r}", vfid=str(vfid), volume=volume
+        )
+    return vfolder
