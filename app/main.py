@@ -15,6 +15,7 @@ from starlette.responses import Response
 from app import __version__
 from app.auth.tokens import Authenticator
 from app.backendai.app import create_manager_app
+from app.backendai.client_router import router as backendai_client_router
 from app.backendai.listeners import ListenerDispatch
 from app.cache import build_cache
 from app.config import Settings
@@ -67,7 +68,7 @@ Every `/v1` call needs `Authorization: Bearer <service key or user JWT>`. Errors
 
 
 # Routes whose bodies stream to disk instead of being buffered: exempt from the 1 MiB cap.
-STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload|uploads(/[^/]+)?)$"
+STREAMING_UPLOAD_PATHS = r"^/v1/vfolders/[^/]+/(files/.+|upload|uploads(/[^/]+)?)$|^/upload$"
 
 
 async def _repair_interrupted_uploads(reaper: UploadReaper) -> None:
@@ -234,6 +235,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
     app.include_router(tasks_router)
     app.include_router(clone_router)
     app.include_router(snapshots_router)
+    app.include_router(backendai_client_router)
     install_swagger_ui(app, title=TITLE)
     install_openapi(app)
 

@@ -10,7 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.uploads.protocol import TUS_VERSION
 
-UPLOAD_PATHS = re.compile(r"^/v1/vfolders/[^/]+/uploads(/[^/]+)?$")
+# Backend.AI's client-facing /upload (app/backendai/client_router.py) speaks tus too.
+UPLOAD_PATHS = re.compile(r"^/v1/vfolders/[^/]+/uploads(/[^/]+)?$|^/upload$")
 OVERRIDABLE = frozenset({"PATCH", "DELETE", "HEAD", "GET", "OPTIONS"})
 
 
