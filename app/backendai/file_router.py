@@ -117,7 +117,6 @@ async def move(
 async def delete(
     _manager: ManagerDep, service: BackendAIFilesDep, body: FileDeleteRequest, request: Request
 ) -> dict[str, str] | Response:
-    _about(request, *body.relpaths)
     failed = await service.delete(body.volume, body.vfid, body.relpaths, recursive=body.recursive)
     if failed is None:
         return {"status": "ok"}

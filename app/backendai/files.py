@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from app.backendai.auth import MANAGER_PRINCIPAL
 from app.backendai.client_tokens import ClientTokens
 from app.backendai.identity import VFolderId
 from app.backendai.lookup import find_vfolder
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, Problem, driver_problem
 from app.files.schemas import DeleteResult
 from app.files.service import FilesService
 from app.observability.context import bind_log_fields
@@ -24,7 +25,7 @@ from app.uploads.service import TusService
 from app.vfolders.reader import VFolderReader
 from app.vfolders.schemas import VFolder
 from drivers.base import VolumeDriver
-from drivers.errors import NotARegularFile
+from drivers.errors import DriverError, NotARegularFile
 from drivers.fsops import EntryType, FileEntry, OpenFile
 from drivers.paths import RelativePath, display_text, parse_relative_path, require_single_name
 
@@ -37,12 +38,7 @@ FORMAT_BITS = {
 }
 
 
-class IsADirectory(InvalidRequest):
-    """A directory named in a delete without ``recursive``: refused even when empty, as
-    Backend.AI's proxy (and ``rm``) does."""
-
-    problem_type = "/problems/is-a-directory"
-    title = "Is a directory"
+IS_A_DIRECTORY = "/problems/is-a-directory"
 
 
 def manager_item(entry: FileEntry) -> dict[str, object]:
@@ -153,15 +149,36 @@ class BackendAIFiles:
         vfolder = await self.folder(volume, vfid)
         for relpath in relpaths:
             if not recursive:
-                info = await self._files.stat(MANAGER_PRINCIPAL, vfolder.id, relpath)
-                if info.type is EntryType.DIR:
-                    raise IsADirectory(f"{info.path or '/'} is a directory (set recursive)")
+                refusal = await self._directory_refusal(vfolder.id, relpath)
+                if refusal is not None:
+                    return refusal
             result = await self._files.delete(
                 MANAGER_PRINCIPAL, vfolder.id, [relpath], recursive=recursive
             )
             if result.results[0].status != "deleted":
                 return result.results[0]
         return None
+
+    async def _directory_refusal(self, vfolder_id: uuid.UUID, relpath: str) -> DeleteResult | None:
+        """A directory without ``recursive`` is refused even when empty, as Backend.AI's proxy
+        (and ``rm``) does; a path that cannot be read is reported as the delete would."""
+        try:
+            info = await self._files.stat(MANAGER_PRINCIPAL, vfolder_id, relpath)
+        except DriverError as exc:
+            problem_type, title, status = driver_problem(exc)
+            problem = Problem(
+                type=problem_type, title=title, status=status, detail=display_text(str(exc))
+            )
+            return DeleteResult(path=relpath, status="failed", problem=problem)
+        if info.type is not EntryType.DIR:
+            return None
+        problem = Problem(
+            type=IS_A_DIRECTORY,
+            title="Is a directory",
+            status=400,
+            detail=f"{info.path} is a directory (set recursive to delete it)",
+        )
+        return DeleteResult(path=relpath, status="failed", problem=problem)
 
     async def upload_token(self, volume: str, vfid: str, relpath: str, size: int) -> str:
         """A tus upload created now (its quota reserved: an oversized file is refused here);
