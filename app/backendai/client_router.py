@@ -42,7 +42,7 @@ def get_client_transfers(runtime: RuntimeDep) -> ClientTransfers:
 ClientTransfersDep = Annotated[ClientTransfers, Depends(get_client_transfers)]
 
 # What a token refusal, a folder gone since the token was minted, or tus can answer.
-_TOKEN_PROBLEMS = (400, 401, 403, 404, 409, 410)
+_TOKEN_PROBLEMS = (400, 401, 403, 404, 409, 410, 422)
 
 
 @router.options(

@@ -184,11 +184,12 @@ class BackendAIFiles:
         """A tus upload created now (its quota reserved: an oversized file is refused here);
         a size-0 one is placed at once, as the 23.9 client sends no PATCH for it."""
         vfolder = await self.folder(volume, vfid)
+        destination = parse_relative_path(relpath)  # refused here: it goes into the metadata
         state = await self._tus.create(
             MANAGER_PRINCIPAL,
             vfolder.id,
             length=size,
-            metadata_header=upload_metadata(relpath),
+            metadata_header=upload_metadata(str(destination)),
             body=None,
             checksum=None,
         )
