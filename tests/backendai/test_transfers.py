@@ -84,6 +84,22 @@ def test_a_zero_byte_upload_appears_without_any_patch(target: Target) -> None:
     assert fetch(target, vfid, "empty.txt").content == b""
 
 
+def test_a_chunk_larger_than_the_json_body_limit_is_taken(target: Target) -> None:
+    """The 23.9 CLI PATCHes 16 MiB chunks: the body streams to disk, it is not capped."""
+    vfid = target.create_folder()
+    data = DATA * 13  # 3.3 MB in one PATCH
+    token = upload_token(target, vfid, "one-chunk.bin", len(data))
+    assert tus_upload(target, token, data, chunk_size=len(data)) == [len(data)]
+    assert fetch(target, vfid, "one-chunk.bin").content == data
+
+
+def test_options_tells_the_tus_version(target: Target) -> None:
+    reply = target.http.options(target.client_url + "/upload")
+    assert reply.status_code in (200, 204)
+    assert reply.headers["Tus-Version"] == "1.0.0"
+    assert int(reply.headers["Tus-Max-Size"]) > 0
+
+
 def test_head_tells_where_an_upload_stands(target: Target) -> None:
     vfid = target.create_folder()
     token = upload_token(target, vfid, "half.bin", len(DATA))
