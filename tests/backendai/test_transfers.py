@@ -11,6 +11,15 @@ import httpx
 import jwt
 import pytest
 
+from app.backendai.client_tokens import (
+    ClientTokenOp,
+    ClientTokenRefused,
+    ClientTokens,
+    client_token_secret,
+)
+from app.backendai.identity import VFolderId
+from app.config import Settings
+from drivers.paths import parse_relative_path
 from tests.backendai.clients import (
     download_token,
     fetch,
@@ -22,7 +31,8 @@ from tests.backendai.clients import (
     tus_upload,
     upload_token,
 )
-from tests.backendai.conftest import Target
+from tests.backendai.conftest import CLIENT_TOKEN_SECRET, Target
+from tests.support.app import JWT_SECRET
 
 CHUNK = 100 * 1024
 DATA = bytes(range(256)) * 1000  # 256,000 bytes: 3 chunks of CHUNK
@@ -241,3 +251,43 @@ def test_the_folder_quota_refuses_an_oversized_upload(target: Target) -> None:
     assert "quota" in body["msg"].lower() or body.get("errno") == 122
     fits = upload_token(target, vfid, "small.bin", 500)
     assert tus_upload(target, fits, b"s" * 500, chunk_size=CHUNK) == [500]
+
+
+# -- the tokens themselves (no server) ---------------------------------------------------
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, jwt_secret=JWT_SECRET, **values)
+
+
+def test_the_client_token_secret_is_the_setting_else_derived_in_dev_only() -> None:
+    configured = _settings(env="prod", manager_client_token_secret=CLIENT_TOKEN_SECRET)
+    assert client_token_secret(configured) == CLIENT_TOKEN_SECRET
+    derived = client_token_secret(_settings(env="dev"))
+    assert derived and derived != JWT_SECRET
+    assert derived == client_token_secret(_settings(env="dev"))
+    assert client_token_secret(_settings(env="prod")) is None
+    with pytest.raises(ClientTokenRefused):
+        ClientTokens(None, 60).verify("x.y.z", ClientTokenOp.DOWNLOAD)
+
+
+def test_a_token_of_another_audience_is_refused() -> None:
+    """Our /v1 transfer tokens and user tokens never pass for a client token, even when
+    signed with the same secret."""
+    tokens = ClientTokens(CLIENT_TOKEN_SECRET, 60)
+    vfid = VFolderId.parse(f"user:{uuid.uuid4()}/{uuid.uuid4().hex}")
+    good = tokens.mint_download(volume="local", vfid=vfid, relpath="a.txt")
+    assert tokens.verify(good, ClientTokenOp.DOWNLOAD).relpath == parse_relative_path("a.txt")
+    claims = jwt.decode(good, options={"verify_signature": False})
+    for audience in ("storage-proxy:transfer", None):
+        changed = (
+            {**claims, "aud": audience}
+            if audience
+            else {k: v for k, v in claims.items() if k != "aud"}
+        )
+        forged = jwt.encode(changed, CLIENT_TOKEN_SECRET, algorithm="HS256")
+        with pytest.raises(ClientTokenRefused):
+            tokens.verify(forged, ClientTokenOp.DOWNLOAD)
+    escaping = jwt.encode({**claims, "relpath": "../x"}, CLIENT_TOKEN_SECRET, algorithm="HS256")
+    with pytest.raises(ClientTokenRefused):
+        tokens.verify(escaping, ClientTokenOp.DOWNLOAD)
