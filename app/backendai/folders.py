@@ -24,6 +24,7 @@ from app.errors import (
     OperationFailed,
     OperationStillRunning,
     TaskNotFound,
+    VFolderDeleted,
     VFolderNotFound,
 )
 from app.maintenance import EVERY_VOLUME, PURGE_TRASH
@@ -184,6 +185,8 @@ class BackendAIFolders:
         """(used bytes, entries) from our usage ledger."""
         async with transaction(self._runtime.sessions) as session:
             vfolder = await find_vfolder(session, self._reader, volume, vfid)
+            if vfolder.status is VFolderStatus.DELETED:  # the /v1 usage shows deleted ones
+                raise VFolderDeleted(f"vfolder {vfid} is deleted", vfid=str(vfid))
             usage = await self._vfolders(session).usage(MANAGER_PRINCIPAL, vfolder.id)
         return usage.used_bytes, usage.file_count
 
