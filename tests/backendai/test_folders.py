@@ -3,13 +3,15 @@ delete and mount, with the Manager's exact bodies."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.backendai.conftest import Target
+from tests.backendai.conftest import REFERENCE, Target, _our_server
 
 
 def folder_body(target: Target, vfid: str) -> dict[str, str]:
@@ -277,3 +279,71 @@ def test_cloning_a_missing_folder_is_a_msg(target: Target) -> None:
     missing = target.new_vfid()
     reply = target.call("POST", "/folder/clone", clone_body(target, missing, target.new_vfid()))
     assert str(uuid.UUID(missing.rpartition("/")[2])) in assert_refused_with_msg(reply)
+
+
+# -- the bound on waiting -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hurried(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """Ours, waiting at most a millisecond for a clone or a purge."""
+    if REFERENCE:
+        pytest.skip("ours only")
+    tmp = tmp_path_factory.mktemp("bai-hurried")
+    # The harness passes no STORAGE_* of the caller's through; the server reads its .env.
+    (tmp / ".env").write_text("STORAGE_MANAGER_API_SYNC_WAIT_SECONDS=0.001\n")
+    yield from _our_server(tmp, f"sqlite+aiosqlite:///{tmp / 'meta.sqlite3'}")
+
+
+def fill(target: Target, vfid: str, files: int) -> None:
+    for n in range(files):
+        assert write_v1(target, vfid, f"d{n % 5}/f{n}.bin", b"x" * 65536).is_success
+
+
+def eventually(check: Callable[[], bool], *, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
+
+
+@pytest.mark.ours_better("the reference waits without bound; the Manager gives up at 300 s")
+def test_a_clone_still_running_at_the_bound_names_its_task_and_can_be_awaited_again(
+    hurried: Target,
+) -> None:
+    source = hurried.create_folder()
+    fill(hurried, source, 60)
+    destination = hurried.new_vfid(source.rpartition("/")[0])
+    body = clone_body(hurried, source, destination)
+    reply = hurried.call("POST", "/folder/clone", body)
+    assert reply.status_code == 503, reply.text
+    task_id = reply.json()["task_id"]
+    assert task_id in reply.json()["msg"]
+
+    def done() -> bool:
+        task = hurried.v1("GET", f"/v1/tasks/{task_id}").json()
+        return bool(task["state"] == "succeeded")
+
+    eventually(done)
+    assert hurried.call("POST", "/folder/clone", body).status_code == 204
+    assert hurried.call("GET", "/folder/usage", folder_body(hurried, destination)).json() == {
+        "used_bytes": 60 * 65536,
+        "file_count": 65,
+    }
+
+
+@pytest.mark.ours_better("the reference waits without bound; the Manager gives up at 300 s")
+def test_a_delete_still_purging_at_the_bound_is_an_error_then_2xx_once_gone(
+    hurried: Target,
+) -> None:
+    vfid = hurried.create_folder()
+    fill(hurried, vfid, 60)
+    reply = hurried.call("POST", "/folder/delete", folder_body(hurried, vfid))
+    assert reply.status_code == 503, reply.text
+    assert "purged" in reply.json()["msg"]
+
+    def purged() -> bool:
+        again = hurried.call("POST", "/folder/delete", folder_body(hurried, vfid))
+        return again.status_code == 204
+
+    eventually(purged)
