@@ -115,7 +115,8 @@ class BackendAIFolders:
             if not belongs(vfolder, volume, vfid):
                 raise _not_here(volume, vfid)
             await self._vfolders(session).delete(MANAGER_PRINCIPAL, vfolder.id)
-        await self._wait_purged(driver, vfolder.id)
+        # A delete repeated while the purge is behind has woken no purger yet: ask at once.
+        await self._wait_purged(driver, vfolder.id, ask_now=vfolder.status is VFolderStatus.DELETED)
 
     async def clone(
         self, source_volume: str, source_vfid: VFolderId, target_volume: str, target: VFolderId
@@ -214,9 +215,11 @@ class BackendAIFolders:
 
     # -- waiting ----------------------------------------------------------------------------
 
-    async def _wait_purged(self, driver: VolumeDriver, vfolder_id: uuid.UUID) -> None:
+    async def _wait_purged(
+        self, driver: VolumeDriver, vfolder_id: uuid.UUID, *, ask_now: bool
+    ) -> None:
         deadline = time.monotonic() + self._runtime.settings.manager_api_sync_wait_seconds
-        asked = time.monotonic()
+        asked = time.monotonic() - (PURGE_AGAIN_SECONDS if ask_now else 0.0)
         pause = FIRST_POLL_SECONDS
         while await _on_disk(driver, vfolder_id):
             now = time.monotonic()
