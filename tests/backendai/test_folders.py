@@ -347,3 +347,18 @@ def test_a_delete_still_purging_at_the_bound_is_an_error_then_2xx_once_gone(
         return again.status_code == 204
 
     eventually(purged)
+
+
+@pytest.mark.ours_only("takes a folder's directory away on our volume's disk")
+def test_a_clone_whose_task_fails_is_an_error_with_the_reason(target: Target) -> None:
+    source = target.create_folder()
+    root = mount_path(target, source)
+    root.rename(root.with_name(root.name + ".away"))
+    try:
+        destination = target.new_vfid(source.rpartition("/")[0])
+        reply = target.call("POST", "/folder/clone", clone_body(target, source, destination))
+        assert 400 <= reply.status_code < 500, reply.text
+        assert "failed" in reply.json()["msg"]
+        assert reply.json()["task_id"]
+    finally:
+        root.with_name(root.name + ".away").rename(root)
