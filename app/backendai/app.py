@@ -7,6 +7,8 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.backendai.error_bodies import ManagerErrorBodies
+from app.backendai.folder_router import router as folder_router
+from app.backendai.quota_router import router as quota_router
 from app.backendai.status_router import router as status_router
 from app.backendai.volume_router import router as volume_router
 from app.observability.body_limit import BodySizeLimitMiddleware
@@ -30,4 +32,6 @@ def create_manager_app(metrics: Metrics) -> FastAPI:
     app.add_middleware(ManagerErrorBodies)
     app.include_router(status_router)
     app.include_router(volume_router)
+    app.include_router(folder_router)
+    app.include_router(quota_router)
     return app
