@@ -29,7 +29,7 @@ from drivers.errors import (
     SnapshotNotFound,
 )
 from drivers.fsops import PosixFileOps
-from drivers.layout import SnapshotLayout
+from drivers.layout import SnapshotLayout, VFolderOwner
 from drivers.posix import PosixDriver
 
 SNAPSHOTS_DIR = ".snapshots"
@@ -68,8 +68,8 @@ class BtrfsDriver(PosixDriver):
 
     # -- vfolders are subvolumes -----------------------------------------------------------
 
-    async def create_vfolder(self, vfolder_id: UUID) -> None:
-        path = self.vfolder_path(vfolder_id)
+    async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
+        path = await to_thread.run_sync(self.place, vfolder_id, owner)
         if await to_thread.run_sync(path.is_dir):
             return  # a replayed create
         await to_thread.run_sync(lambda: path.parent.mkdir(parents=True, exist_ok=True))
