@@ -52,6 +52,8 @@ class PosixDriver:
             raise BackendUnavailable(f"cannot prepare volume at {self.root}: {exc}") from exc
 
     def vfolder_path(self, vfolder_id: UUID) -> Path:
+        # Blocking only on a miss of a layout that looks on disk then (``backendai``): the
+        # async methods here call it in the thread pool.
         return self.layout.vfolder_path(vfolder_id)
 
     def place(self, vfolder_id: UUID, owner: VFolderOwner | None) -> Path:
@@ -75,7 +77,7 @@ class PosixDriver:
             raise BackendUnavailable(f"cannot create {path}: {exc}") from exc
 
     async def vfolder_exists(self, vfolder_id: UUID) -> bool:
-        return await to_thread.run_sync(self.vfolder_path(vfolder_id).is_dir)
+        return await to_thread.run_sync(lambda: self.vfolder_path(vfolder_id).is_dir())
 
     async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
         return await to_thread.run_sync(self._move_to_trash_sync, vfolder_id)
@@ -153,7 +155,7 @@ class PosixDriver:
 
     async def mount_info(self, vfolder_id: UUID) -> MountInfo:
         return MountInfo(
-            host_path=self.vfolder_path(vfolder_id),
+            host_path=await to_thread.run_sync(self.vfolder_path, vfolder_id),
             backend=self.backend,
             mount_options=self._mount_options,
         )

@@ -243,7 +243,7 @@ class XfsDriver(PosixDriver):
 
     async def _existing_vfolder_path(self, vfolder_id: UUID) -> Path:
         # xfs_quota walks a missing path silently and reports success.
-        path = self.vfolder_path(vfolder_id)
+        path = await to_thread.run_sync(self.vfolder_path, vfolder_id)
         if not await to_thread.run_sync(path.is_dir):
             raise VFolderDirectoryMissing(str(vfolder_id))
         return path
