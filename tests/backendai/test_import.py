@@ -12,10 +12,11 @@ import anyio
 import pytest
 from sqlalchemy import select
 
+from app.backendai.importer import ImportedVolume, find_folders
 from app.cli import main
 from app.config import Settings
 from app.db.engine import create_engine, create_session_factory
-from app.vfolders.models import VFolderRow
+from app.vfolders.models import OwnerType, VFolderRow
 from tests.support.app import SERVICE, bearer, client_for, make_settings, user_token
 
 pytestmark = pytest.mark.ours_only("the importer and /v1 are ours")
@@ -251,3 +252,26 @@ def test_dry_run_creates_no_embedded_database(
     (tmp_path / "data").mkdir()
     assert run("--config", str(backendai)) == 0
     assert list((tmp_path / "data").iterdir()) == []
+
+
+REFERENCE_VFROOT = Path("/root/.cache/storage-proxy-reference/backendai/vfroot")
+
+
+@pytest.mark.skipif(not REFERENCE_VFROOT.is_dir(), reason="no Backend.AI reference here")
+def test_finds_the_reference_folders_read_only() -> None:
+    """The running reference's own volume: every folder it made is found with its scope."""
+    ignored: list[str] = []
+    found = find_folders(
+        ImportedVolume("local", "posix", REFERENCE_VFROOT),
+        default_kind=OwnerType.USER,
+        scope_kinds={},
+        ignored=ignored,
+    )
+    assert ignored == []
+    for folder in found:
+        h = folder.vfolder_id.hex
+        scope = uuid.UUID(folder.owner_id).hex
+        assert (REFERENCE_VFROOT / scope / h[:2] / h[2:4] / h[4:]).is_dir()
+    reference_folder = REFERENCE_VFROOT / USER_SCOPE.hex / "d5" / "fa" / USER_FOLDER.hex[4:]
+    if reference_folder.is_dir():
+        assert any(f.vfolder_id == USER_FOLDER and f.owner_id == str(USER_SCOPE) for f in found)

@@ -19,6 +19,8 @@ from drivers.posix import PosixDriver
 from drivers.registry import build_driver
 from drivers.xfs import XfsDriver
 from tests.drivers.test_xfs import FakeXfsTools
+from tests.support.app import bearer, client_with_volumes, user_token
+from tests.support.tasks import finished_task
 
 SCOPE = uuid.UUID("00000000-0000-0000-0000-000000000001")
 ALICE = VFolderOwner("user", str(SCOPE))
@@ -212,3 +214,45 @@ def test_reads_the_reference_tree() -> None:
             vfolder_id.hex[2:4],
             vfolder_id.hex[4:],
         )
+
+
+async def test_the_api_over_backendai_volumes(tmp_path: Path) -> None:
+    """Through /v1: a create lands under its owner's scope, a clone under the clone's owner on
+    the same volume and on another, a delete leaves nothing under the scope."""
+    volumes = "".join(
+        f'[volumes.{name}]\npath = "{tmp_path / name}"\noptions = {{ layout = "backendai" }}\n'
+        for name in ("local", "other")
+    )
+    owner = str(uuid.uuid4())
+    alice = bearer(user_token(owner))
+    async with client_with_volumes(tmp_path, volumes) as (client, _settings):
+        created = await client.post(
+            "/v1/vfolders", json={"name": "data", "volume": "local"}, headers=alice
+        )
+        assert created.status_code == 201, created.text
+        source = uuid.UUID(created.json()["id"])
+        put = await client.put(
+            f"/v1/vfolders/{source}/files/d/x.bin?parents=true", content=b"x" * 99, headers=alice
+        )
+        assert put.status_code == 201, put.text
+        scope = uuid.UUID(owner).hex
+        assert (bai_path(tmp_path / "local", scope, source) / "d" / "x.bin").stat().st_size == 99
+
+        for volume in ("local", "other"):
+            started = await client.post(
+                f"/v1/vfolders/{source}/clone",
+                json={"name": f"copy-{volume}", "volume": volume},
+                headers=alice,
+            )
+            assert started.status_code == 202, started.text
+            task = await finished_task(client, started.headers["location"], alice)
+            assert task["state"] == "succeeded", task
+            target = uuid.UUID(started.json()["vfolder"]["id"])
+            copied = bai_path(tmp_path / volume, scope, target) / "d" / "x.bin"
+            assert copied.read_bytes() == b"x" * 99
+
+        deleted = await client.delete(f"/v1/vfolders/{source}", headers=alice)
+        assert deleted.status_code == 204
+        assert not bai_path(tmp_path / "local", scope, source).exists()
+        got = await client.get(f"/v1/vfolders/{source}/files/d/x.bin", headers=alice)
+        assert got.status_code in (404, 410)
