@@ -45,6 +45,7 @@ from drivers.layout import BACKENDAI, BackendAILayout
 # Backend.AI's backend names and our drivers; every other backend has no driver here.
 DRIVER_OF_BACKEND = {"vfs": "posix", "xfs": "xfs"}
 SCOPE_KINDS = {"user": OwnerType.USER, "project": OwnerType.GROUP}
+BACKENDAI_LAYOUT_VERSION = "3"  # <scope>/<hex[0:2]>/<hex[2:4]>/<hex[4:]>, since 23.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,23 @@ def read_backendai_volumes(config: Path) -> tuple[list[ImportedVolume], list[str
             continue
         volumes.append(ImportedVolume(name, DRIVER_OF_BACKEND[backend], Path(table["path"])))
     return volumes, skipped
+
+
+def layout_version_problem(volume: ImportedVolume) -> str | None:
+    """Why the volume is not in the layout we serve (Backend.AI's version 3, which it notes
+    in ``version.txt`` at the volume root), or None."""
+    try:
+        version = (volume.path / "version.txt").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None  # an empty volume, or one made before Backend.AI wrote the file
+    except OSError as exc:
+        return f"volume {volume.name!r}: cannot read its version.txt: {exc}; left out"
+    if version == BACKENDAI_LAYOUT_VERSION:
+        return None
+    return (
+        f"volume {volume.name!r}: Backend.AI vfolder layout version {version!r}, only "
+        f"{BACKENDAI_LAYOUT_VERSION} is served here; left out"
+    )
 
 
 def render_volumes_toml(volumes: list[ImportedVolume], *, source: Path) -> str:
@@ -275,10 +293,16 @@ def run_import(
     scopes_file: Path | None = None,
 ) -> ImportPlan:
     volumes, skipped = read_backendai_volumes(config)
-    plan = ImportPlan(volumes=volumes, skipped_volumes=skipped)
+    plan = ImportPlan(skipped_volumes=skipped)
+    for volume in volumes:
+        problem = layout_version_problem(volume)
+        if problem is None:
+            plan.volumes.append(volume)
+        else:
+            plan.skipped_volumes.append(problem)
     scope_kinds = read_scope_kinds(scopes_file)
     found: list[FoundFolder] = []
-    for volume in volumes:
+    for volume in plan.volumes:
         found += find_folders(
             volume, default_kind=default_kind, scope_kinds=scope_kinds, ignored=plan.ignored_dirs
         )

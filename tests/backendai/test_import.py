@@ -88,6 +88,7 @@ def backendai(tmp_path: Path) -> Path:
     (user_folder / "sub" / "data.bin").write_bytes(b"\0" * 1000)
     project_folder = bai_folder(fast, PROJECT_SCOPE, PROJECT_FOLDER)
     (project_folder / "p.txt").write_bytes(b"project")
+    (local / "version.txt").write_text("3\n")  # as Backend.AI writes it
     config = tmp_path / "storage-proxy.toml"
     config.write_text(BACKENDAI_TOML.format(local=local, fast=fast))
     return config
@@ -275,3 +276,20 @@ def test_finds_the_reference_folders_read_only() -> None:
     reference_folder = REFERENCE_VFROOT / USER_SCOPE.hex / "d5" / "fa" / USER_FOLDER.hex[4:]
     if reference_folder.is_dir():
         assert any(f.vfolder_id == USER_FOLDER and f.owner_id == str(USER_SCOPE) for f in found)
+
+
+def test_a_volume_in_another_layout_version_is_left_out(
+    backendai: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STORAGE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("STORAGE_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "vfroot" / "fast" / "version.txt").write_text("2\n")
+    assert run("--config", str(backendai)) == 0
+    out, err = capsys.readouterr()
+    assert set(tomllib.loads(out)["volumes"]) == {"local"}
+    assert "'fast': Backend.AI vfolder layout version '2', only 3 is served here" in err
+    assert "would adopt 1 vfolder(s)" in err
