@@ -79,6 +79,25 @@ def _parser() -> argparse.ArgumentParser:
     _client_options(scan)
     scan.set_defaults(handler=_scan)
 
+    adopt = commands.add_parser(
+        "import-backendai",
+        help="our volumes config from a Backend.AI storage-proxy's, and its vfolders adopted "
+        "in place (dry run unless --apply)",
+    )
+    adopt.add_argument("--config", type=Path, required=True, help="Backend.AI's TOML file")
+    adopt.add_argument("--write", type=Path, help="write our volumes TOML here (default: print)")
+    adopt.add_argument("--apply", action="store_true", help="register the vfolders found")
+    adopt.add_argument(
+        "--scope-type",
+        choices=["user", "project"],
+        default="user",
+        help="kind of every quota scope the scopes file does not name (default: user)",
+    )
+    adopt.add_argument(
+        "--scopes-file", type=Path, help='JSON object: scope UUID or hex → "user" | "project"'
+    )
+    adopt.set_defaults(handler=_import_backendai)
+
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(handler=lambda _args: print(__version__) or 0)
     return parser
@@ -173,6 +192,33 @@ def _run_listeners(config: uvicorn.Config, settings: Settings) -> None:
         Multiprocess(config, sockets=sockets).run()
     else:
         server.run(sockets=sockets)
+
+
+def _import_backendai(args: argparse.Namespace) -> int:
+    from app.backendai.importer import (
+        SCOPE_KINDS,
+        describe,
+        extra_options_note,
+        render_volumes_toml,
+        run_import,
+    )
+
+    plan = run_import(
+        Settings(),
+        args.config,
+        apply=args.apply,
+        default_kind=SCOPE_KINDS[args.scope_type],
+        scopes_file=args.scopes_file,
+    )
+    text = render_volumes_toml(plan.volumes, source=args.config)
+    if args.write is None:
+        sys.stdout.write(text)
+    else:
+        args.write.write_text(text, encoding="utf-8")
+        print(f"wrote {args.write}", file=sys.stderr)
+    for line in [*extra_options_note(args.config), *describe(plan, apply=args.apply)]:
+        print(line, file=sys.stderr)
+    return 1 if plan.conflicts else 0
 
 
 def _migrate(_args: argparse.Namespace) -> int:

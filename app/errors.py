@@ -240,6 +240,22 @@ class TaskNotFound(NotFound):
     title = "Task not found"
 
 
+class OperationFailed(Conflict):
+    """A task a caller waited for (a clone) ended without doing its work."""
+
+    problem_type = "/problems/operation-failed"
+    title = "The operation failed"
+
+
+class OperationStillRunning(DomainError):
+    """A caller waited for a task as long as it may; the task goes on (its id is given)."""
+
+    problem_type = "/problems/operation-still-running"
+    title = "The operation is still running"
+    status = 503
+    retry_after = 30
+
+
 class UploadNotFound(NotFound):
     problem_type = "/problems/upload-not-found"
     title = "Upload not found"

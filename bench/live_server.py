@@ -50,7 +50,7 @@ def _status_kib(pid: int, field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -58,12 +58,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def live_server(workdir: Path, *, redis_url: str | None = None) -> Iterator[LiveServer]:
+def live_server(
+    workdir: Path, *, redis_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
     """Started on the embedded SQLite in ``workdir`` (and Redis when given), with one vfolder
     owned by "bench"."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE_")}
-    env.update(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING")
+    env.update(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING", **(extra_env or {}))
     if redis_url:
         env.update(STORAGE_REDIS_URL=redis_url, STORAGE_REDIS_KEY_PREFIX=f"bench-{port}:")
     process = subprocess.Popen(

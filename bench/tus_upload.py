@@ -41,7 +41,9 @@ def create_upload(server: LiveServer, size: int, name: str) -> str:
     return server.base_url + created.headers["location"]
 
 
-def curl_patches(url: str, parts: list[Path]) -> subprocess.Popen[str]:
+def curl_patches(
+    url: str, parts: list[Path], headers: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """One curl process sending ``parts`` as consecutive PATCHes over one connection: curl is
     the client in every case, so that a Python client competing for the same two cores does
     not set the figure."""
@@ -52,7 +54,7 @@ def curl_patches(url: str, parts: list[Path]) -> subprocess.Popen[str]:
             args.append("--next")
         args += ["-o", "/dev/null", "-w", "%{http_code}\\n", "-X", "PATCH", "-T", str(part)]
         for header, value in {
-            **TUS,
+            **(TUS if headers is None else {**headers, "Tus-Resumable": "1.0.0"}),
             "Upload-Offset": str(offset),
             "Content-Type": "application/offset+octet-stream",
             "Expect": "",  # no 100-continue round trip before each body

@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from drivers.fsops import PosixFileOps
+from drivers.layout import VFolderOwner
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,10 @@ class VolumeDriver(Protocol):
 
     def vfolder_path(self, vfolder_id: UUID) -> Path: ...
 
-    async def create_vfolder(self, vfolder_id: UUID) -> None: ...
+    async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
+        """``owner`` decides where the vfolder goes in a layout that groups vfolders by owner
+        (``backendai``); the default layout ignores it."""
+        ...
 
     async def vfolder_exists(self, vfolder_id: UUID) -> bool: ...
 

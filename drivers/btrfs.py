@@ -29,7 +29,7 @@ from drivers.errors import (
     SnapshotNotFound,
 )
 from drivers.fsops import PosixFileOps
-from drivers.layout import SnapshotLayout
+from drivers.layout import SnapshotLayout, VFolderOwner
 from drivers.posix import PosixDriver
 
 SNAPSHOTS_DIR = ".snapshots"
@@ -68,8 +68,8 @@ class BtrfsDriver(PosixDriver):
 
     # -- vfolders are subvolumes -----------------------------------------------------------
 
-    async def create_vfolder(self, vfolder_id: UUID) -> None:
-        path = self.vfolder_path(vfolder_id)
+    async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
+        path = await to_thread.run_sync(self.place, vfolder_id, owner)
         if await to_thread.run_sync(path.is_dir):
             return  # a replayed create
         await to_thread.run_sync(lambda: path.parent.mkdir(parents=True, exist_ok=True))
@@ -96,7 +96,7 @@ class BtrfsDriver(PosixDriver):
         return parse_qgroup_show(output)
 
     async def _existing(self, vfolder_id: UUID) -> Path:
-        path = self.vfolder_path(vfolder_id)
+        path = await to_thread.run_sync(self.vfolder_path, vfolder_id)
         if not await to_thread.run_sync(path.is_dir):
             raise PathNotFound(f"vfolder {vfolder_id} has no subvolume on this volume")
         return path
@@ -104,7 +104,7 @@ class BtrfsDriver(PosixDriver):
     # -- FastCloneCapable ------------------------------------------------------------------
 
     async def clone_vfolder(self, source_id: UUID, target_id: UUID) -> None:
-        target = self.vfolder_path(target_id)
+        target = await to_thread.run_sync(self.vfolder_path, target_id)
         await to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
         if await to_thread.run_sync(target.exists):
             await self._run("subvolume", "delete", str(target))  # an earlier attempt's

@@ -48,7 +48,7 @@ from drivers.errors import (
     UnsafePath,
     VFolderDirectoryMissing,
 )
-from drivers.layout import VolumeLayout
+from drivers.layout import VFolderLayout
 from drivers.paths import RelativePath, require_single_name
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -347,7 +347,7 @@ class PosixFileOpsSync:
     """The blocking implementation."""
 
     def __init__(
-        self, layout: VolumeLayout, *, adopt: Callable[[int, int], None] | None = None
+        self, layout: VFolderLayout, *, adopt: Callable[[int, int], None] | None = None
     ) -> None:
         self.layout = layout
         self._names_cache = SortedNamesCache()
@@ -881,7 +881,7 @@ class PosixFileOps:
     """File operations for the services layer: every blocking call runs in the thread pool."""
 
     def __init__(
-        self, layout: VolumeLayout, *, adopt: Callable[[int, int], None] | None = None
+        self, layout: VFolderLayout, *, adopt: Callable[[int, int], None] | None = None
     ) -> None:
         self.sync = PosixFileOpsSync(layout, adopt=adopt)
 

@@ -16,7 +16,7 @@ from anyio import to_thread
 from drivers.base import Capacity, MountInfo, TrashEntry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
-from drivers.layout import VolumeLayout
+from drivers.layout import SHARDED, LayoutError, VFolderOwner, build_layout
 
 
 class PosixDriver:
@@ -24,13 +24,14 @@ class PosixDriver:
     services layer's generic code."""
 
     backend = "posix"
-    OPTIONS: ClassVar[frozenset[str]] = frozenset({"dir_mode", "mount_options"})
+    # ``layout``: "sharded" (default) or "backendai" (drivers/layout.py).
+    OPTIONS: ClassVar[frozenset[str]] = frozenset({"dir_mode", "mount_options", "layout"})
 
     def __init__(self, root: Path, *, options: dict[str, Any] | None = None) -> None:
         self.root = root.resolve()
-        self.layout = VolumeLayout(self.root)
-        self.files = PosixFileOps(self.layout)
         opts = options or {}
+        self.layout = build_layout(str(opts.get("layout", SHARDED)), self.root)
+        self.files = PosixFileOps(self.layout)
         self._dir_mode = int(str(opts.get("dir_mode", "0o755")), 0)
         mount_options = opts.get("mount_options", ())
         if not isinstance(mount_options, list | tuple):
@@ -46,17 +47,27 @@ class PosixDriver:
             # The proxy's own areas are private: no container user may browse them.
             self.layout.staging.mkdir(mode=0o700, exist_ok=True)
             self.layout.trash.mkdir(mode=0o700, exist_ok=True)
+            self.layout.load()
         except OSError as exc:
             raise BackendUnavailable(f"cannot prepare volume at {self.root}: {exc}") from exc
 
     def vfolder_path(self, vfolder_id: UUID) -> Path:
+        # Blocking only on a miss of a layout that looks on disk then (``backendai``): the
+        # async methods here call it in the thread pool.
         return self.layout.vfolder_path(vfolder_id)
 
-    async def create_vfolder(self, vfolder_id: UUID) -> None:
-        await to_thread.run_sync(self._create_vfolder_sync, vfolder_id)
+    def place(self, vfolder_id: UUID, owner: VFolderOwner | None) -> Path:
+        """The path for a new vfolder (blocking: may look on disk for an earlier one)."""
+        try:
+            return self.layout.place(vfolder_id, owner)
+        except LayoutError as exc:
+            raise BackendUnavailable(str(exc)) from exc
 
-    def _create_vfolder_sync(self, vfolder_id: UUID) -> None:
-        path = self.vfolder_path(vfolder_id)
+    async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
+        await to_thread.run_sync(self._create_vfolder_sync, vfolder_id, owner)
+
+    def _create_vfolder_sync(self, vfolder_id: UUID, owner: VFolderOwner | None) -> None:
+        path = self.place(vfolder_id, owner)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir(mode=self._dir_mode, exist_ok=True)
@@ -66,7 +77,7 @@ class PosixDriver:
             raise BackendUnavailable(f"cannot create {path}: {exc}") from exc
 
     async def vfolder_exists(self, vfolder_id: UUID) -> bool:
-        return await to_thread.run_sync(self.vfolder_path(vfolder_id).is_dir)
+        return await to_thread.run_sync(lambda: self.vfolder_path(vfolder_id).is_dir())
 
     async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
         return await to_thread.run_sync(self._move_to_trash_sync, vfolder_id)
@@ -107,7 +118,7 @@ class PosixDriver:
         await to_thread.run_sync(self._restore_sync, entry)
 
     def _restore_sync(self, entry: TrashEntry) -> None:
-        target = self.vfolder_path(entry.vfolder_id)
+        target = self.layout.restore_path(entry.name, entry.vfolder_id)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             # rename() would silently replace an empty directory; refuse to clobber anything.
@@ -144,7 +155,7 @@ class PosixDriver:
 
     async def mount_info(self, vfolder_id: UUID) -> MountInfo:
         return MountInfo(
-            host_path=self.vfolder_path(vfolder_id),
+            host_path=await to_thread.run_sync(self.vfolder_path, vfolder_id),
             backend=self.backend,
             mount_options=self._mount_options,
         )

@@ -47,6 +47,7 @@ from anyio import to_thread
 from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandResult, CommandRunner, SubprocessRunner
 from drivers.errors import BackendCommandFailed, BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
+from drivers.layout import VFolderOwner
 from drivers.posix import PosixDriver
 
 KIB = 1024
@@ -184,8 +185,8 @@ class XfsDriver(PosixDriver):
                 "mount it with the prjquota option"
             )
 
-    async def create_vfolder(self, vfolder_id: UUID) -> None:
-        await super().create_vfolder(vfolder_id)
+    async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
+        await super().create_vfolder(vfolder_id, owner=owner)
         # Tagged while still empty, the tagging is instant and no byte is ever left uncounted.
         await self._ensure_project(vfolder_id)
 
@@ -242,7 +243,7 @@ class XfsDriver(PosixDriver):
 
     async def _existing_vfolder_path(self, vfolder_id: UUID) -> Path:
         # xfs_quota walks a missing path silently and reports success.
-        path = self.vfolder_path(vfolder_id)
+        path = await to_thread.run_sync(self.vfolder_path, vfolder_id)
         if not await to_thread.run_sync(path.is_dir):
             raise VFolderDirectoryMissing(str(vfolder_id))
         return path

@@ -8,6 +8,8 @@ from fastapi import FastAPI
 from app import __version__
 from app.backendai.error_bodies import ManagerErrorBodies
 from app.backendai.file_router import router as file_router
+from app.backendai.folder_router import router as folder_router
+from app.backendai.quota_router import router as quota_router
 from app.backendai.status_router import router as status_router
 from app.backendai.volume_router import router as volume_router
 from app.observability.body_limit import BodySizeLimitMiddleware
@@ -31,5 +33,7 @@ def create_manager_app(metrics: Metrics) -> FastAPI:
     app.add_middleware(ManagerErrorBodies)
     app.include_router(status_router)
     app.include_router(volume_router)
+    app.include_router(folder_router)
     app.include_router(file_router)
+    app.include_router(quota_router)
     return app

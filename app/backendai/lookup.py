@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.backendai.identity import VFolderId
 from app.errors import VFolderNotFound
+from app.vfolders.models import VFolderStatus
 from app.vfolders.reader import VFolderReader
 from app.vfolders.schemas import VFolder
 
@@ -24,9 +25,10 @@ def belongs(vfolder: VFolder, volume: str, vfid: VFolderId) -> bool:
 async def find_vfolder(
     session: AsyncSession, reader: VFolderReader, volume: str, vfid: VFolderId
 ) -> VFolder:
-    """The live or cloning vfolder; ``VFolderNotFound`` when the vfid names none here."""
+    """The live or cloning vfolder; ``VFolderNotFound`` when the vfid names none here (a
+    deleted one included: to the Manager it is gone)."""
     vfolder, _rules = await reader.load(session, vfid.folder_id)
-    if not belongs(vfolder, volume, vfid):
+    if vfolder.status == VFolderStatus.DELETED or not belongs(vfolder, volume, vfid):
         raise VFolderNotFound(
             f"vfolder {vfid} not found on volume {volume!r}", vfid=str(vfid), volume=volume
         )

@@ -32,6 +32,7 @@ from app.vfolders.service import resolve_owner
 from app.volumes.registry import VolumeRegistry
 from drivers.base import FastCloneCapable, VolumeDriver
 from drivers.clone import CloneProgress
+from drivers.layout import VFolderOwner
 from drivers.paths import display_text
 
 log = get_logger(__name__)
@@ -172,6 +173,11 @@ def clone_handler(
         target_driver: VolumeDriver,
     ) -> CloneResult:
         progress = CloneProgress()
+        # Places the target where its owner's vfolders go (a layout by owner needs that before
+        # anything is copied); the copy below replaces the empty directory.
+        await target_driver.create_vfolder(
+            target.id, owner=VFolderOwner(target.owner_type, target.owner_id)
+        )
         if source.volume == target.volume and isinstance(source_driver, FastCloneCapable):
             await source_driver.clone_vfolder(source.id, target.id)
         else:

@@ -50,6 +50,7 @@ from app.vfolders.schemas import (
 )
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
+from drivers.layout import VFolderOwner
 
 log = get_logger(__name__)
 
@@ -117,7 +118,7 @@ class VFolderService:
                 return await self._replay(principal, concurrent, data, owner), False
             raise self._name_conflict(owner, data.name) from None
         try:
-            await driver.create_vfolder(vfolder_id)
+            await driver.create_vfolder(vfolder_id, owner=VFolderOwner(owner.type, owner.id))
         except BackendUnavailable as exc:
             raise StorageUnavailable(str(exc), volume=data.volume) from exc
         log.info("vfolder created", extra={"vfolder_name": data.name, "volume": data.volume})

@@ -65,7 +65,7 @@ def serving(
     cwd: Path,
     env: dict[str, str],
     extra_args: Sequence[str] = (),
-    ready_within: float = 10.0,
+    ready_within: float = 30.0,
 ) -> Iterator[Server]:
     """``process.stdout`` reads what the server printed, as a pipe would, but the server
     writes to a file: at INFO it would fill a pipe nobody reads, and block."""
