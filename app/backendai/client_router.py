@@ -13,7 +13,7 @@ from app.backendai.transfers import ClientTransfers
 from app.deps import RuntimeDep
 from app.errors import InvalidRequest
 from app.files.download import file_response
-from app.files.router import get_files_service, request_body
+from app.files.router import download_responses, get_files_service, request_body
 from app.openapi_docs import problem_responses
 from app.uploads.protocol import CHECKSUMS, OFFSET_CONTENT_TYPE, TUS_VERSION, check_resumable
 from app.uploads.protocol import parse_length as parse_header_integer
@@ -129,18 +129,7 @@ async def upload_append(
     )
 
 
-_DOWNLOAD_RESPONSES: dict[int | str, object] = {
-    200: {
-        "description": "The file",
-        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-    },
-    206: {
-        "description": "The requested byte range",
-        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-    },
-    304: {"description": "Not modified (If-None-Match / If-Modified-Since)"},
-    **problem_responses(*_TOKEN_PROBLEMS, 416, authenticated=False),
-}
+_DOWNLOAD_RESPONSES = download_responses(*_TOKEN_PROBLEMS, 416, authenticated=False)
 
 
 @router.get(

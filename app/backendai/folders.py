@@ -19,7 +19,8 @@ from app.backendai.auth import MANAGER_PRINCIPAL
 from app.backendai.identity import QuotaScopeId, VFolderId
 from app.backendai.lookup import belongs, find_vfolder
 from app.backendai.quota_scopes import BackendAIQuotaScopes, initial_limit, limit_of
-from app.db.session import after_commit, unit_of_work
+from app.db.session import unit_of_work
+from app.deps import get_vfolder_service
 from app.errors import (
     OperationFailed,
     OperationStillRunning,
@@ -30,8 +31,7 @@ from app.errors import (
 from app.maintenance import EVERY_VOLUME, PURGE_TRASH
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
-from app.pagination import cursor_sealer
-from app.quotas.service import QuotaService
+from app.quotas.router import get_quota_service
 from app.runtime import Runtime
 from app.tasks.models import TaskRow, TaskState
 from app.tasks.repository import TaskRepository
@@ -69,27 +69,10 @@ class BackendAIFolders:
     # -- services on one session ------------------------------------------------------------
 
     def _vfolders(self, session: AsyncSession) -> VFolderService:
-        runtime = self._runtime
-        return VFolderService(
-            session=session,
-            volumes=runtime.volumes,
-            cache=runtime.cache,
-            reader=runtime.vfolder_reader,
-            after_commit=lambda hook: after_commit(session, hook),
-            on_trashed=lambda: runtime.scheduler.now(PURGE_TRASH, EVERY_VOLUME),
-            cursors=cursor_sealer(runtime.settings),
-        )
+        return get_vfolder_service(self._runtime, session)
 
     def _scopes(self, session: AsyncSession) -> BackendAIQuotaScopes:
-        runtime = self._runtime
-        quotas = QuotaService(
-            session=session,
-            reader=runtime.vfolder_reader,
-            volumes=runtime.volumes,
-            ledger=runtime.quota_ledger,
-            cache=runtime.cache,
-            after_commit=lambda hook: after_commit(session, hook),
-        )
+        quotas = get_quota_service(self._runtime, session)
         return BackendAIQuotaScopes(session=session, quotas=quotas)
 
     # -- lifecycle --------------------------------------------------------------------------

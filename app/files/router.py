@@ -140,12 +140,19 @@ async def stat_path(
 # A file is served with the type its name suggests (`text/plain` for `.txt`…), else
 # `application/octet-stream`: any media type.
 _FILE_CONTENT = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
-_DOWNLOAD_RESPONSES: dict[int | str, object] = {
-    200: {"description": "The file", "content": _FILE_CONTENT},
-    206: {"description": "The requested byte range", "content": _FILE_CONTENT},
-    304: {"description": "Not modified (If-None-Match / If-Modified-Since)"},
-    **problem_responses(400, 416, *VFOLDER_ACCESS),
-}
+
+
+def download_responses(*problems: int, authenticated: bool = True) -> dict[int | str, object]:
+    """What a file download answers: the file, a range, not modified, or a problem."""
+    return {
+        200: {"description": "The file", "content": _FILE_CONTENT},
+        206: {"description": "The requested byte range", "content": _FILE_CONTENT},
+        304: {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+        **problem_responses(*problems, authenticated=authenticated),
+    }
+
+
+_DOWNLOAD_RESPONSES = download_responses(400, 416, *VFOLDER_ACCESS)
 
 
 @router.get(
