@@ -31,7 +31,8 @@ def claims(**overrides: object) -> dict[str, object]:
         "role": "user",
         "aud": AUDIENCE,
         "iat": now,
-        "exp": now + 300,
+        # Parametrized tokens are minted at collection: they must outlive the whole suite.
+        "exp": now + 6 * 3600,
     }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}

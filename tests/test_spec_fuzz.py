@@ -104,6 +104,11 @@ REAL_BODY: dict[str, list[Any]] = {
     "owner_type": ["user"],
     "owner_id": [FUZZ_USER],
     "mode": ["ro", "rw", "rwd"],
+    # With these, an aimed mkdir of an existing directory succeeds: without them the run's
+    # one success hung on the fuzzer drawing both flags right, which a change elsewhere in
+    # the spec could undo.
+    "exist_ok": [True],
+    "parents": [True],
 }
 # Headers as a well-behaved client sends them; None leaves the header out (no checksum, no
 # concatenation, an unconditional PUT).

@@ -126,7 +126,7 @@ def _forged(**overrides: Any) -> str:
         "aud": AUDIENCE + ":transfer",
         "iat": now,
         "nbf": now,
-        "exp": now + 60,
+        "exp": now + 6 * 3600,  # minted at collection: each must fail for its own fault
         "jti": "j",
         "vfolder": "00000000-0000-4000-8000-000000000000",
         "path": "a",
@@ -151,7 +151,7 @@ def _forged(**overrides: Any) -> str:
         _forged(path="docs/a.txt\x00"),
         _forged(path=["docs", "a.txt"]),
         jwt.encode(
-            {"aud": AUDIENCE + ":transfer", "exp": int(time.time()) + 60, "sub": "x"},
+            {"aud": AUDIENCE + ":transfer", "exp": int(time.time()) + 6 * 3600, "sub": "x"},
             "wrong-secret-of-sufficient-length-0123456789",
         ),
     ],

@@ -103,8 +103,10 @@ def _our_server(tmp: Path, database_url: str) -> Iterator[Target]:
         STORAGE_MANAGER_API_SECRET=f"{secrets.token_hex(24)},{MANAGER_SECRET}",
         STORAGE_MANAGER_API_PORT=str(manager_port),
         STORAGE_MANAGER_CLIENT_TOKEN_SECRET=CLIENT_TOKEN_SECRET,
-        STORAGE_TRASH_PURGE_INTERVAL_SECONDS="0.5",
-        STORAGE_TASK_POLL_SECONDS="0.1",
+        # The defaults would do (work on this node is woken at once): these keep the idle
+        # servers, which live for the whole session, from polling the database all along.
+        STORAGE_TRASH_PURGE_INTERVAL_SECONDS="5",
+        STORAGE_TASK_POLL_SECONDS="1",
         STORAGE_LOG_FORMAT="text",
     )
     with serving(cwd=tmp, env=env, extra_args=["--migrate"], ready_within=30) as server:

@@ -85,7 +85,8 @@ async def test_the_sweep_removes_only_what_no_live_writer_needs(
 
             left = sorted(p.name for p in staging.iterdir())
             more.set()
-        assert removed == 2, left
+        # The app's own periodic pass (once a minute) may have swept the dead two first.
+        assert removed <= 2, left
         assert f"tus-{live_upload.hex}" in left
         assert f"tus-{gone_upload.hex}" not in left and f"put-{'0' * 24}" not in left
         assert len([name for name in left if name.startswith("put-")]) == 1  # the live PUT's
