@@ -124,14 +124,12 @@ def _our_server(tmp: Path, database_url: str) -> Iterator[Target]:
             target.http.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session", params=["reference"] if REFERENCE else ["sqlite", "postgresql"])
 def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Target]:
-    """Ours on SQLite and on PostgreSQL; or the reference, once."""
-    if REFERENCE:
-        if request.param != "sqlite":
-            pytest.skip("the reference runs once")
+    """Ours on SQLite and on PostgreSQL; or the reference."""
+    if request.param == "reference":
         reference = Target(
             manager_url=REFERENCE_MANAGER,
             client_url=REFERENCE_CLIENT,

@@ -3,15 +3,15 @@ delete and mount, with the Manager's exact bodies."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.backendai.conftest import REFERENCE, Target, _our_server
+from tests.backendai.conftest import Target, _our_server
+from tests.support.polling import wait_until_blocking
 
 
 def folder_body(target: Target, vfid: str) -> dict[str, str]:
@@ -286,9 +286,8 @@ def test_cloning_a_missing_folder_is_a_msg(target: Target) -> None:
 
 @pytest.fixture(scope="module")
 def hurried(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
-    """Ours, waiting at most a millisecond for a clone or a purge."""
-    if REFERENCE:
-        pytest.skip("ours only")
+    """Ours, waiting at most a millisecond for a clone or a purge (its tests are marked
+    ``ours_better``: against the reference they are skipped before this is set up)."""
     tmp = tmp_path_factory.mktemp("bai-hurried")
     # The harness passes no STORAGE_* of the caller's through; the server reads its .env.
     (tmp / ".env").write_text("STORAGE_MANAGER_API_SYNC_WAIT_SECONDS=0.001\n")
@@ -298,13 +297,6 @@ def hurried(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 def fill(target: Target, vfid: str, files: int) -> None:
     for n in range(files):
         assert write_v1(target, vfid, f"d{n % 5}/f{n}.bin", b"x" * 65536).is_success
-
-
-def eventually(check: Callable[[], bool], *, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "never happened"
-        time.sleep(0.05)
 
 
 @pytest.mark.ours_better("the reference waits without bound; the Manager gives up at 300 s")
@@ -324,7 +316,7 @@ def test_a_clone_still_running_at_the_bound_names_its_task_and_can_be_awaited_ag
         task = hurried.v1("GET", f"/v1/tasks/{task_id}").json()
         return bool(task["state"] == "succeeded")
 
-    eventually(done)
+    wait_until_blocking(done, within_seconds=30)
     assert hurried.call("POST", "/folder/clone", body).status_code == 204
     assert hurried.call("GET", "/folder/usage", folder_body(hurried, destination)).json() == {
         "used_bytes": 60 * 65536,
@@ -346,7 +338,7 @@ def test_a_delete_still_purging_at_the_bound_is_an_error_then_2xx_once_gone(
         again = hurried.call("POST", "/folder/delete", folder_body(hurried, vfid))
         return again.status_code == 204
 
-    eventually(purged)
+    wait_until_blocking(purged, within_seconds=30)
 
 
 @pytest.mark.ours_only("takes a folder's directory away on our volume's disk")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import anyio
@@ -10,3 +11,11 @@ async def wait_until(condition: Callable[[], bool], *, within_seconds: float = 1
     with anyio.fail_after(within_seconds):
         while not condition():  # noqa: ASYNC110 - nothing to await on but the filesystem
             await anyio.sleep(0.05)
+
+
+def wait_until_blocking(condition: Callable[[], bool], *, within_seconds: float = 10.0) -> None:
+    """``wait_until`` for synchronous tests (a real server polled over HTTP)."""
+    deadline = time.monotonic() + within_seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {within_seconds} s"
+        time.sleep(0.05)
