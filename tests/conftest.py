@@ -9,29 +9,21 @@ import pytest
 
 from app.config import Settings
 from app.db.engine import create_engine
-from app.db.migrate import upgrade_to_head
 from tests.support.app import client_for, make_settings
 from tests.support.loop_mounts import loop_mount_status
 from tests.support.services import postgres_schema, redis_url
+from tests.support.sqlite_template import migrate, migrated_sqlite
 
 
 def pytest_report_header() -> list[str]:
     return loop_mount_status()
 
 
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await upgrade_to_head(engine)
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """One migrated private schema per test session."""
     with postgres_schema() as url:
-        anyio.run(_migrate, url)
+        anyio.run(migrate, url)
         yield url
 
 
@@ -52,11 +44,10 @@ async def _truncate(url: str) -> None:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Every metadata test runs on the embedded SQLite and on the real PostgreSQL, on a schema
-    built by the real migrations."""
+    built by the real migrations. A module whose subject is not the metadata (paths, bytes,
+    wire conformance) overrides this with ``one_database`` below."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}"
-        anyio.run(_migrate, url)
-        yield url
+        yield migrated_sqlite(tmp_path / "meta.sqlite3")
         return
     url = request.getfixturevalue("postgres_url")
     yield url

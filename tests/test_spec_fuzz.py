@@ -5,6 +5,11 @@ documented schema; errors are problem+json, which the spec says for every error 
 
 A method a path does not have must answer 405 with an `Allow` that lists the ones it has.
 
+Each principal and each database is fuzzed, in pairs: the user on SQLite, the service key on
+PostgreSQL (what a principal may reach does not depend on the database, and the database's
+errors do not depend on who asked). `STORAGE_TEST_SPEC_FUZZ_ALL=1` runs all four combinations,
+at twice the cost of the suite's longest module.
+
 The run is bounded and reproducible: a fixed seed, derandomized generation, no example
 database, and a fixed number of examples per operation. The app runs in-process (schemathesis'
 ASGI transport), at the suite's log level.
@@ -16,6 +21,7 @@ the file, upload and task routes are reached past their 404, 412 and 422."""
 from __future__ import annotations
 
 import base64
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,8 +45,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.main import create_app
-from tests.conftest import _migrate, _truncate
+from tests.conftest import _truncate
 from tests.support.app import SERVICE_KEY, make_settings, user_token
+from tests.support.sqlite_template import migrated_sqlite
 
 # The coverage check reads what the fuzz of its combination recorded in the same process: the
 # suite's `--dist loadfile` (pyproject.toml) keeps a module on one worker.
@@ -305,9 +312,13 @@ def _seed(client: requests.Session, headers: dict[str, str]) -> Target:
     )
 
 
+PAIRS = [("sqlite", "user"), ("postgresql", "service")]
+ALL_COMBINATIONS = [(db, who) for db in ("sqlite", "postgresql") for who in ("user", "service")]
+
+
 @pytest.fixture(
     scope="module",
-    params=[(db, who) for db in ("sqlite", "postgresql") for who in ("user", "service")],
+    params=ALL_COMBINATIONS if os.environ.get("STORAGE_TEST_SPEC_FUZZ_ALL") == "1" else PAIRS,
     ids=lambda param: "-".join(param),
 )
 def target(
@@ -317,8 +328,7 @@ def target(
     database, principal = request.param
     place = tmp_path_factory.mktemp(f"spec-fuzz-{database}-{principal}")
     if database == "sqlite":
-        url = f"sqlite+aiosqlite:///{place / 'meta.sqlite3'}"
-        anyio.run(_migrate, url)
+        url = migrated_sqlite(place / "meta.sqlite3")
     else:
         url = request.getfixturevalue("postgres_url")
         anyio.run(_truncate, url)

@@ -3,6 +3,7 @@ build the schema through the same migrations."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import anyio
@@ -27,7 +28,10 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@cache
 def head_revision() -> str | None:
+    """The scripts ship with the code: their head cannot change while a process runs, and
+    every app start asks for it."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import email.utils
+from pathlib import Path
 
 import pytest
 
 from tests.files.conftest import ALICE, VFolderHandle
+from tests.support.sqlite_template import migrated_sqlite
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """Ranges and validators of bytes on disk, not metadata:
+    one database is enough (the metadata tests run on both)."""
+    return migrated_sqlite(tmp_path / "meta.sqlite3")
+
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 

@@ -19,6 +19,15 @@ from hypothesis import strategies as st
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.support.observed import assert_documented, observing
 from tests.support.server import clean_environment, run_cli, serving
+from tests.support.sqlite_template import migrated_sqlite
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """Paths and bytes on disk, not metadata:
+    one database is enough (the metadata tests run on both)."""
+    return migrated_sqlite(tmp_path / "meta.sqlite3")
+
 
 SECRET = b"outside the vfolder"
 

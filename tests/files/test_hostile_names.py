@@ -27,7 +27,16 @@ from drivers.layout import VolumeLayout
 from drivers.paths import ROOT, parse_relative_path
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.support.app import JWT_SECRET, SERVICE
+from tests.support.sqlite_template import migrated_sqlite
 from tests.support.tasks import finished_task
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """Names on disk, not metadata:
+    one database is enough (the metadata tests run on both)."""
+    return migrated_sqlite(tmp_path / "meta.sqlite3")
+
 
 BAD = b"caf\xe9.txt"  # Latin-1 "café.txt": not UTF-8
 SHOWN = "caf\ufffd.txt"

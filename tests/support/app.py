@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import httpx
 from fastapi import FastAPI
 
@@ -15,6 +16,7 @@ from app.auth.tokens import mint_user_token
 from app.config import Settings
 from app.main import create_app
 from tests.support.observed import recorder
+from tests.support.sqlite_template import migrated_sqlite
 
 SERVICE_KEY = "test-service-key-0123456789abcdef0123456789"
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789ab"
@@ -91,21 +93,13 @@ async def client_with_volumes(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
     """The app over the volumes of ``volumes_toml`` (a STORAGE_CONFIG file), on a migrated
     SQLite, with tasks picked up quickly."""
-    from app.db.engine import create_engine
-    from app.db.migrate import upgrade_to_head
-
     config = tmp_path / "volumes.toml"
     config.write_text(volumes_toml)
     settings = make_settings(
         data_dir=tmp_path / "data",
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'meta.sqlite3'}",
+        database_url=await anyio.to_thread.run_sync(migrated_sqlite, tmp_path / "meta.sqlite3"),
         config=config,
         task_poll_seconds=0.1,
     )
-    engine = create_engine(settings.effective_database_url)
-    try:
-        await upgrade_to_head(engine)
-    finally:
-        await engine.dispose()
     async with client_for(settings) as client:
         yield client, settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,15 @@ import pytest
 from app.config import Settings
 from tests.files.conftest import VFolderHandle
 from tests.support.app import SERVICE, bearer, user_token
+from tests.support.sqlite_template import migrated_sqlite
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """Wire conformance, not metadata:
+    one database is enough (the metadata tests run on both)."""
+    return migrated_sqlite(tmp_path / "meta.sqlite3")
+
 
 ALICE = bearer(user_token("alice"))
 TUS = {"Tus-Resumable": "1.0.0"}
