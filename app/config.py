@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -127,7 +128,17 @@ class Settings(BaseSettings):
     # A tus upload whose destination exists when it is created or completed: refused (409),
     # replacing it, or stored as "name (1).ext"; the upload's `overwrite` metadata wins.
     upload_collision: Literal["fail", "replace", "rename"] = "fail"
-    quota_reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+    # How often every vfolder's usage ledger is checked against its disk (writes made
+    # through a mount are found this way); the old name is still read.
+    usage_scan_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "usage_scan_interval_seconds",
+            "STORAGE_USAGE_SCAN_INTERVAL_SECONDS",
+            "STORAGE_QUOTA_RECONCILE_INTERVAL_SECONDS",
+        ),
+    )
     task_lease_seconds: float = Field(default=30.0, gt=0)
     task_poll_seconds: float = Field(default=2.0, gt=0)
     # A PUT's or form upload's staging file left by a dead writer goes once unwritten this long.

@@ -93,7 +93,7 @@ def build_scheduler(
             Schedule(
                 RECONCILE_VOLUME,
                 volume,
-                settings.quota_reconcile_interval_seconds,
+                settings.usage_scan_interval_seconds,
                 skip_first=True,
             )
             for volume in volumes.names()

@@ -86,12 +86,15 @@ class BtrfsDriver(PosixDriver):
         return (await self._qgroup(vfolder_id))[1]
 
     async def usage_bytes(self, vfolder_id: UUID) -> int:
-        return (await self._qgroup(vfolder_id))[0]
+        # Qgroups are accounted when a transaction commits (every 30 s by default): a sync
+        # first, so that what a container wrote a moment ago is counted.
+        return (await self._qgroup(vfolder_id, sync=True))[0]
 
-    async def _qgroup(self, vfolder_id: UUID) -> tuple[int, int | None]:
+    async def _qgroup(self, vfolder_id: UUID, *, sync: bool = False) -> tuple[int, int | None]:
         """(referenced bytes, max referenced or None) of the vfolder's own qgroup."""
+        flags = ("--sync",) if sync else ()
         output = await self._run(
-            "qgroup", "show", "-rfe", "--raw", str(await self._existing(vfolder_id))
+            "qgroup", "show", *flags, "-rfe", "--raw", str(await self._existing(vfolder_id))
         )
         return parse_qgroup_show(output)
 

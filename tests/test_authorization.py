@@ -85,6 +85,7 @@ TABLE: dict[VFolderOperation, dict[str, str | int]] = {
     VFolderOperation.RENAME: expect(ALL_POWER | {"group-manager"}),
     VFolderOperation.DELETE: expect(ALL_POWER | {"group-manager"}),
     VFolderOperation.SET_QUOTA: expect(ALL_POWER | {"group-manager"}),
+    VFolderOperation.RECONCILE: expect(ALL_POWER | RW_OK | RWD_OK),
 }
 
 
@@ -111,6 +112,7 @@ REQUESTS: dict[VFolderOperation, Request] = {
     VFolderOperation.SET_QUOTA: lambda c, v, h: c.put(
         f"/v1/quotas/vfolder/{v.rsplit('/', 1)[1]}", json={"limit_bytes": 10**9}, headers=h
     ),
+    VFolderOperation.RECONCILE: lambda c, v, h: c.post(f"{v}/reconcile", headers=h),
 }
 
 

@@ -41,6 +41,7 @@ from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import VFolder, VFolderCreate
 from app.vfolders.service import VFolderService
+from app.vfolders.usage import UsageReader
 from drivers.base import VolumeDriver
 from drivers.errors import NotADirectory, SymlinkNotFollowed
 from drivers.fsops import EntryType
@@ -166,12 +167,13 @@ class BackendAIFolders:
         return mount.host_path
 
     async def usage(self, volume: str, vfid: VFolderId) -> tuple[int, int]:
-        """(used bytes, entries) from our usage ledger."""
+        """(used bytes, entries), as ``GET /v1/vfolders/{id}/usage`` answers them."""
         async with transaction(self._runtime.sessions) as session:
             vfolder = await find_vfolder(session, self._reader, volume, vfid)
             if vfolder.status is VFolderStatus.DELETED:  # the /v1 usage shows deleted ones
                 raise VFolderDeleted(f"vfolder {vfid} is deleted", vfid=str(vfid))
-            usage = await self._vfolders(session).usage(MANAGER_PRINCIPAL, vfolder.id)
+            reader = UsageReader(session=session, reader=self._reader, volumes=self._volumes)
+            usage = await reader.usage(MANAGER_PRINCIPAL, vfolder.id)
         return usage.used_bytes, usage.file_count
 
     # -- quota scopes -----------------------------------------------------------------------

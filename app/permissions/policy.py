@@ -34,12 +34,14 @@ class VFolderOperation(enum.StrEnum):
     DELETE = "delete"  # the vfolder itself
     SHARE = "share"  # grant, change, revoke, list grants
     SET_QUOTA = "set-quota"  # the vfolder's own quota
+    RECONCILE = "reconcile"  # scan it now: whoever may write into it
 
 
 NEEDED_MODE: dict[VFolderOperation, Mode] = {
     VFolderOperation.READ: Mode.RO,
     VFolderOperation.MOUNT: Mode.RO,
     VFolderOperation.WRITE_FILES: Mode.RW,
+    VFolderOperation.RECONCILE: Mode.RW,
     VFolderOperation.DELETE_FILES: Mode.RWD,
 }
 MANAGER_OPERATIONS = frozenset(

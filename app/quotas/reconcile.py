@@ -5,7 +5,15 @@ its vfolder) do not pass through here, and neither would a bug. A scan walks a v
 lock held, so writes go on meanwhile; it then takes the vfolder's row lock and applies the
 difference only if the ledger did not move during the scan (every API write changes the disk
 and the ledger under that lock, so an unmoved ledger means the scan saw a settled state). A
-vfolder that kept changing is retried, then reported as busy for the next pass."""
+vfolder that kept changing is retried, then reported as busy for the next pass.
+
+Writes under way are never counted twice: their bytes are in the volume's staging area,
+outside every vfolder, and stay in their reservations until they settle — which moves the
+ledger, so a scan that overlapped one is retried. Scheduled scans (every
+``STORAGE_USAGE_SCAN_INTERVAL_SECONDS``, one task per volume and period for the whole
+cluster) are incremental (``drivers.usage_scan``); one asked for a single vfolder walks it
+all. The walk runs in a worker thread, never on the event loop. This module holds no SQL:
+it is in the vfolder and quota repositories."""
 
 from __future__ import annotations
 
@@ -15,22 +23,21 @@ from datetime import UTC, datetime
 
 import anyio
 from pydantic import BaseModel
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import VolumeNotFound
 from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.quotas.ledger import QuotaLedger
-from app.quotas.models import QuotaRow
-from app.quotas.repository import scopes_of
+from app.quotas.repository import QuotaRepository, Scope, scopes_of
 from app.quotas.schemas import LedgerCorrection, ReconcileReport
 from app.tasks.runner import TaskContext, TaskHandler
-from app.vfolders.models import VFolderRow, VFolderStatus
+from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
 from drivers.fsops import Usage
+from drivers.usage_scan import UsageMemory, scan_vfolder
 
 log = get_logger(__name__)
 
@@ -49,13 +56,18 @@ class Reconciler:
         volumes: VolumeRegistry,
         ledger: QuotaLedger,
         metrics: Metrics,
+        memory: UsageMemory | None = None,
     ) -> None:
         self._sessions = sessions
         self._volumes = volumes
         self._ledger = ledger
         self._metrics = metrics
+        # The figures of directories unchanged since the last scan, which the next reuses.
+        self._memory = memory if memory is not None else UsageMemory()
 
     async def vfolder(self, vfolder_id: uuid.UUID) -> ReconcileReport:
+        """Asked for (``POST /v1/vfolders/{id}/reconcile``): a full walk, so a file that grew
+        in place is found too."""
         # Abandoned reservations first, at once: an operator reconciling after a crash wants
         # the space back now, not at the next scheduled sweep.
         await self.sweep_reservations()
@@ -63,7 +75,7 @@ class Reconciler:
             row = await VFolderRepository(session).get(vfolder_id)
             volume = row.volume if row is not None else ""
         report = _empty_report(volume)
-        await self._reconcile_into(report, vfolder_id)
+        await self._reconcile_into(report, vfolder_id, full=True)
         return report
 
     async def volume(
@@ -75,13 +87,9 @@ class Reconciler:
         await self.sweep_reservations()
         report = _empty_report(volume)
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(VFolderRow.id, VFolderRow.status).where(VFolderRow.volume == volume)
-                )
-            ).all()
-        known = {row.id for row in rows}
-        live = sorted(row.id for row in rows if row.status != VFolderStatus.DELETED.value)
+            statuses = await VFolderRepository(session).statuses_on_volume(volume)
+        known = set(statuses)
+        live = sorted(i for i, status in statuses.items() if status is not VFolderStatus.DELETED)
         layout = self._volumes.get(volume).files.sync.layout
         on_disk = set(await anyio.to_thread.run_sync(lambda: list(layout.vfolder_ids())))
         report.orphan_directories = sorted(on_disk - known)
@@ -89,7 +97,7 @@ class Reconciler:
             if vfolder_id not in on_disk:
                 report.missing_directories.append(vfolder_id)
             else:
-                await self._reconcile_into(report, vfolder_id)
+                await self._reconcile_into(report, vfolder_id, full=False)
             if progress is not None:
                 await progress(done, len(live))
         if report.orphan_directories or report.missing_directories:
@@ -104,9 +112,11 @@ class Reconciler:
             )
         return report
 
-    async def _reconcile_into(self, report: ReconcileReport, vfolder_id: uuid.UUID) -> None:
+    async def _reconcile_into(
+        self, report: ReconcileReport, vfolder_id: uuid.UUID, *, full: bool
+    ) -> None:
         try:
-            correction = await self._reconcile_one(vfolder_id)
+            correction = await self._reconcile_one(vfolder_id, full=full)
         except Busy:
             report.skipped_busy.append(vfolder_id)
             return
@@ -119,19 +129,20 @@ class Reconciler:
             report.corrections.append(correction)
             report.drift_bytes += abs(correction.bytes_after - correction.bytes_before)
 
-    async def _reconcile_one(self, vfolder_id: uuid.UUID) -> LedgerCorrection | None:
+    async def _reconcile_one(self, vfolder_id: uuid.UUID, *, full: bool) -> LedgerCorrection | None:
         for _ in range(SCAN_ATTEMPTS):
             async with self._sessions() as session:
                 row = await VFolderRepository(session).get(vfolder_id)
             if row is None or row.status == VFolderStatus.DELETED.value:
+                self._memory.forget(vfolder_id)
                 return None
             before = (row.used_bytes, row.file_count)
-            scanned = await self._volumes.get(row.volume).files.usage(vfolder_id)
+            scanned, started = await self._scan(row.volume, vfolder_id, full=full)
             async with self._ledger.change(vfolder_id) as change:
                 locked = change.vfolder
                 if (locked.used_bytes, locked.file_count) != before:
                     continue  # an API write landed during the scan: scan again
-                await _mark_reconciled(change.session, locked)
+                await _mark_scanned(change.session, scopes_of(locked), vfolder_id, started)
                 if (scanned.bytes, scanned.entries) == before:
                     return None
                 await change.correct(scanned - Usage(*before))
@@ -157,6 +168,26 @@ class Reconciler:
             )
         raise Busy(str(vfolder_id))
 
+    async def _scan(
+        self, volume: str, vfolder_id: uuid.UUID, *, full: bool
+    ) -> tuple[Usage, datetime]:
+        """The vfolder's usage on disk, and when the walk started (every change made before
+        then is in it), walked in a worker thread."""
+        files = self._volumes.get(volume).files.sync
+        previous = self._memory.previous(vfolder_id, full=full)
+        started = datetime.now(UTC)
+        result = await anyio.to_thread.run_sync(lambda: scan_vfolder(files, vfolder_id, previous))
+        self._memory.remember(vfolder_id, result)
+        log.debug(
+            "vfolder scanned",
+            extra={
+                "vfolder_id": str(vfolder_id),
+                "directories": result.directories,
+                "directories_reused": result.reused,
+            },
+        )
+        return result.usage, started
+
     async def sweep_reservations(self) -> int:
         """Releases reservations whose writer died without settling or releasing them (its
         node is known dead, or the reservation expired)."""
@@ -176,18 +207,11 @@ def reconcile_volume_handler(reconciler: Reconciler) -> TaskHandler:
     return reconcile
 
 
-async def _mark_reconciled(session: AsyncSession, vfolder: VFolderRow) -> None:
-    now = datetime.now(UTC)
-    for scope in scopes_of(vfolder):
-        await session.execute(
-            update(QuotaRow)
-            .where(
-                QuotaRow.scope_type == scope.type.value,
-                QuotaRow.scope_id == scope.id,
-                QuotaRow.volume == scope.volume,
-            )
-            .values(last_reconciled_at=now)
-        )
+async def _mark_scanned(
+    session: AsyncSession, scopes: list[Scope], vfolder_id: uuid.UUID, started: datetime
+) -> None:
+    await VFolderRepository(session).mark_scanned(vfolder_id, started)
+    await QuotaRepository(session).mark_reconciled(scopes, datetime.now(UTC))
 
 
 def _empty_report(volume: str) -> ReconcileReport:

@@ -156,6 +156,19 @@ class QuotaRepository:
         )
         return bool(getattr(result, "rowcount", 0))
 
+    async def mark_reconciled(self, scopes: list[Scope], at: datetime) -> None:
+        """The limits of these scopes (those that exist) were just reconciled."""
+        for scope in scopes:
+            await self._session.execute(
+                update(QuotaRow)
+                .where(
+                    QuotaRow.scope_type == scope.type.value,
+                    QuotaRow.scope_id == scope.id,
+                    QuotaRow.volume == scope.volume,
+                )
+                .values(last_reconciled_at=at)
+            )
+
     async def all_limits(self) -> Sequence[QuotaRow]:
         stmt = select(QuotaRow).order_by(QuotaRow.scope_type, QuotaRow.scope_id, QuotaRow.volume)
         return (await self._session.execute(stmt)).scalars().all()

@@ -129,12 +129,14 @@ async def reconcile_vfolder(
     runtime: RuntimeDep,
     reconciler: ReconcilerDep,
 ) -> ReconcileReport:
-    """Scan the vfolder on disk now and correct its usage ledger (owner or admin)."""
+    """Walk the vfolder on disk now (all of it) and correct its usage ledger: whoever may
+    write into it (mode `rw` or more, its owner, admins and service keys). Scheduled scans
+    do the same every `STORAGE_USAGE_SCAN_INTERVAL_SECONDS`, incrementally."""
     # A short session of its own: the scan takes row locks in its own transactions, which
     # the request's transaction (SQLite: the database's write lock) would block.
     async with runtime.sessions() as session:
         await runtime.vfolder_reader.load_authorized(
-            session, principal, vfolder_id, VFolderOperation.SET_QUOTA
+            session, principal, vfolder_id, VFolderOperation.RECONCILE
         )
     return await reconciler.vfolder(vfolder_id)
 

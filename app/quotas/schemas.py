@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 
@@ -17,6 +18,11 @@ class QuotaLimits(BaseModel):
     )
 
 
+class EnforcedBy(enum.StrEnum):
+    BACKEND = "backend"
+    PROXY = "proxy"
+
+
 class QuotaView(BaseModel):
     scope_type: ScopeType
     scope_id: str
@@ -31,6 +37,13 @@ class QuotaView(BaseModel):
     usage_percent: float | None = Field(description="100 * used / limit; null without a limit.")
     alert_level_percent: int = Field(description="Highest threshold crossed: 0, 80 or 95.")
     last_reconciled_at: datetime | None
+    enforced_by: EnforcedBy = Field(
+        description="Who refuses writes beyond `limit_bytes`. `backend`: the filesystem too "
+        "(a btrfs qgroup, an XFS project quota on the vfolder), so writes through a mount are "
+        "refused as well; `proxy`: only writes through this API are (a container writing "
+        "through its mount can exceed the limit; scans find what it wrote). `limit_files` "
+        "is always the proxy's."
+    )
 
 
 class QuotaList(BaseModel):

@@ -16,7 +16,7 @@ from app.quotas.ledger import QuotaLedger
 from app.quotas.models import QuotaRow, ScopeType
 from app.quotas.reconcile import RECONCILE_VOLUME
 from app.quotas.repository import QuotaRepository, Scope, ScopeUsage
-from app.quotas.schemas import QuotaLimits, QuotaView
+from app.quotas.schemas import EnforcedBy, QuotaLimits, QuotaView
 from app.tasks.models import TaskRow
 from app.tasks.service import owner_of, submit
 from app.vfolders.reader import VFolderReader
@@ -72,7 +72,8 @@ class QuotaService:
         return Scope(scope_type, scope_id, volume)
 
     async def view(self, scope: Scope) -> QuotaView:
-        return _quota_view(scope, await self._quotas.get(scope), await self._quotas.usage(scope))
+        limit, usage = await self._quotas.get(scope), await self._quotas.usage(scope)
+        return _quota_view(scope, limit, usage, self._enforcer(scope))
 
     async def set(self, principal: Principal, scope: Scope, limits: QuotaLimits) -> QuotaView:
         await self._may_set(principal, scope, limits)
@@ -102,7 +103,7 @@ class QuotaService:
         views = []
         for row, usage in await self._quotas.every_limit_with_usage():
             scope = Scope(ScopeType(row.scope_type), row.scope_id, row.volume)
-            view = _quota_view(scope, row, usage)
+            view = _quota_view(scope, row, usage, self._enforcer(scope))
             if view.usage_percent is not None and view.usage_percent >= threshold_percent:
                 views.append(view)
         return views
@@ -117,6 +118,18 @@ class QuotaService:
         return await submit(
             self._session, kind=RECONCILE_VOLUME, target=volume, owner=owner_of(principal)
         )
+
+    def _enforcer(self, scope: Scope) -> EnforcedBy:
+        """A vfolder's byte limit is mirrored to a backend with native quotas (``_mirror``),
+        which then refuses writes through mounts too; user and group limits, and every
+        limit on other backends, are the proxy's alone."""
+        if (
+            scope.type is ScopeType.VFOLDER
+            and scope.volume in self._volumes.names()
+            and isinstance(self._volumes.get(scope.volume), QuotaCapable)
+        ):
+            return EnforcedBy.BACKEND
+        return EnforcedBy.PROXY
 
     async def _may_set(self, principal: Principal, scope: Scope, limits: QuotaLimits) -> None:
         """Admins and service keys set any limit; a vfolder's owner sets its vfolder's,
@@ -169,7 +182,9 @@ def _vfolder_id(text: str) -> uuid.UUID:
         raise InvalidRequest(f"{text!r} is not a vfolder id") from None
 
 
-def _quota_view(scope: Scope, limit: QuotaRow | None, usage: ScopeUsage) -> QuotaView:
+def _quota_view(
+    scope: Scope, limit: QuotaRow | None, usage: ScopeUsage, enforced_by: EnforcedBy
+) -> QuotaView:
     limit_bytes = limit.limit_bytes if limit else None
     return QuotaView(
         scope_type=scope.type,
@@ -189,4 +204,5 @@ def _quota_view(scope: Scope, limit: QuotaRow | None, usage: ScopeUsage) -> Quot
         usage_percent=(round(100 * usage.used_bytes / limit_bytes, 3) if limit_bytes else None),
         alert_level_percent=limit.alert_level if limit else 0,
         last_reconciled_at=limit.last_reconciled_at if limit else None,
+        enforced_by=enforced_by,
     )

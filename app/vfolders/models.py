@@ -48,6 +48,9 @@ class VFolderRow(Base):
     # entries of any kind: files, directories, symlinks).
     used_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     file_count: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # When a scan last checked the ledger against the disk (from the scan's start): writes
+    # made through a mount before then are counted. None: never scanned.
+    usage_scanned_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     cloned_from: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

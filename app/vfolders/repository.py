@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, false, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
@@ -93,6 +94,23 @@ class VFolderRepository:
                 file_count=VFolderRow.file_count + count_delta,
             )
         )
+
+    async def mark_scanned(self, vfolder_id: uuid.UUID, at: datetime) -> None:
+        """A scan checked the ledger against the disk (as of ``at``, when it started)."""
+        await self._session.execute(
+            update(VFolderRow)
+            .where(VFolderRow.id == vfolder_id)
+            # Not a change of the vfolder: its ``updated_at`` stays.
+            .values(usage_scanned_at=at, updated_at=VFolderRow.updated_at)
+        )
+
+    async def statuses_on_volume(self, volume: str) -> dict[uuid.UUID, VFolderStatus]:
+        """Every vfolder row of ``volume``, deleted ones too, with its status."""
+        stmt = select(VFolderRow.id, VFolderRow.status).where(VFolderRow.volume == volume)
+        return {
+            vfolder_id: VFolderStatus(status)
+            for vfolder_id, status in await self._session.execute(stmt)
+        }
 
     async def list_page(
         self,

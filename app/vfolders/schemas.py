@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 import unicodedata
 from datetime import datetime
 from typing import Annotated
@@ -115,10 +116,35 @@ class VFolderMount(BaseModel):
     extra: dict[str, str] = Field(default_factory=dict)
 
 
+class UsageSource(enum.StrEnum):
+    NATIVE = "native"
+    SCAN = "scan"
+    LEDGER = "ledger"
+
+
 class VFolderUsage(BaseModel):
-    """The usage ledger: exact for every change made through this API; changes made inside a
-    mounted container are picked up by reconciliation scans."""
+    """How much the vfolder holds, where the figure comes from, and as of when.
+
+    - `native`: the backend's own accounting, read now (btrfs qgroups, XFS project quotas):
+      what the filesystem charges against the vfolder's limit — allocated extents and
+      metadata, which can differ from the sum of file sizes. Writes through a mount count
+      at once. `file_count` is the ledger's (see `scan`).
+    - `scan`: the usage ledger, exact for every change made through this API, and checked
+      against the disk by a scan that started at `as_of`: writes made through a mount before
+      then are counted, later ones are found by the next scan
+      (`STORAGE_USAGE_SCAN_INTERVAL_SECONDS`) or by `POST /v1/vfolders/{id}/reconcile`.
+    - `ledger`: the usage ledger, not checked against the disk yet: changes made through
+      this API only; `as_of` is the moment it was read."""
 
     vfolder_id: UUID
-    used_bytes: int = Field(description="Bytes in regular files.")
+    used_bytes: int = Field(
+        description="`native`: bytes the backend accounts to the vfolder; otherwise bytes in "
+        "regular files."
+    )
     file_count: int = Field(description="Entries of every kind: files, directories, symlinks.")
+    source: UsageSource = Field(description="Where `used_bytes` comes from.")
+    as_of: datetime = Field(description="When `used_bytes` was true of the disk.")
+    scanned_at: datetime | None = Field(
+        description="When a scan last checked the ledger (and so `file_count`) against the "
+        "disk; null: never."
+    )

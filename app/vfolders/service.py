@@ -45,7 +45,6 @@ from app.vfolders.schemas import (
     VFolderList,
     VFolderMount,
     VFolderUpdate,
-    VFolderUsage,
     VFolderView,
 )
 from app.volumes.registry import VolumeRegistry
@@ -166,20 +165,6 @@ class VFolderService:
             self._session, principal, vfolder_id, VFolderOperation.READ, live=False
         )
         return _view(vfolder, access)
-
-    async def usage(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderUsage:
-        """Read straight from the ledger (never cached: it changes with every write)."""
-        bind_log_fields(vfolder_id=vfolder_id, operation="usage")
-        await self._reader.load_authorized(
-            self._session, principal, vfolder_id, VFolderOperation.READ, live=False
-        )
-        row = await self._repo.get(vfolder_id)
-        if row is None:
-            raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
-        await self._repo.refresh(row)
-        return VFolderUsage(
-            vfolder_id=vfolder_id, used_bytes=row.used_bytes, file_count=row.file_count
-        )
 
     async def list(
         self,

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -19,3 +19,10 @@ def wait_until_blocking(condition: Callable[[], bool], *, within_seconds: float 
     while not condition():
         assert time.monotonic() < deadline, f"not within {within_seconds} s"
         time.sleep(0.05)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within_seconds: float = 10.0) -> None:
+    """``wait_until`` for a condition only a request can tell (what the API answers)."""
+    with anyio.fail_after(within_seconds):
+        while not await check():  # noqa: ASYNC110 - only a request tells
+            await anyio.sleep(0.05)
