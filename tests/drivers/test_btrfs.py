@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -176,14 +177,51 @@ async def test_snapshots_through_the_api_create_browse_restore_and_delete(
     one = await client.post(f"{base}/snapshots/s1/restore", json={"path": "a.txt"}, headers=ALICE)
     assert one.status_code == 204, one.text
     assert (await client.get(f"{base}/files/a.txt", headers=ALICE)).content == b"version 1"
-    assert (await client.get(f"{base}/usage", headers=ALICE)).json()["used_bytes"] == 12
+    quota = f"/v1/quotas/vfolder/{made.json()['id']}"
+    assert (await client.get(quota, headers=ALICE)).json()["used_bytes"] == 12  # the ledger
 
     whole = await client.post(f"{base}/snapshots/s1/restore", json={}, headers=ALICE)
     assert whole.status_code == 204, whole.text
     assert (await client.get(f"{base}/files/b.txt", headers=ALICE)).status_code == 404
     usage = (await client.get(f"{base}/usage", headers=ALICE)).json()
-    assert (usage["used_bytes"], usage["file_count"]) == (9, 1)
+    assert (usage["source"], usage["file_count"]) == ("native", 1)
+    assert (await client.get(quota, headers=ALICE)).json()["used_bytes"] == 9
 
     gone = await client.delete(f"{base}/snapshots/s1", headers=ALICE)
     assert gone.status_code == 204
     assert (await client.get(f"{base}/snapshots", headers=ALICE)).json()["items"] == []
+
+
+async def test_usage_is_the_filesystems_own_and_counts_a_mount_write_at_once(
+    btrfs_client: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    client, _settings = btrfs_client
+    made = await client.post("/v1/vfolders", json={"name": "n", "volume": "local"}, headers=ALICE)
+    base = f"/v1/vfolders/{made.json()['id']}"
+    before = (await client.get(f"{base}/usage", headers=ALICE)).json()
+    assert before["source"] == "native"
+    host_path = Path((await client.get(f"{base}/mount", headers=ALICE)).json()["host_path"])
+    asked_after = datetime.now(UTC)
+    with (host_path / "container.bin").open("wb") as out:  # as a container would: no sync
+        out.write(os.urandom(3 * MIB))
+
+    after = (await client.get(f"{base}/usage", headers=ALICE)).json()
+    assert after["source"] == "native"
+    assert after["used_bytes"] >= before["used_bytes"] + 3 * MIB
+    assert datetime.fromisoformat(after["as_of"]) >= asked_after
+
+
+async def test_a_vfolder_limit_is_the_backends_a_user_limit_the_proxys(
+    btrfs_client: tuple[httpx.AsyncClient, Settings],
+) -> None:
+    client, _settings = btrfs_client
+    made = await client.post("/v1/vfolders", json={"name": "q", "volume": "local"}, headers=ALICE)
+    vfolder_id = made.json()["id"]
+    limited = await client.put(
+        f"/v1/quotas/vfolder/{vfolder_id}", json={"limit_bytes": 8 * MIB}, headers=ALICE
+    )
+    assert limited.json()["enforced_by"] == "backend"
+    user = await client.put(
+        "/v1/quotas/user/alice?volume=local", json={"limit_bytes": 64 * MIB}, headers=SERVICE
+    )
+    assert user.json()["enforced_by"] == "proxy"
