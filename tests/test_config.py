@@ -254,3 +254,13 @@ def test_compose_publishes_on_this_host_only() -> None:
     for name, service in _compose()["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_the_usage_scan_interval_is_minutes_and_keeps_its_old_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings(_env_file=None).usage_scan_interval_seconds == 300
+    monkeypatch.setenv("STORAGE_QUOTA_RECONCILE_INTERVAL_SECONDS", "120")
+    assert Settings(_env_file=None).usage_scan_interval_seconds == 120
+    monkeypatch.setenv("STORAGE_USAGE_SCAN_INTERVAL_SECONDS", "60")
+    assert Settings(_env_file=None).usage_scan_interval_seconds == 60

@@ -54,7 +54,7 @@ def test_three_nodes_share_uploads_renames_and_schedules(tmp_path: Path) -> None
             STORAGE_REDIS_KEY_PREFIX=f"sp-three-{secrets.token_hex(4)}:",
             STORAGE_SERVICE_KEYS=KEY,
             STORAGE_DATA_DIR=str(tmp_path / "shared"),
-            STORAGE_QUOTA_RECONCILE_INTERVAL_SECONDS=str(INTERVAL),
+            STORAGE_USAGE_SCAN_INTERVAL_SECONDS=str(INTERVAL),
             STORAGE_TASK_POLL_SECONDS="0.2",
         )
         assert run_cli(["migrate"], cwd=tmp_path, env=env).returncode == 0
