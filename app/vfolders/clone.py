@@ -182,10 +182,13 @@ def clone_handler(
             await source_driver.clone_vfolder(source.id, target.id)
         else:
             await _copy_reporting(task, source, target, source_driver, target_driver, progress)
+        walked_from = datetime.now(UTC)
         usage = await target_driver.files.usage(target.id)
         async with ledger.change(target.id) as change:
             await change.settle(usage, holder=clone_holder(target.id))
             change.vfolder.status = VFolderStatus.READY.value
+            # The ledger starts from a walk of the copy: as true as a scan's.
+            change.vfolder.usage_scanned_at = walked_from
         await task.report(usage.bytes, usage.bytes, "bytes")
         log.info("clone finished", extra={"vfolder_id": str(target.id), "bytes": usage.bytes})
         return CloneResult(
