@@ -161,15 +161,13 @@ ROWS: dict[str, Row] = {
             c.put(f"{v}/grants/user/mallory", json={"mode": "rwd"}, headers=CALLER),
         ),
     ),
-    "set its quota, reconcile it": Row(
+    "scan it now, correcting its usage": Row(
+        "rw", lambda c, v: c.post(f"{v}/reconcile", headers=CALLER)
+    ),
+    "set its quota": Row(
         None,
-        lambda c, v: _all(
-            c.put(
-                f"/v1/quotas/vfolder/{v.rsplit('/', 1)[1]}",
-                json={"limit_bytes": 1},
-                headers=CALLER,
-            ),
-            c.post(f"{v}/reconcile", headers=CALLER),
+        lambda c, v: c.put(
+            f"/v1/quotas/vfolder/{v.rsplit('/', 1)[1]}", json={"limit_bytes": 1}, headers=CALLER
         ),
     ),
     "delete the vfolder": Row(None, lambda c, v: c.delete(v, headers=CALLER)),
