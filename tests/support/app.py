@@ -36,6 +36,9 @@ def make_settings(
         "jwt_secret": JWT_SECRET,
         "trash_purge_interval_seconds": 0.2,
         "task_poll_seconds": 0.1,
+        # Scheduled usage scans only where a test asks for them: one correcting the ledger
+        # under a test that checks what the ledger says before a reconcile would be a race.
+        "usage_scan_interval_seconds": 24 * 3600.0,
         "log_format": "text",
     }
     values.update(overrides)

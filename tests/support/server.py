@@ -27,8 +27,10 @@ def free_port() -> int:
 
 
 def clean_environment(**storage: str) -> dict[str, str]:
-    """The caller's environment without any STORAGE_* setting, plus ``storage``."""
+    """The caller's environment without any STORAGE_* setting, plus ``storage`` (and no
+    scheduled usage scan unless asked for: see ``make_settings``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE_")}
+    env["STORAGE_USAGE_SCAN_INTERVAL_SECONDS"] = str(24 * 3600)
     env.update(storage)
     return env
 
