@@ -25,7 +25,7 @@ import anyio
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.errors import VolumeNotFound
+from app.errors import VFolderDeleted, VFolderNotFound, VolumeNotFound
 from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.quotas.ledger import QuotaLedger
@@ -45,7 +45,11 @@ SCAN_ATTEMPTS = 3
 
 
 class Busy(Exception):
-    """The vfolder changed during every scan attempt."""
+    """The vfolder changed during every scan attempt (or is being cloned)."""
+
+
+class LedgerMoved(Exception):
+    """An API write changed the vfolder's ledger while it was scanned."""
 
 
 class Reconciler:
@@ -136,37 +140,59 @@ class Reconciler:
             if row is None or row.status == VFolderStatus.DELETED.value:
                 self._memory.forget(vfolder_id)
                 return None
-            before = (row.used_bytes, row.file_count)
+            if row.status == VFolderStatus.CLONING.value:
+                # Its content arrives under the clone's reservation and is settled when the
+                # copy is whole: counting it now would count it twice.
+                raise Busy(str(vfolder_id))
+            before = Usage(row.used_bytes, row.file_count)
             scanned, started = await self._scan(row.volume, vfolder_id, full=full)
-            async with self._ledger.change(vfolder_id) as change:
-                locked = change.vfolder
-                if (locked.used_bytes, locked.file_count) != before:
-                    continue  # an API write landed during the scan: scan again
-                await _mark_scanned(change.session, scopes_of(locked), vfolder_id, started)
-                if (scanned.bytes, scanned.entries) == before:
-                    return None
-                await change.correct(scanned - Usage(*before))
-                await self._ledger.track_alerts(change.session, scopes_of(locked))
-            drift = scanned.bytes - before[0]
-            self._metrics.quota_drift_bytes.labels(volume=row.volume).inc(abs(drift))
-            log.warning(
-                "usage ledger corrected",
-                extra={
-                    "event": "quota_drift",
-                    "vfolder_id": str(vfolder_id),
-                    "volume": row.volume,
-                    "drift_bytes": drift,
-                    "drift_files": scanned.entries - before[1],
-                },
-            )
-            return LedgerCorrection(
-                vfolder_id=vfolder_id,
-                bytes_before=before[0],
-                bytes_after=scanned.bytes,
-                files_before=before[1],
-                files_after=scanned.entries,
-            )
+            try:
+                return await self._apply(row.volume, vfolder_id, before, scanned, started)
+            except LedgerMoved:
+                continue  # an API write landed during the scan: scan again
+            except (VFolderDeleted, VFolderNotFound):
+                self._memory.forget(vfolder_id)
+                return None  # deleted during the scan: nothing left to correct
         raise Busy(str(vfolder_id))
+
+    async def _apply(
+        self,
+        volume: str,
+        vfolder_id: uuid.UUID,
+        before: Usage,
+        scanned: Usage,
+        started: datetime,
+    ) -> LedgerCorrection | None:
+        """The scan's difference, under the vfolder's row lock, unless the ledger moved
+        since ``before`` was read (``LedgerMoved``)."""
+        async with self._ledger.change(vfolder_id) as change:
+            locked = change.vfolder
+            if Usage(locked.used_bytes, locked.file_count) != before:
+                raise LedgerMoved(str(vfolder_id))
+            await _mark_scanned(change.session, scopes_of(locked), vfolder_id, started)
+            if scanned == before:
+                return None
+            await change.correct(scanned - before)
+            await self._ledger.track_alerts(change.session, scopes_of(locked))
+        drift = scanned.bytes - before.bytes
+        self._metrics.quota_drift_bytes.labels(volume=volume).inc(abs(drift))
+        log.warning(
+            "usage ledger corrected",
+            extra={
+                "event": "quota_drift",
+                "vfolder_id": str(vfolder_id),
+                "volume": volume,
+                "drift_bytes": drift,
+                "drift_files": scanned.entries - before.entries,
+            },
+        )
+        return LedgerCorrection(
+            vfolder_id=vfolder_id,
+            bytes_before=before.bytes,
+            bytes_after=scanned.bytes,
+            files_before=before.entries,
+            files_after=scanned.entries,
+        )
 
     async def _scan(
         self, volume: str, vfolder_id: uuid.UUID, *, full: bool

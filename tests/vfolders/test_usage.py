@@ -13,9 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from app.db.engine import create_engine
 from tests.support.app import SERVICE, bearer, client_for, make_settings, user_token
 from tests.support.polling import eventually
+from tests.support.tasks import finished_task
 
 ALICE = bearer(user_token("alice"))
 INTERVAL = 0.5  # the scan schedule of these tests, in seconds
@@ -136,6 +139,32 @@ async def test_a_write_under_way_is_not_counted_twice(client: httpx.AsyncClient)
     quota = (await client.get(f"/v1/quotas/vfolder/{vfolder_id}", headers=ALICE)).json()
     assert (quota["used_bytes"], quota["reserved_bytes"]) == (0, 4 * MIB)
     assert (await usage(client, base))["used_bytes"] == 0
+
+
+async def test_a_vfolder_being_cloned_is_left_to_its_clone(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Its content arrives under the clone's reservation and is settled once whole: a scan
+    meanwhile reports it busy rather than count it too."""
+    base, root = await new_vfolder(client)
+    vfolder_id = base.rsplit("/", 1)[1]
+    write_as_a_container(root / "copied.bin", 4096)
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE vfolders SET status = 'cloning' WHERE id = :id"),
+                {"id": vfolder_id if "postgresql" in database_url else vfolder_id.replace("-", "")},
+            )
+    finally:
+        await engine.dispose()
+
+    started = await client.post("/v1/volumes/local/reconcile", headers=SERVICE)
+    assert started.status_code == 202, started.text
+    task = await finished_task(client, started.headers["location"], SERVICE)
+    assert task["state"] == "succeeded", task
+    assert task["result"]["skipped_busy"] == [vfolder_id]
+    assert task["result"]["corrections"] == []
 
 
 async def test_reconcile_needs_the_right_to_write(client: httpx.AsyncClient) -> None:
