@@ -162,9 +162,8 @@ async def download_head(
 async def _download(
     request: Request, transfers: ClientTransfers, token: str | None, *, head: bool
 ) -> Response:
-    driver, handle, name = await transfers.open_download(token)
-    return file_response(
-        files=driver.files,
+    handle, name = await transfers.open_download(token)
+    return await file_response(
         handle=handle,
         name=name,
         request_headers=request.headers,

@@ -137,10 +137,9 @@ async def fetch(
     _manager: ManagerDep, service: BackendAIFilesDep, body: FileRequest, request: Request
 ) -> Response:
     _about(request, body.relpath)
-    driver, handle = await service.fetch(body.volume, body.vfid, body.relpath)
+    handle = await service.fetch(body.volume, body.vfid, body.relpath)
     size = handle.version.size
     return FileStream(
-        files=driver.files,
         handle=handle,
         byte_range=ByteRange(0, size - 1),
         status_code=status.HTTP_200_OK,

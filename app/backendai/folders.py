@@ -43,8 +43,8 @@ from app.vfolders.schemas import VFolder, VFolderCreate
 from app.vfolders.service import VFolderService
 from drivers.base import VolumeDriver
 from drivers.errors import NotADirectory, SymlinkNotFollowed
-from drivers.fsops import EntryType
 from drivers.paths import parse_relative_path
+from drivers.types import EntryType
 
 log = get_logger(__name__)
 

@@ -35,8 +35,8 @@ from app.files.service import FilesService
 from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, cursor_sealer
 from drivers.errors import DriverError, PathExists
-from drivers.fsops import FileEntry
 from drivers.paths import display_text
+from drivers.types import FileEntry
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}", tags=["files"])
 
@@ -198,11 +198,8 @@ async def _download(
     *,
     head: bool,
 ) -> Response:
-    driver, handle, name = await service.open_download(
-        principal, vfolder_id, path_after(request, "files")
-    )
-    return file_response(
-        files=driver.files,
+    handle, name = await service.open_download(principal, vfolder_id, path_after(request, "files"))
+    return await file_response(
         handle=handle,
         name=name,
         request_headers=request.headers,

@@ -9,20 +9,19 @@ node."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.auth.transfer import TransferMinter, TransferOperation
-from app.body_writer import write_body
+from app.content.body_writer import write_body
+from app.content.foresight import foreseen_store, missing_entries
+from app.content.store import ContentStore
 from app.errors import (
     InsufficientStorage,
     InvalidRequest,
@@ -49,17 +48,8 @@ from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
 from app.vfolders.reader import VFolderReader
 from app.vfolders.schemas import VFolder
 from app.volumes.registry import VolumeRegistry
-from drivers.base import VolumeDriver
-from drivers.errors import DriverError, NotADirectory, PathExists, PathNotFound, UnsafePath
-from drivers.fsops import (
-    Committed,
-    EntryType,
-    FileEntry,
-    FileVersion,
-    OpenFile,
-    PosixFileOps,
-    Usage,
-)
+from drivers.base import Readable, Staged, VolumeDriver
+from drivers.errors import DriverError, NotADirectory, PathExists, UnsafePath
 from drivers.paths import (
     MAX_PATH_BYTES,
     RelativePath,
@@ -67,6 +57,7 @@ from drivers.paths import (
     parse_relative_path,
     require_single_name,
 )
+from drivers.types import Committed, EntryType, FileEntry, FileVersion, Usage
 
 log = get_logger(__name__)
 
@@ -95,6 +86,7 @@ class FilesService:
     ) -> None:
         self._cursors = cursors
         self._quotas = quotas
+        self._content = ContentStore(quotas)
         self._sessions = sessions
         self._reader = reader
         self._volumes = volumes
@@ -200,17 +192,18 @@ class FilesService:
         top = await target.driver.files.stat(vfolder_id, rel)
         if top.type is not EntryType.DIR:
             raise NotADirectory(f"{rel or '/'} is not a directory")
-        entries = target.driver.files.open_listing(vfolder_id, rel, recursive=recursive)
-        return _batches(entries)
+        return target.driver.files.listing(
+            vfolder_id, rel, recursive=recursive, batch=LISTING_BATCH
+        )
 
     async def open_download(
         self, principal: Principal, vfolder_id: uuid.UUID, path: str
-    ) -> tuple[VolumeDriver, OpenFile, str]:
+    ) -> tuple[Readable, str]:
+        """The file open for reading, and its name."""
         rel = parse_relative_path(path, existing=True)
         self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.DOWNLOAD)
         target = await self._target(principal, vfolder_id, VFolderOperation.READ)
-        handle = await target.driver.files.open_for_read(vfolder_id, rel)
-        return target.driver, handle, rel.name
+        return await self._content.open_read(target.driver.files, vfolder_id, rel), rel.name
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -307,8 +300,7 @@ class FilesService:
         parents: bool,
         content_length: int | None = None,
     ) -> Committed:
-        """Stream ``body`` into a staging file, then commit it and the ledger together. On
-        any failure — the client going away included — the staging file is removed."""
+        """Stream ``body`` into a staging file, then commit it and the ledger together."""
         files = target.driver.files
         vfolder_id = target.vfolder.id
         if rel.is_root:
@@ -329,27 +321,20 @@ class FilesService:
                 fresh=True,
             )
             cover.covered = content_length
-        staged = await files.create_staged()
-        committed: Committed | None = None
-        try:
+
+        async def fill(staged: Staged) -> None:
             await write_body(staged, body, on_batch=cover)
-            # On disk before the vfolder's ledger lock is taken: writers to one vfolder then
-            # queue behind each other's rename, not behind each other's fsync.
-            await anyio.to_thread.run_sync(staged.sync)
-            async with self._quotas.change(vfolder_id) as change:
-                foreseen = await foreseen_store(
-                    files, vfolder_id, rel, staged.size, replace=replace, parents=parents
-                )
-                await change.settle(foreseen, holder=holder)
-                committed = await files.commit_staged(
-                    staged, vfolder_id, rel, replace=replace, parents=parents, if_match=if_match
-                )
-                await change.correct(committed.added - committed.replaced - foreseen)
-        finally:
-            if committed is None:
-                with anyio.CancelScope(shield=True):
-                    await files.discard_staged(staged)
-                    await self._quotas.release(holder)
+
+        committed = await self._content.store(
+            files,
+            vfolder_id,
+            rel,
+            fill,
+            replace=replace,
+            parents=parents,
+            if_match=if_match,
+            holder=holder,
+        )
         log.info("file stored", extra={"path": str(rel), "size": committed.added.bytes})
         return committed
 
@@ -438,40 +423,6 @@ class FilesService:
         return DeleteResults(results=results)
 
 
-async def missing_entries(files: PosixFileOps, vfolder_id: uuid.UUID, rel: RelativePath) -> int:
-    """How many of ``rel`` and its parents do not exist yet (what a ``mkdir -p`` adds)."""
-    missing = 0
-    for depth in range(len(rel.parts), 0, -1):
-        try:
-            await files.stat(vfolder_id, RelativePath(rel.parts[:depth]))
-        except PathNotFound:
-            missing += 1
-            continue
-        break
-    return missing
-
-
-async def foreseen_store(
-    files: PosixFileOps,
-    vfolder_id: uuid.UUID,
-    rel: RelativePath,
-    size: int,
-    *,
-    replace: bool,
-    parents: bool,
-) -> Usage:
-    """What storing ``size`` bytes at ``rel`` will change in the ledger, foreseen under the
-    vfolder's row lock (only a write through a mount can make it differ)."""
-    try:
-        existing = await files.stat(vfolder_id, rel)
-    except PathNotFound:
-        made = await missing_entries(files, vfolder_id, rel.parent) if parents else 0
-        return Usage(size, 1 + made)
-    if replace and existing.type is EntryType.FILE:
-        return Usage(size - existing.size, 0)
-    return Usage(size, 0)  # refused by the commit (it exists), or replacing a non-file
-
-
 async def _part_data(events: AsyncIterator[object]) -> AsyncIterator[bytes]:
     """The data of the current file part, up to its end."""
     async for event in events:
@@ -480,20 +431,6 @@ async def _part_data(events: AsyncIterator[object]) -> AsyncIterator[bytes]:
         elif isinstance(event, FileEnd):
             return
     raise InvalidRequest("the multipart body ended inside a file part")
-
-
-async def _batches(entries: Generator[FileEntry]) -> AsyncIterator[list[FileEntry]]:
-    try:
-        while True:
-            batch = await anyio.to_thread.run_sync(
-                lambda: list(itertools.islice(entries, LISTING_BATCH))
-            )
-            if not batch:
-                return
-            yield batch
-    finally:
-        with contextlib.suppress(Exception):
-            await anyio.to_thread.run_sync(entries.close)
 
 
 def _listing(

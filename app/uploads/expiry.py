@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.background import PeriodicJob
@@ -68,8 +67,7 @@ class UploadReaper(PeriodicJob):
                 if vfolder is None or row is None or row.status != UploadStatus.ACTIVE.value:
                     continue
                 files = self._volumes.get(vfolder.volume).files
-                staging = files.sync.layout.staging / staging_name
-                if await anyio.to_thread.run_sync(staging.exists):
+                if await files.staged_exists(vfolder_id, staging_name):
                     unplaced.append(upload_id)  # placed below, outside the vfolder's lock
                     continue
                 try:

@@ -50,7 +50,7 @@ from app.vfolders.schemas import (
 )
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
-from drivers.layout import VFolderOwner
+from drivers.types import VFolderOwner
 
 log = get_logger(__name__)
 
