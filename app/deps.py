@@ -100,6 +100,7 @@ def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderServ
         volumes=runtime.volumes,
         cache=runtime.cache,
         reader=runtime.vfolder_reader,
+        gate=runtime.access_gate,
         after_commit=lambda hook: after_commit(session, hook),
         # Purged now rather than at the next period (a task, once per cluster).
         on_trashed=lambda: runtime.scheduler.now(PURGE_TRASH, EVERY_VOLUME),

@@ -31,6 +31,7 @@ from app.observability.logging import configure_logging, get_logger
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestContextMiddleware
 from app.openapi_docs import install_openapi
+from app.permissions.access import AccessGate
 from app.permissions.router import router as grants_router
 from app.problems import install_problem_handlers
 from app.quotas.ledger import QuotaLedger
@@ -158,6 +159,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 sweeper=sweeper,
                 node=node,
             )
+            reader = VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds)
             scheduler = build_scheduler(settings, sessions=sessions, volumes=volumes, runner=tasks)
             app.state.runtime = Runtime(
                 settings=settings,
@@ -168,7 +170,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 metrics=metrics,
                 authenticator=authenticator,
                 purger=purger,
-                vfolder_reader=VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds),
+                vfolder_reader=reader,
+                access_gate=AccessGate(sessions=sessions, reader=reader, volumes=volumes),
                 upload_locks=build_upload_locks(
                     sessions, ttl_seconds=settings.upload_lock_ttl_seconds
                 ),

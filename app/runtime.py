@@ -10,6 +10,7 @@ from app.auth.tokens import Authenticator
 from app.cache import Cache
 from app.config import Settings
 from app.observability.metrics import Metrics
+from app.permissions.access import AccessGate
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
 from app.tasks.runner import TaskRunner
@@ -31,6 +32,7 @@ class Runtime:
     authenticator: Authenticator
     purger: TrashPurger
     vfolder_reader: VFolderReader
+    access_gate: AccessGate
     upload_locks: UploadLocks
     quota_ledger: QuotaLedger
     reconciler: Reconciler

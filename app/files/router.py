@@ -49,9 +49,7 @@ UrlPath = Annotated[str, Path(description="Relative to the vfolder root, percent
 
 def get_files_service(runtime: RuntimeDep) -> FilesService:
     return FilesService(
-        sessions=runtime.sessions,
-        reader=runtime.vfolder_reader,
-        volumes=runtime.volumes,
+        gate=runtime.access_gate,
         minter=TransferMinter(
             secret=runtime.settings.jwt_secret,
             audience=runtime.authenticator.audience,

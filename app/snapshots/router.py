@@ -54,9 +54,7 @@ class SnapshotRestore(BaseModel):
 
 def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
     return SnapshotService(
-        sessions=runtime.sessions,
-        reader=runtime.vfolder_reader,
-        volumes=runtime.volumes,
+        gate=runtime.access_gate,
         ledger=runtime.quota_ledger,
         reconciler=runtime.reconciler,
         cursors=cursor_sealer(runtime.settings),

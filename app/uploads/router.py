@@ -45,7 +45,7 @@ def _offset_octets_body(*, required: bool) -> dict[str, object]:
 def get_tus_service(runtime: RuntimeDep) -> TusService:
     return TusService(
         sessions=runtime.sessions,
-        reader=runtime.vfolder_reader,
+        gate=runtime.access_gate,
         volumes=runtime.volumes,
         max_size=runtime.settings.tus_max_size_bytes,
         expire_after=timedelta(seconds=runtime.settings.upload_expiry_seconds),
