@@ -23,6 +23,7 @@ from app.cors import ProblemCORSMiddleware
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
 from app.db.shutdown import dispose_engine
+from app.deps import get_tus_service
 from app.files.router import router as files_router
 from app.health.router import router as health_router
 from app.maintenance import build_scheduler, build_task_runner
@@ -46,7 +47,6 @@ from app.tasks.runner import node_name
 from app.uploads.expiry import UploadReaper
 from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
-from app.uploads.router import get_tus_service
 from app.uploads.router import router as uploads_router
 from app.uploads.staging_sweep import StagingSweeper
 from app.uploads.tus_middleware import TusMiddleware

@@ -20,7 +20,7 @@ from app.backendai.identity import QuotaScopeId, VFolderId
 from app.backendai.lookup import belongs, find_vfolder
 from app.backendai.quota_scopes import BackendAIQuotaScopes, initial_limit, limit_of
 from app.db.session import unit_of_work
-from app.deps import get_vfolder_service
+from app.deps import get_quota_service, get_vfolder_service
 from app.errors import (
     OperationFailed,
     OperationStillRunning,
@@ -31,7 +31,6 @@ from app.errors import (
 from app.maintenance import EVERY_VOLUME, PURGE_TRASH
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
-from app.quotas.router import get_quota_service
 from app.runtime import Runtime
 from app.tasks.models import TaskRow, TaskState
 from app.tasks.repository import TaskRepository

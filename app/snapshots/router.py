@@ -6,15 +6,14 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import BaseModel, Field
 
-from app.deps import PrincipalDep, RuntimeDep
+from app.deps import PrincipalDep, SnapshotServiceDep
 from app.files.raw_paths import query_value
 from app.files.schemas import FileList, file_list_json
 from app.openapi_docs import VFOLDER_ACCESS, problem_responses
-from app.pagination import MAX_LIMIT, cursor_sealer
-from app.snapshots.service import SnapshotService
+from app.pagination import MAX_LIMIT
 from drivers.base import SnapshotInfo
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}/snapshots", tags=["snapshots"])
@@ -52,16 +51,6 @@ class SnapshotRestore(BaseModel):
     )
 
 
-def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
-    return SnapshotService(
-        gate=runtime.access_gate,
-        ledger=runtime.quota_ledger,
-        reconciler=runtime.reconciler,
-        cursors=cursor_sealer(runtime.settings),
-    )
-
-
-SnapshotServiceDep = Annotated[SnapshotService, Depends(get_snapshot_service)]
 PROBLEMS = (400, 401, *VFOLDER_ACCESS)
 
 
