@@ -2,54 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import BaseModel, Field
 
 from app.deps import PrincipalDep, SnapshotServiceDep
 from app.files.raw_paths import query_value
 from app.files.schemas import FileList, file_list_json
 from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.pagination import MAX_LIMIT
-from drivers.base import SnapshotInfo
+from app.snapshots.schemas import SnapshotCreate, SnapshotList, SnapshotRestore, SnapshotView
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}/snapshots", tags=["snapshots"])
-
-SnapshotName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
-
-
-class SnapshotCreate(BaseModel):
-    name: SnapshotName
-
-
-class SnapshotView(BaseModel):
-    name: str
-    created_at: datetime
-    size_bytes: int | None = Field(
-        description="Space only this snapshot holds (what deleting it frees); null if unknown."
-    )
-
-    @classmethod
-    def of(cls, info: SnapshotInfo) -> SnapshotView:
-        return cls(
-            name=info.name,
-            created_at=datetime.fromtimestamp(info.created_at, UTC),
-            size_bytes=info.size_bytes,
-        )
-
-
-class SnapshotList(BaseModel):
-    items: list[SnapshotView]
-
-
-class SnapshotRestore(BaseModel):
-    path: str | None = Field(
-        default=None, description="One file to restore (replacing it); null: the whole vfolder."
-    )
-
 
 PROBLEMS = (400, 401, *VFOLDER_ACCESS)
 

@@ -9,7 +9,6 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Request, Response, status
-from pydantic import BaseModel
 
 from app.deps import TransferablePrincipalDep, TusServiceDep
 from app.errors import InvalidRequest
@@ -24,6 +23,7 @@ from app.uploads.protocol import (
     parse_concat,
     parse_length,
 )
+from app.uploads.schemas import UnfinishedUpload, UnfinishedUploads
 from app.uploads.service import EXTENSIONS, UploadState
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}/uploads", tags=["uploads"])
@@ -235,18 +235,6 @@ async def terminate(
     check_resumable(tus_resumable)
     await service.terminate(principal, vfolder_id, upload_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-class UnfinishedUpload(BaseModel):
-    id: UUID
-    destination: str
-    offset: int
-    length: int | None
-    expires_at: datetime
-
-
-class UnfinishedUploads(BaseModel):
-    items: list[UnfinishedUpload]
 
 
 @router.get("", operation_id="uploads-list", responses=problem_responses(*VFOLDER_ACCESS))
