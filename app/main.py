@@ -123,7 +123,6 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 volumes=volumes,
                 sessions=sessions,
                 metrics=metrics,
-                interval_seconds=settings.trash_purge_interval_seconds,
             )
             node = node_name()
             heartbeat = NodeHeartbeat(
@@ -137,7 +136,6 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             reaper = UploadReaper(
                 sessions=sessions,
                 volumes=volumes,
-                interval_seconds=min(60.0, settings.upload_expiry_seconds / 10),
                 # Bound late: the tus service needs the runtime, built below.
                 place=lambda upload_id: get_tus_service(app.state.runtime).finish_received(
                     upload_id
@@ -169,7 +167,6 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 volumes=volumes,
                 metrics=metrics,
                 authenticator=authenticator,
-                purger=purger,
                 vfolder_reader=reader,
                 access_gate=AccessGate(sessions=sessions, reader=reader, volumes=volumes),
                 upload_locks=build_upload_locks(

@@ -16,7 +16,6 @@ from app.quotas.reconcile import Reconciler
 from app.tasks.runner import TaskRunner
 from app.tasks.schedule import Scheduler
 from app.uploads.locks import UploadLocks
-from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 
@@ -30,7 +29,6 @@ class Runtime:
     volumes: VolumeRegistry
     metrics: Metrics
     authenticator: Authenticator
-    purger: TrashPurger
     vfolder_reader: VFolderReader
     access_gate: AccessGate
     upload_locks: UploadLocks
