@@ -12,19 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
 from app.auth.transfer import TransferMinter
+from app.core.runtime import Runtime
 from app.db.session import after_commit, unit_of_work
 from app.errors import TransferTokenMisused, Unauthenticated
 from app.files.service import FilesService
 from app.health.service import HealthService
-from app.maintenance import EVERY_VOLUME, PURGE_TRASH
 from app.observability.context import bind_log_fields
 from app.pagination import cursor_sealer
 from app.permissions.service import GrantService
 from app.quotas.reconcile import Reconciler
 from app.quotas.service import QuotaService
-from app.runtime import Runtime
 from app.snapshots.service import SnapshotService
 from app.tasks.service import TaskService
+from app.tasks.upkeep import EVERY_VOLUME, PURGE_TRASH
 from app.uploads.service import TusService
 from app.vfolders.service import VFolderService
 from app.volumes.service import VolumeService

@@ -19,6 +19,7 @@ from app.backendai.client_router import router as backendai_client_router
 from app.backendai.listeners import ListenerDispatch
 from app.cache import build_cache
 from app.config import Settings
+from app.core.runtime import Runtime
 from app.cors import ProblemCORSMiddleware
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
@@ -26,7 +27,6 @@ from app.db.shutdown import dispose_engine
 from app.deps import get_tus_service
 from app.files.router import router as files_router
 from app.health.router import router as health_router
-from app.maintenance import build_scheduler, build_task_runner
 from app.observability.body_limit import BodySizeLimitMiddleware
 from app.observability.logging import configure_logging, get_logger
 from app.observability.metrics import Metrics
@@ -38,12 +38,12 @@ from app.problems import install_problem_handlers
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
 from app.quotas.router import router as quotas_router
-from app.runtime import Runtime
 from app.snapshots.router import router as snapshots_router
 from app.swagger import install_swagger_ui
 from app.tasks.nodes import NodeHeartbeat
 from app.tasks.router import router as tasks_router
 from app.tasks.runner import node_name
+from app.tasks.upkeep import build_scheduler, build_task_runner
 from app.uploads.expiry import UploadReaper
 from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS

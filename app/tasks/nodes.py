@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.background import PeriodicJob
 from app.observability.logging import get_logger
+from app.tasks.periodic import PeriodicJob
 from app.tasks.repository import NodeRepository
 
 log = get_logger(__name__)

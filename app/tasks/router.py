@@ -11,9 +11,9 @@ import anyio
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from app.core.runtime import Runtime
 from app.deps import PrincipalDep, RuntimeDep, TaskServiceDep
 from app.openapi_docs import problem_responses
-from app.runtime import Runtime
 from app.tasks.models import TaskState
 from app.tasks.repository import TaskRepository
 from app.tasks.schemas import TaskList, TaskView

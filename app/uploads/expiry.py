@@ -24,7 +24,7 @@ log = get_logger(__name__)
 
 
 class UploadReaper:
-    """Run by the ``release-abandoned`` task (``app.maintenance``); its repair runs once
+    """Run by the ``release-abandoned`` task (``app.tasks.upkeep``); its repair runs once
     before the node serves."""
 
     def __init__(

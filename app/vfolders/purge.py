@@ -30,7 +30,7 @@ RESTORE_GRACE_SECONDS = 600.0
 
 
 class TrashPurger:
-    """Run by the ``purge-trash`` task (``app.maintenance``), once per cluster per period."""
+    """Run by the ``purge-trash`` task (``app.tasks.upkeep``), once per cluster per period."""
 
     def __init__(
         self,

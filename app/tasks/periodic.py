@@ -1,6 +1,6 @@
 """A job that runs in the background of one process: at start, then every interval. Only what
 each node does for itself runs so (its liveness lease, its scheduler's tick); the cluster's
-upkeep runs as leased tasks (``app.maintenance``)."""
+upkeep runs as leased tasks (``app.tasks.upkeep``)."""
 
 from __future__ import annotations
 
