@@ -13,12 +13,10 @@ from app.backendai.auth import ManagerDep
 from app.backendai.client_tokens import ClientTokens
 from app.backendai.files import BackendAIFiles
 from app.backendai.schemas import FolderRequest
-from app.deps import RuntimeDep
+from app.deps import RuntimeDep, get_files_service, get_tus_service
 from app.files.download import FileStream
 from app.files.http_conditions import ByteRange
-from app.files.router import get_files_service
 from app.problems import problem_response
-from app.uploads.router import get_tus_service
 
 router = APIRouter(prefix="/folder/file", tags=["backendai"])
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
-
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.auth.transfer import TransferMinter, TransferOperation
@@ -40,15 +37,12 @@ from app.files.schemas import (
     UploadedFile,
     UploadedFiles,
 )
-from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
 from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
-from app.permissions.policy import NEEDED_MODE, Access, VFolderOperation
+from app.permissions.access import AccessGate, Target
+from app.permissions.policy import NEEDED_MODE, VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
-from app.vfolders.reader import VFolderReader
-from app.vfolders.schemas import VFolder
-from app.volumes.registry import VolumeRegistry
-from drivers.base import Readable, Staged, VolumeDriver
+from drivers.base import Readable, Staged
 from drivers.errors import DriverError, NotADirectory, PathExists, UnsafePath
 from drivers.paths import (
     MAX_PATH_BYTES,
@@ -66,20 +60,11 @@ LISTING_BATCH = 1000
 MAX_CURSOR_DEPTH = MAX_PATH_BYTES // 2
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    vfolder: VFolder
-    driver: VolumeDriver
-    access: Access
-
-
 class FilesService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
-        reader: VFolderReader,
-        volumes: VolumeRegistry,
+        gate: AccessGate,
         minter: TransferMinter,
         quotas: QuotaLedger,
         cursors: CursorSealer,
@@ -87,9 +72,7 @@ class FilesService:
         self._cursors = cursors
         self._quotas = quotas
         self._content = ContentStore(quotas)
-        self._sessions = sessions
-        self._reader = reader
-        self._volumes = volumes
+        self._gate = gate
         self._minter = minter
 
     @staticmethod
@@ -111,7 +94,7 @@ class FilesService:
             if request.operation is TransferOperation.DOWNLOAD
             else VFolderOperation.WRITE_FILES
         )
-        await self._target(principal, vfolder_id, needed)
+        await self._gate.target(principal, vfolder_id, needed)
         rel = parse_relative_path(request.path)
         token, jti, expires = self._minter.mint(
             minter=principal,
@@ -138,21 +121,10 @@ class FilesService:
             url=url,
         )
 
-    async def _target(
-        self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
-    ) -> Target:
-        async with self._sessions() as session:
-            vfolder, access = await self._reader.load_authorized(
-                session, principal, vfolder_id, operation
-            )
-        driver = self._volumes.get(vfolder.volume)
-        bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation=operation.value)
-        return Target(vfolder, driver, access)
-
     # -- reading ---------------------------------------------------------------------------
 
     async def stat(self, principal: Principal, vfolder_id: uuid.UUID, path: str) -> FileInfo:
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path, existing=True)
         return FileInfo.of(await target.driver.files.stat(vfolder_id, rel))
 
@@ -167,7 +139,7 @@ class FilesService:
         limit: int,
     ) -> tuple[list[FileEntry], str | None]:
         """One page of entries and the cursor of the next page (None on the last)."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path, existing=True)
         listing = _listing(principal, vfolder_id, rel, recursive=recursive)
         after = None
@@ -187,7 +159,7 @@ class FilesService:
     ) -> AsyncIterator[list[FileEntry]]:
         """Batches of a whole listing, for NDJSON. Checks everything that can fail up front,
         so that the answer is a proper problem rather than a broken stream."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path, existing=True)
         top = await target.driver.files.stat(vfolder_id, rel)
         if top.type is not EntryType.DIR:
@@ -202,7 +174,7 @@ class FilesService:
         """The file open for reading, and its name."""
         rel = parse_relative_path(path, existing=True)
         self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.DOWNLOAD)
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.READ)
         return await self._content.open_read(target.driver.files, vfolder_id, rel), rel.name
 
     # -- writing ---------------------------------------------------------------------------
@@ -221,7 +193,7 @@ class FilesService:
     ) -> UploadedFile:
         rel = parse_relative_path(path)
         self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.UPLOAD)
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         if content_length is not None:
             capacity = await target.driver.capacity()
             if content_length > capacity.free_bytes:
@@ -260,7 +232,7 @@ class FilesService:
     ) -> UploadedFiles:
         """Each file part of a multipart/form-data body lands at ``directory``/its filename
         (a relative path is kept, as browsers send for folder uploads)."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         base = parse_relative_path(directory)
         uploaded: list[UploadedFile] = []
         events = file_events(body, boundary=boundary)
@@ -347,7 +319,7 @@ class FilesService:
         parents: bool,
         exist_ok: bool,
     ) -> FileInfo:
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         rel = parse_relative_path(path)
         files = target.driver.files
         async with self._quotas.change(vfolder_id) as change:
@@ -369,7 +341,7 @@ class FilesService:
     ) -> FileInfo:
         """The source may be a name that is not UTF-8 (moving it to a good one is how to
         fix it); the destination may not."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         if percent_encoded:
             source, destination = percent_decoded(source), percent_decoded(destination)
         src = parse_relative_path(source, existing=True)
@@ -391,7 +363,7 @@ class FilesService:
         except PathExists:
             if overwrite and not may_destroy:
                 # Refused (and audited) as a deletion would be.
-                await self._target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
+                await self._gate.target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
             raise
         return FileInfo.of(await target.driver.files.stat(vfolder_id, dst))
 
@@ -405,7 +377,7 @@ class FilesService:
         percent_encoded: bool = False,
     ) -> DeleteResults:
         """Each path on its own: one failure does not stop the others."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
         results: list[DeleteResult] = []
         for path in paths:
             try:

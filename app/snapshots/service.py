@@ -8,19 +8,16 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from app.auth.principal import Principal
 from app.content.store import ContentStore
 from app.errors import CapabilityMissing, InvalidRequest
 from app.files.service import resume_point
 from app.observability.logging import get_logger
 from app.pagination import CursorSealer, Listing, principal_key
+from app.permissions.access import AccessGate
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
-from app.vfolders.reader import VFolderReader
-from app.volumes.registry import VolumeRegistry
 from drivers.base import SnapshotCapable, SnapshotInfo, Staged, VolumeDriver
 from drivers.errors import SnapshotNotFound, VFolderDirectoryMissing
 from drivers.paths import RelativePath, parse_relative_path
@@ -33,17 +30,13 @@ class SnapshotService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
-        reader: VFolderReader,
-        volumes: VolumeRegistry,
+        gate: AccessGate,
         ledger: QuotaLedger,
         reconciler: Reconciler,
         cursors: CursorSealer,
     ) -> None:
         self._cursors = cursors
-        self._sessions = sessions
-        self._reader = reader
-        self._volumes = volumes
+        self._gate = gate
         self._ledger = ledger
         self._content = ContentStore(ledger)
         self._reconciler = reconciler
@@ -51,11 +44,8 @@ class SnapshotService:
     async def _driver(
         self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
     ) -> tuple[VolumeDriver, SnapshotCapable]:
-        async with self._sessions() as session:
-            vfolder, _ = await self._reader.load_authorized(
-                session, principal, vfolder_id, operation
-            )
-        driver = self._volumes.get(vfolder.volume)
+        target = await self._gate.target(principal, vfolder_id, operation)
+        vfolder, driver = target.vfolder, target.driver
         if not isinstance(driver, SnapshotCapable):
             raise CapabilityMissing(
                 f"volume {vfolder.volume} ({driver.backend}) cannot take snapshots",

@@ -44,6 +44,7 @@ from app.errors import (
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
+from app.permissions.access import AccessGate
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, upload_holder
 from app.quotas.repository import QuotaRepository
@@ -57,7 +58,6 @@ from app.uploads.protocol import (
     parse_metadata,
 )
 from app.uploads.repository import UploadRepository
-from app.vfolders.reader import VFolderReader
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.base import Staged, VolumeDriver
@@ -163,7 +163,7 @@ class TusService:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        reader: VFolderReader,
+        gate: AccessGate,
         volumes: VolumeRegistry,
         max_size: int,
         expire_after: timedelta,
@@ -178,7 +178,7 @@ class TusService:
         self._metrics = metrics
         self._locks = locks
         self._sessions = sessions
-        self._reader = reader
+        self._gate = gate
         self._volumes = volumes
         self.max_size = max_size
         self._expire_after = expire_after
@@ -192,12 +192,9 @@ class TusService:
             principal.transfer.check(
                 vfolder_id=vfolder_id, path=destination, operation=TransferOperation.UPLOAD
             )
-        async with self._sessions() as session:
-            vfolder, _ = await self._reader.load_authorized(
-                session, principal, vfolder_id, VFolderOperation.WRITE_FILES
-            )
-        bind_log_fields(vfolder_id=vfolder_id, operation="upload")
-        return self._volumes.get(vfolder.volume)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        bind_log_fields(operation="upload")
+        return target.driver
 
     async def _load(
         self,
@@ -473,10 +470,8 @@ class TusService:
         scope = principal.transfer
         if scope is not None:
             scope.check(vfolder_id=vfolder_id, path=scope.path, operation=TransferOperation.UPLOAD)
+        await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         async with self._sessions() as session:
-            await self._reader.load_authorized(
-                session, principal, vfolder_id, VFolderOperation.WRITE_FILES
-            )
             rows = await UploadRepository(session).active_for(vfolder_id, _owner(principal))
         now = datetime.now(UTC)
         return [
