@@ -29,8 +29,9 @@ from drivers.errors import (
     SnapshotNotFound,
 )
 from drivers.fsops import PosixFileOps
-from drivers.layout import SnapshotLayout, VFolderOwner
+from drivers.layout import SnapshotLayout
 from drivers.posix import PosixDriver
+from drivers.types import VFolderOwner
 
 SNAPSHOTS_DIR = ".snapshots"
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -16,7 +16,8 @@ from anyio import to_thread
 from drivers.base import Capacity, MountInfo, TrashEntry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
-from drivers.layout import SHARDED, LayoutError, VFolderOwner, build_layout
+from drivers.layout import SHARDED, LayoutError, build_layout
+from drivers.types import VFolderOwner
 
 
 class PosixDriver:
@@ -78,6 +79,9 @@ class PosixDriver:
 
     async def vfolder_exists(self, vfolder_id: UUID) -> bool:
         return await to_thread.run_sync(lambda: self.vfolder_path(vfolder_id).is_dir())
+
+    async def vfolder_ids(self) -> list[UUID]:
+        return await to_thread.run_sync(lambda: list(self.layout.vfolder_ids()))
 
     async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
         return await to_thread.run_sync(self._move_to_trash_sync, vfolder_id)

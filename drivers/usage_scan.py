@@ -23,8 +23,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from drivers.base import VolumeDriver
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
-from drivers.fsops import O_DIR, PosixFileOpsSync, Usage
+from drivers.fsops import O_DIR
+from drivers.types import Usage
 
 DirectoryKey = tuple[int, int]  # (st_dev, st_ino)
 SETTLE_NS = 2_000_000_000
@@ -48,7 +50,7 @@ class ScanResult:
 
 
 def scan_vfolder(
-    files: PosixFileOpsSync,
+    driver: VolumeDriver,
     vfolder_id: UUID,
     previous: Mapping[DirectoryKey, DirectoryFigure] | None = None,
     *,
@@ -56,7 +58,7 @@ def scan_vfolder(
 ) -> ScanResult:
     """``scan_usage`` of a vfolder's directory (blocking: run it in a worker thread)."""
     try:
-        root_fd = os.open(files.layout.vfolder_path(vfolder_id), O_DIR)
+        root_fd = os.open(driver.vfolder_path(vfolder_id), O_DIR)
     except FileNotFoundError:
         raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory") from None
     except OSError as exc:

@@ -47,8 +47,8 @@ from anyio import to_thread
 from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandResult, CommandRunner, SubprocessRunner
 from drivers.errors import BackendCommandFailed, BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
-from drivers.layout import VFolderOwner
 from drivers.posix import PosixDriver
+from drivers.types import VFolderOwner
 
 KIB = 1024
 PROJECT_ID_FIRST = 1  # 0 is the default project: every inode nobody tagged is in it

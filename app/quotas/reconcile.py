@@ -36,7 +36,7 @@ from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
-from drivers.fsops import Usage
+from drivers.types import Usage
 from drivers.usage_scan import UsageMemory, scan_vfolder
 
 log = get_logger(__name__)
@@ -94,8 +94,7 @@ class Reconciler:
             statuses = await VFolderRepository(session).statuses_on_volume(volume)
         known = set(statuses)
         live = sorted(i for i, status in statuses.items() if status is not VFolderStatus.DELETED)
-        layout = self._volumes.get(volume).files.sync.layout
-        on_disk = set(await anyio.to_thread.run_sync(lambda: list(layout.vfolder_ids())))
+        on_disk = set(await self._volumes.get(volume).vfolder_ids())
         report.orphan_directories = sorted(on_disk - known)
         for done, vfolder_id in enumerate(live, start=1):
             if vfolder_id not in on_disk:
@@ -199,10 +198,10 @@ class Reconciler:
     ) -> tuple[Usage, datetime]:
         """The vfolder's usage on disk, and when the walk started (every change made before
         then is in it), walked in a worker thread."""
-        files = self._volumes.get(volume).files.sync
+        driver = self._volumes.get(volume)
         previous = self._memory.previous(vfolder_id, full=full)
         started = datetime.now(UTC)
-        result = await anyio.to_thread.run_sync(lambda: scan_vfolder(files, vfolder_id, previous))
+        result = await anyio.to_thread.run_sync(lambda: scan_vfolder(driver, vfolder_id, previous))
         self._memory.remember(vfolder_id, result)
         log.debug(
             "vfolder scanned",

@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from drivers.fsops import Usage
+from drivers.types import Usage
 from drivers.usage_scan import (
     DirectoryFigure,
     DirectoryKey,

@@ -494,8 +494,8 @@ async def test_commits_go_through_the_project_adoption(tmp_path: Path) -> None:
     (tmp_path / ".staging").mkdir()
     vfolder_id = uuid.uuid4()
     VolumeLayout(tmp_path).vfolder_path(vfolder_id).mkdir(parents=True)
-    staged = await files.create_staged()
-    await anyio.to_thread.run_sync(staged.write_chunks, [b"data"])
+    staged = await files.create_staged(vfolder_id)
+    await staged.write([b"data"])
     await files.commit_staged(
         staged, vfolder_id, parse_relative_path("f.bin"), replace=True, parents=False
     )

@@ -27,7 +27,6 @@ def _purger(
         volumes=volumes,
         sessions=create_session_factory(engine),
         metrics=Metrics(),
-        interval_seconds=60,
         clock=clock,
     )
 
