@@ -26,7 +26,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -50,6 +50,7 @@ from drivers.errors import (
 )
 from drivers.layout import VFolderLayout
 from drivers.paths import RelativePath, require_single_name
+from drivers.staging import StagingPlacement, VolumeStaging
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted in a vfolder must not hang a worker thread.
@@ -149,7 +150,8 @@ class OpenFile:
 
 
 class StagedFile:
-    """An upload being written in the volume's staging area, invisible to every vfolder."""
+    """An upload being written in a staging area (the volume's, or the vfolder's hidden one:
+    see ``drivers.staging``), invisible through the API."""
 
     def __init__(self, staging_fd: int, name: str, fd: int) -> None:
         self.staging_fd = staging_fd
@@ -346,15 +348,18 @@ class SortedNamesCache:
 class PosixFileOpsSync:
     """The blocking implementation."""
 
-    def __init__(
-        self, layout: VFolderLayout, *, adopt: Callable[[int, int], None] | None = None
-    ) -> None:
+    def __init__(self, layout: VFolderLayout, *, staging: StagingPlacement | None = None) -> None:
         self.layout = layout
+        # The driver decides where uploads are staged: inside the vfolder's quota boundary
+        # when a rename out of the volume's area would cross one (drivers/staging.py).
+        self.staging: StagingPlacement = staging or VolumeStaging(layout)
+        self._reserved = self.staging.reserved
         self._names_cache = SortedNamesCache()
-        # Called with (staged file fd, destination directory fd) before a commit moves the
-        # file: a backend whose directories carry attributes a rename must match (XFS
-        # project ids) makes the file match first.
-        self._adopt = adopt
+
+    def _refuse_reserved(self, path: RelativePath) -> None:
+        """The proxy's own names at a vfolder's root are nobody's to read or write."""
+        if path.parts and path.parts[0] in self._reserved:
+            raise UnsafePath(f"{path.parts[0]} is reserved for the storage proxy's own use")
 
     # -- walking -------------------------------------------------------------------------
 
@@ -423,6 +428,7 @@ class PosixFileOpsSync:
         """The fd of ``path``'s parent directory and how many directories were made for it."""
         if path.is_root:
             raise UnsafePath("the vfolder root itself cannot be the target of this operation")
+        self._refuse_reserved(path)
         root_fd = self._open_root(vfolder_id)
         try:
             parent_fd, created = self._open_dir(root_fd, path.parent, create=create)
@@ -435,6 +441,7 @@ class PosixFileOpsSync:
 
     @contextlib.contextmanager
     def _directory(self, vfolder_id: UUID, path: RelativePath) -> Iterator[int]:
+        self._refuse_reserved(path)
         root_fd = self._open_root(vfolder_id)
         try:
             fd, _ = self._open_dir(root_fd, path)
@@ -510,14 +517,17 @@ class PosixFileOpsSync:
         after: tuple[str, ...] | None,
         recursive: bool,
     ) -> Iterator[FileEntry]:
+        hidden = self._reserved if base.is_root else frozenset()
         resume_after = None
         if after:
             resume_after = after[0]
-            if recursive:
+            if recursive and resume_after not in hidden:
                 # ``after[0]`` was already listed; what follows it is its own subtree (from
                 # where the cursor stopped inside it), then its later siblings.
                 yield from self._descend(fd, base.child(after[0]), after=after[1:] or None)
         for name in self._sorted_names(fd, after=resume_after):
+            if name in hidden:
+                continue
             child = base.child(name)
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -582,14 +592,14 @@ class PosixFileOpsSync:
         """Usage of the whole vfolder by walking it (the fallback without FastUsageCapable)."""
         root_fd = self._open_root(vfolder_id)
         try:
-            return self._tree_usage(root_fd)
+            return self._tree_usage(root_fd, skip=self._reserved)
         finally:
             os.close(root_fd)
 
-    def _tree_usage(self, dir_fd: int) -> Usage:
+    def _tree_usage(self, dir_fd: int, *, skip: frozenset[str] = frozenset()) -> Usage:
         total = Usage()
         with os.scandir(dir_fd) as it:
-            names = [e.name for e in it]
+            names = [e.name for e in it if e.name not in skip]
         for name in names:
             try:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -609,18 +619,27 @@ class PosixFileOpsSync:
 
     # -- writing -------------------------------------------------------------------------
 
-    def create_staged(self) -> StagedFile:
-        staged = self.open_staged(f"{PUT_STAGING_PREFIX}{secrets.token_hex(12)}", create=True)
+    def create_staged(self, vfolder_id: UUID) -> StagedFile:
+        """A new staging file for an upload into ``vfolder_id``."""
+        staged = self.open_staged(
+            f"{PUT_STAGING_PREFIX}{secrets.token_hex(12)}", create=True, vfolder_id=vfolder_id
+        )
         # Locked by its writer until committed or discarded: a writer that dies drops the
         # lock with its process, and the staging sweep knows the file is nobody's.
         staged.try_lock()
         return staged
 
     def staging_candidates(self, *, older_than: float) -> list[str]:
-        """The names of upload staging files (PUT, form, tus) last written before
-        ``older_than`` (a ``time.time()``): what a staging sweep may look at."""
-        names = []
-        with os.scandir(self.layout.staging) as entries:
+        """The keys of upload staging files (PUT, form, tus) last written before
+        ``older_than`` (a ``time.time()``): what a staging sweep may look at. A key is the
+        file's name, prefixed with its vfolder where staging is per vfolder
+        (``drivers.staging``); its last ``/``-separated part is always the name."""
+        keys = []
+        for directory, prefix in self.staging.areas():
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                continue  # a vfolder deleted meanwhile
             for entry in entries:
                 if not entry.name.startswith(UPLOAD_STAGING_PREFIXES):
                     continue
@@ -629,13 +648,20 @@ class PosixFileOpsSync:
                 except FileNotFoundError:
                     continue
                 if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
-                    names.append(entry.name)
-        return sorted(names)
+                    keys.append(prefix + entry.name)
+        return sorted(keys)
 
-    def remove_abandoned_staged(self, name: str, *, older_than: float) -> bool:
-        """Removes the staging file ``name`` if no process holds its lock (its writer died)
+    def remove_abandoned_staged(self, key: str, *, older_than: float) -> bool:
+        """Removes the staging file ``key`` if no process holds its lock (its writer died)
         and it was not written since ``older_than``. False when it is in use, or gone."""
-        staging_fd = os.open(self.layout.staging, O_DIR)
+        located = self.staging.locate(key)
+        if located is None:
+            return False
+        directory, name = located
+        try:
+            staging_fd = os.open(directory, O_DIR)
+        except FileNotFoundError:
+            return False
         try:
             try:
                 fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=staging_fd)
@@ -662,10 +688,27 @@ class PosixFileOpsSync:
         finally:
             os.close(staging_fd)
 
-    def open_staged(self, name: str, *, create: bool) -> StagedFile:
-        """A staging file by name: made new (``create``), or reopened to append (resumable
-        uploads). Raises ``PathNotFound`` when reopening one that is gone."""
-        staging_fd = os.open(self.layout.staging, O_DIR)
+    def staged_path(self, name: str, *, vfolder_id: UUID) -> Path:
+        """Where the staging file ``name`` of an upload into ``vfolder_id`` lives."""
+        return self.staging.directory(vfolder_id) / name
+
+    def _open_staging_dir(self, vfolder_id: UUID, *, create: bool) -> int:
+        try:
+            if create:
+                return os.open(self.staging.prepare(vfolder_id), O_DIR)
+            return os.open(self.staging.directory(vfolder_id), O_DIR)
+        except FileNotFoundError:
+            if create:
+                raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory") from None
+            raise PathNotFound(f"the staging area of vfolder {vfolder_id} is gone") from None
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot open the staging area: {exc}") from exc
+
+    def open_staged(self, name: str, *, create: bool, vfolder_id: UUID) -> StagedFile:
+        """A staging file by name, for an upload into ``vfolder_id``: made new (``create``),
+        or reopened to append (resumable uploads). Raises ``PathNotFound`` when reopening one
+        that is gone."""
+        staging_fd = self._open_staging_dir(vfolder_id, create=create)
         flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
         try:
             fd = os.open(name, flags, FILE_MODE, dir_fd=staging_fd)
@@ -702,20 +745,28 @@ class PosixFileOpsSync:
                 os.close(fd)
         os.fsync(target.fd)
 
-    def remove_staged(self, name: str) -> None:
+    def remove_staged(self, name: str, *, vfolder_id: UUID) -> None:
         with contextlib.suppress(FileNotFoundError):
-            (self.layout.staging / name).unlink()
+            self.staged_path(name, vfolder_id=vfolder_id).unlink()
 
     def _copy_staging(self, vfolder_id: UUID) -> Path:
         return self.layout.staging / f"copy-{vfolder_id.hex}"
 
-    def receive_copy(self, source_root: Path, vfolder_id: UUID, progress: CloneProgress) -> None:
+    def receive_copy(
+        self,
+        source_root: Path,
+        vfolder_id: UUID,
+        progress: CloneProgress,
+        *,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
         """Copies ``source_root``'s tree into the staging area, then moves it into place as
         the vfolder's directory (which must not be in use: a vfolder being created). What an
-        earlier, interrupted attempt left — half a copy, or a whole one — is cleared first."""
+        earlier, interrupted attempt left — half a copy, or a whole one — is cleared first.
+        ``skip``: the source driver's reserved names at the top (``reserved_names``)."""
         self.discard_copy(vfolder_id)
         staging = self._copy_staging(vfolder_id)
-        copy_tree(source_root, staging, progress)
+        copy_tree(source_root, staging, progress, skip=skip)
         final = self.layout.vfolder_path(vfolder_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(final)
@@ -756,8 +807,6 @@ class PosixFileOpsSync:
                 or FileVersion.of(current) != if_match
             ):
                 raise PreconditionMismatch(f"{path} is not the version named by If-Match")
-            if self._adopt is not None:
-                self._adopt(staged.fd, parent_fd)
             try:
                 _place(staged.staging_fd, staged.name, parent_fd, path.name, replace=replace)
             except FileExistsError:
@@ -766,7 +815,8 @@ class PosixFileOpsSync:
                 if exc.errno != errno.EXDEV:
                     raise
                 # Staging and destination on one filesystem but in different subvolumes
-                # (btrfs): share the data into a new file beside the destination instead.
+                # (btrfs with volume staging): share the data into a new file beside the
+                # destination instead. A driver that stages inside the vfolder never gets here.
                 copied = _place_by_reflink(staged, parent_fd, path.name, replace=replace)
                 if copied is None:
                     raise PathExists(f"{path} exists") from None
@@ -880,10 +930,21 @@ class PosixFileOpsSync:
 class PosixFileOps:
     """File operations for the services layer: every blocking call runs in the thread pool."""
 
-    def __init__(
-        self, layout: VFolderLayout, *, adopt: Callable[[int, int], None] | None = None
-    ) -> None:
-        self.sync = PosixFileOpsSync(layout, adopt=adopt)
+    def __init__(self, layout: VFolderLayout, *, staging: StagingPlacement | None = None) -> None:
+        self.sync = PosixFileOpsSync(layout, staging=staging)
+
+    @property
+    def layout(self) -> VFolderLayout:
+        return self.sync.layout
+
+    @property
+    def staging(self) -> StagingPlacement:
+        return self.sync.staging
+
+    @property
+    def reserved_names(self) -> frozenset[str]:
+        """Names at a vfolder's root that are the proxy's own (in-vfolder staging)."""
+        return self.sync.staging.reserved
 
     async def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
         return await to_thread.run_sync(self.sync.stat, vfolder_id, path)
@@ -921,14 +982,16 @@ class PosixFileOps:
         """A lazy iterator over a whole listing; advance it in the thread pool."""
         return self.sync.iter_tree(vfolder_id, path, after=None, recursive=recursive)
 
-    async def create_staged(self) -> StagedFile:
-        return await to_thread.run_sync(self.sync.create_staged)
+    async def create_staged(self, vfolder_id: UUID) -> StagedFile:
+        return await to_thread.run_sync(self.sync.create_staged, vfolder_id)
 
-    async def open_staged(self, name: str, *, create: bool) -> StagedFile:
-        return await to_thread.run_sync(lambda: self.sync.open_staged(name, create=create))
+    async def open_staged(self, name: str, *, create: bool, vfolder_id: UUID) -> StagedFile:
+        return await to_thread.run_sync(
+            lambda: self.sync.open_staged(name, create=create, vfolder_id=vfolder_id)
+        )
 
-    async def remove_staged(self, name: str) -> None:
-        await to_thread.run_sync(self.sync.remove_staged, name)
+    async def remove_staged(self, name: str, *, vfolder_id: UUID) -> None:
+        await to_thread.run_sync(lambda: self.sync.remove_staged(name, vfolder_id=vfolder_id))
 
     async def staging_candidates(self, *, older_than: float) -> list[str]:
         return await to_thread.run_sync(lambda: self.sync.staging_candidates(older_than=older_than))
@@ -939,9 +1002,16 @@ class PosixFileOps:
         )
 
     async def receive_copy(
-        self, source_root: Path, vfolder_id: UUID, progress: CloneProgress
+        self,
+        source_root: Path,
+        vfolder_id: UUID,
+        progress: CloneProgress,
+        *,
+        skip: frozenset[str] = frozenset(),
     ) -> None:
-        await to_thread.run_sync(self.sync.receive_copy, source_root, vfolder_id, progress)
+        await to_thread.run_sync(
+            lambda: self.sync.receive_copy(source_root, vfolder_id, progress, skip=skip)
+        )
 
     async def discard_copy(self, vfolder_id: UUID) -> None:
         await to_thread.run_sync(self.sync.discard_copy, vfolder_id)

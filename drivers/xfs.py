@@ -23,19 +23,17 @@ The filesystem needs 32-bit project ids (``projid32bit``, the default of every X
 filesystem): the ids used here go up to 2**32 - 2.
 
 XFS itself refuses (EXDEV) a rename or hard link into a tree of another project, or files
-could dodge its quota: that includes moving a file staged in ``.staging`` (project 0) into a
-vfolder, which the POSIX file operations do to commit an upload. So before that move the staged
-file is put in its destination directory's project (``inherit_project``, the FS_IOC_FSSETXATTR
-ioctl that ``xfs_io chproj`` uses). XFS also rounds limits up to its block size.
+could dodge its quota. So uploads are staged inside the vfolder's own tree, in its hidden
+staging directory (``drivers.staging.VFolderStaging``), already in the vfolder's project: the
+commit is one rename within the project, and an upload in progress counts against the
+vfolder's limit while it is written. XFS also rounds limits up to its block size.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
-import struct
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -49,6 +47,7 @@ from drivers.errors import BackendCommandFailed, BackendUnavailable, VFolderDire
 from drivers.fsops import PosixFileOps
 from drivers.layout import VFolderOwner
 from drivers.posix import PosixDriver
+from drivers.staging import VFolderStaging
 
 KIB = 1024
 PROJECT_ID_FIRST = 1  # 0 is the default project: every inode nobody tagged is in it
@@ -165,7 +164,8 @@ class XfsDriver(PosixDriver):
         runner: CommandRunner | None = None,
     ) -> None:
         super().__init__(root, options=options)
-        self.files = PosixFileOps(self.layout, adopt=inherit_project)
+        # Staged inside the vfolder's project, so the commit never crosses a project.
+        self.files = PosixFileOps(self.layout, staging=VFolderStaging(self.layout))
         opts = options or {}
         self.mount_point = Path(str(opts.get("mount_point", self.root))).resolve()
         _check_volume_root(self.root, self.mount_point)
@@ -274,21 +274,3 @@ def _check_volume_root(root: Path, mount_point: Path) -> None:
             f"volume root {str(root)!r} has blanks, quotes or backslashes, which xfs_quota "
             "commands cannot carry"
         )
-
-
-Ioctl = Callable[[int, int, bytes], bytes]
-
-# struct fsxattr (linux/fs.h): xflags, extsize, nextents, projid, cowextsize, 8 bytes of pad.
-FSXATTR = struct.Struct("=5I8x")
-FS_IOC_FSGETXATTR = 0x801C581F  # _IOR('X', 31, struct fsxattr)
-FS_IOC_FSSETXATTR = 0x401C5820  # _IOW('X', 32, struct fsxattr)
-
-
-def inherit_project(file_fd: int, directory_fd: int, ioctl: Ioctl = fcntl.ioctl) -> None:
-    """Gives the file the project id of the directory it is about to be moved into."""
-    directory = FSXATTR.unpack(ioctl(directory_fd, FS_IOC_FSGETXATTR, bytes(FSXATTR.size)))
-    current = list(FSXATTR.unpack(ioctl(file_fd, FS_IOC_FSGETXATTR, bytes(FSXATTR.size))))
-    if current[3] == directory[3]:
-        return
-    current[3] = directory[3]
-    ioctl(file_fd, FS_IOC_FSSETXATTR, FSXATTR.pack(*current))

@@ -329,7 +329,7 @@ class FilesService:
                 fresh=True,
             )
             cover.covered = content_length
-        staged = await files.create_staged()
+        staged = await files.create_staged(vfolder_id)
         committed: Committed | None = None
         try:
             await write_body(staged, body, on_batch=cover)

@@ -137,7 +137,7 @@ class SnapshotService:
         source = snapshots.snapshot_files(vfolder_id, name)
         with _snapshot_missing_is(name):
             handle = await source.open_for_read(vfolder_id, rel)  # refuses dirs and symlinks
-        staged = await driver.files.create_staged()
+        staged = await driver.files.create_staged(vfolder_id)
         committed = False
         try:
             staged.size = await anyio.to_thread.run_sync(_copy_into, handle.fd, staged.fd)

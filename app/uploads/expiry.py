@@ -68,7 +68,7 @@ class UploadReaper(PeriodicJob):
                 if vfolder is None or row is None or row.status != UploadStatus.ACTIVE.value:
                     continue
                 files = self._volumes.get(vfolder.volume).files
-                staging = files.sync.layout.staging / staging_name
+                staging = files.sync.staged_path(staging_name, vfolder_id=vfolder_id)
                 if await anyio.to_thread.run_sync(staging.exists):
                     unplaced.append(upload_id)  # placed below, outside the vfolder's lock
                     continue
@@ -117,9 +117,11 @@ class UploadReaper(PeriodicJob):
             targets = []
             for row in due:
                 vfolder = await VFolderRepository(session).get(row.vfolder_id)
-                targets.append((row.id, row.staging_name, vfolder.volume if vfolder else None))
+                targets.append(
+                    (row.id, row.vfolder_id, row.staging_name, vfolder.volume if vfolder else None)
+                )
         removed = 0
-        for upload_id, staging_name, volume in targets:
+        for upload_id, vfolder_id, staging_name, volume in targets:
             async with self._sessions() as session, session.begin():
                 current = await UploadRepository(session).get(upload_id)
                 if current is None or not current.expirable:
@@ -128,7 +130,9 @@ class UploadReaper(PeriodicJob):
                 await QuotaRepository(session).drop_reservation(upload_holder(upload_id))
             if volume is not None:
                 try:
-                    await self._volumes.get(volume).files.remove_staged(staging_name)
+                    await self._volumes.get(volume).files.remove_staged(
+                        staging_name, vfolder_id=vfolder_id
+                    )
                 except DriverError as exc:
                     log.warning("cannot remove staging file %s: %s", staging_name, exc)
             removed += 1

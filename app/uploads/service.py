@@ -313,7 +313,9 @@ class TusService:
                 fresh=True,
             )
         try:
-            staged = await driver.files.open_staged(row.staging_name, create=True)
+            staged = await driver.files.open_staged(
+                row.staging_name, create=True, vfolder_id=row.vfolder_id
+            )
             await anyio.to_thread.run_sync(staged.close)
             async with self._sessions() as session, session.begin():
                 await UploadRepository(session).add(row)
@@ -381,7 +383,9 @@ class TusService:
         await self._quotas.merge(
             [upload_holder(p.id) for p in parts], into=upload_holder(row.id), ttl=self._hold_for
         )
-        staged = await driver.files.open_staged(row.staging_name, create=True)
+        staged = await driver.files.open_staged(
+            row.staging_name, create=True, vfolder_id=row.vfolder_id
+        )
         try:
             await driver.files.concatenate_staged(staged, [p.staging_name for p in parts])
         finally:
@@ -440,7 +444,9 @@ class TusService:
                 if current is None or not _received_in_full(current):
                     return UploadState.of(current or row)
                 try:
-                    staged = await driver.files.open_staged(current.staging_name, create=False)
+                    staged = await driver.files.open_staged(
+                        current.staging_name, create=False, vfolder_id=current.vfolder_id
+                    )
                 except PathNotFound:
                     return UploadState.of(current)  # placed already; the repair counts it
                 try:
@@ -557,7 +563,9 @@ class TusService:
         async with self._locks.hold(row.id) as lease:
             held_here = False
             try:
-                staged = await driver.files.open_staged(row.staging_name, create=False)
+                staged = await driver.files.open_staged(
+                    row.staging_name, create=False, vfolder_id=row.vfolder_id
+                )
             except PathNotFound:
                 raise UploadGone(f"upload {row.id} has no staging file any more") from None
             try:
@@ -710,7 +718,9 @@ class TusService:
                 upload.status = UploadStatus.COMPLETED.value
             row.status = UploadStatus.COMPLETED.value
             return UploadState.of(row)
-        staged = await driver.files.open_staged(row.staging_name, create=False)
+        staged = await driver.files.open_staged(
+            row.staging_name, create=False, vfolder_id=row.vfolder_id
+        )
         try:
             destination = await self._place_somewhere(row, driver, staged)
         except PathExists:
@@ -808,7 +818,7 @@ class TusService:
             if upload is not None:
                 upload.status = UploadStatus.TERMINATED.value
             await QuotaRepository(session).drop_reservation(upload_holder(row.id))
-        await driver.files.remove_staged(row.staging_name)
+        await driver.files.remove_staged(row.staging_name, vfolder_id=row.vfolder_id)
 
 
 def _received_in_full(row: UploadRow) -> bool:

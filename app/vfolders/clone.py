@@ -218,7 +218,10 @@ async def _copy_reporting(
 
         group.start_soon(report)
         await target_driver.files.receive_copy(
-            source_driver.vfolder_path(source.id), target.id, progress
+            source_driver.vfolder_path(source.id),
+            target.id,
+            progress,
+            skip=source_driver.files.reserved_names,  # the source's own staging, not files
         )
         group.cancel_scope.cancel()
 

@@ -53,7 +53,7 @@ def bai_path(root: Path, scope: str, vfolder_id: uuid.UUID) -> Path:
 
 
 async def write(driver: VolumeDriver, vfolder_id: uuid.UUID, path: str, data: bytes) -> None:
-    staged = await driver.files.create_staged()
+    staged = await driver.files.create_staged(vfolder_id)
     await anyio.to_thread.run_sync(staged.write_chunks, [data])
     await driver.files.commit_staged(
         staged, vfolder_id, parse_relative_path(path), replace=False, parents=True

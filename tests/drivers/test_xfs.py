@@ -4,6 +4,7 @@ exact commands it issues, how it reads their output, and how their failures surf
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -17,20 +18,15 @@ import pytest
 from drivers.base import FastUsageCapable, QuotaCapable, capabilities_of
 from drivers.commands import CommandResult, SubprocessRunner
 from drivers.errors import BackendCommandFailed, BackendUnavailable, VFolderDirectoryMissing
-from drivers.fsops import PosixFileOps
-from drivers.layout import VolumeLayout
 from drivers.paths import parse_relative_path
 from drivers.registry import build_driver
+from drivers.staging import VFOLDER_STAGING_DIR
 from drivers.xfs import (
-    FS_IOC_FSGETXATTR,
-    FS_IOC_FSSETXATTR,
-    FSXATTR,
     PROJECT_ID_FIRST,
     PROJECT_ID_LAST,
     ProjectQuota,
     XfsDriver,
     hard_limit_argument,
-    inherit_project,
     parse_project_report,
     project_id_candidates,
 )
@@ -462,41 +458,24 @@ async def test_subprocess_runner_reports_a_missing_binary(tmp_path: Path) -> Non
         await SubprocessRunner().run([str(tmp_path / "xfs_quota"), "-V"])
 
 
-class RecordedIoctl:
-    """What the kernel would answer to FS_IOC_FSGETXATTR per fd, and what was set."""
-
-    def __init__(self, projects: dict[int, int]) -> None:
-        self.projects = projects
-        self.set_calls: list[tuple[int, int]] = []
-
-    def __call__(self, fd: int, request: int, arg: bytes) -> bytes:
-        if request == FS_IOC_FSGETXATTR:
-            return FSXATTR.pack(0x200, 0, 3, self.projects[fd], 0)
-        assert request == FS_IOC_FSSETXATTR
-        xflags, _extsize, _nextents, projid, _cow = FSXATTR.unpack(arg)
-        assert xflags == 0x200  # the other attributes are left as they were
-        self.set_calls.append((fd, projid))
-        self.projects[fd] = projid
-        return arg
-
-
-def test_a_staged_file_joins_its_destinations_project_before_the_move() -> None:
-    kernel = RecordedIoctl({10: 0, 20: 4242})  # fd 10: the staged file; fd 20: its directory
-    inherit_project(10, 20, ioctl=kernel)
-    assert kernel.set_calls == [(10, 4242)]
-    inherit_project(10, 20, ioctl=kernel)  # already there: nothing set
-    assert kernel.set_calls == [(10, 4242)]
-
-
-async def test_commits_go_through_the_project_adoption(tmp_path: Path) -> None:
-    adopted: list[tuple[int, int]] = []
-    files = PosixFileOps(VolumeLayout(tmp_path), adopt=lambda f, d: adopted.append((f, d)))
-    (tmp_path / ".staging").mkdir()
+async def test_uploads_are_staged_inside_the_vfolders_project(driver: XfsDriver) -> None:
+    """The staged file is already in the vfolder's tree, so the commit is one rename in one
+    project (XFS would refuse one across projects with EXDEV)."""
     vfolder_id = uuid.uuid4()
-    VolumeLayout(tmp_path).vfolder_path(vfolder_id).mkdir(parents=True)
-    staged = await files.create_staged()
+    await driver.create_vfolder(vfolder_id)
+    staged = await driver.files.create_staged(vfolder_id)
+    staging_dir = driver.vfolder_path(vfolder_id) / VFOLDER_STAGING_DIR
+    assert (staging_dir / staged.name).is_file()
+    assert staging_dir.stat().st_mode & 0o077 == 0
+    inode = os.fstat(staged.fd).st_ino
     await anyio.to_thread.run_sync(staged.write_chunks, [b"data"])
-    await files.commit_staged(
+    committed = await driver.files.commit_staged(
         staged, vfolder_id, parse_relative_path("f.bin"), replace=True, parents=False
     )
-    assert len(adopted) == 1
+    final = driver.vfolder_path(vfolder_id) / "f.bin"
+    assert final.stat().st_ino == inode == committed.version.inode  # renamed, not copied
+    assert list(staging_dir.iterdir()) == []
+    entries, _ = await driver.files.list_page(
+        vfolder_id, parse_relative_path(""), after=None, recursive=True, limit=10
+    )
+    assert [str(e.path) for e in entries] == ["f.bin"]
