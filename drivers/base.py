@@ -1,6 +1,11 @@
 """The driver contract: a small required core every backend implements, and one Protocol per
-optional capability. A driver *has* a capability by implementing its protocol; what a volume
-advertises is derived with ``isinstance`` (see ``capabilities_of``), never kept by hand."""
+optional capability.
+
+A driver is composed, not inherited (``drivers.driver.Driver``): a layout strategy, the file
+operations with their staging placement, the way a vfolder directory is made, and optional
+quota, usage, snapshot and clone strategies. A driver *has* a capability when the strategy
+for it is present and implements its protocol; what a volume advertises is derived from that
+(see ``capabilities_of``), never kept by hand."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from drivers.fsops import PosixFileOps
-from drivers.layout import VFolderOwner
+from drivers.layout import VFolderLayout, VFolderOwner
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +60,24 @@ class VolumeDriver(Protocol):
     - a vfolder lives at ``vfolder_path(id)``; creating an existing one is a no-op;
     - ``move_to_trash`` is one atomic step that takes the vfolder out of sight at once and
       raises ``VFolderDirectoryMissing`` when there is nothing to move;
-    - the proxy's own areas (staging, trash) are on the same filesystem but outside every
-      vfolder;
+    - the proxy's own areas (trash, the volume's staging) are on the same filesystem but
+      outside every vfolder; a driver that stages uploads inside the vfolder's quota boundary
+      keeps that staging out of sight (``drivers.staging``);
     - I/O failures surface as ``BackendUnavailable``.
+
+    The optional strategies are ``None`` where the backend has no such capability.
     """
 
     backend: str
     root: Path
+    layout: VFolderLayout
     # Every backend serves file data over a POSIX path (local disk, NFS, the mounted export
     # of a vendor system), so all of them share the one safe implementation.
     files: PosixFileOps
+    quota: QuotaCapable | None
+    usage: FastUsageCapable | None
+    snapshots: SnapshotCapable | None
+    clone: FastCloneCapable | None
 
     async def initialize(self) -> None:
         """Prepare the volume (its own areas); safe to call on every start."""
@@ -141,14 +154,43 @@ class FastCloneCapable(Protocol):
     async def clone_vfolder(self, source_id: UUID, target_id: UUID) -> None: ...
 
 
-CAPABILITY_PROTOCOLS: dict[str, type] = {
-    "quota": QuotaCapable,
-    "fast-usage": FastUsageCapable,
-    "snapshot": SnapshotCapable,
-    "fast-clone": FastCloneCapable,
+@runtime_checkable
+class VFolderDirectories(Protocol):
+    """How a vfolder's directory is made: a plain directory, a btrfs subvolume…"""
+
+    async def create(self, path: Path) -> None:
+        """Make the vfolder directory at ``path``; an existing one is left as it is."""
+        ...
+
+
+@runtime_checkable
+class StartsWithVolume(Protocol):
+    """A strategy with something to check or prepare when its volume starts."""
+
+    async def initialize(self) -> None: ...
+
+
+@runtime_checkable
+class PreparesVFolders(Protocol):
+    """A strategy that sets a new vfolder up (an XFS project tag) once its directory exists."""
+
+    async def vfolder_created(self, vfolder_id: UUID) -> None: ...
+
+
+# Capability name: (the driver's attribute holding the strategy, the protocol it implements).
+CAPABILITY_PROTOCOLS: dict[str, tuple[str, type]] = {
+    "quota": ("quota", QuotaCapable),
+    "fast-usage": ("usage", FastUsageCapable),
+    "snapshot": ("snapshots", SnapshotCapable),
+    "fast-clone": ("clone", FastCloneCapable),
 }
 
 
 def capabilities_of(driver: object) -> list[str]:
-    """The capability names a driver really implements, derived from its methods."""
-    return sorted(name for name, proto in CAPABILITY_PROTOCOLS.items() if isinstance(driver, proto))
+    """The capability names a driver really has: those whose strategy is present and
+    implements the capability's protocol."""
+    return sorted(
+        name
+        for name, (attribute, proto) in CAPABILITY_PROTOCOLS.items()
+        if isinstance(getattr(driver, attribute, None), proto)
+    )

@@ -57,13 +57,13 @@ class SnapshotService:
                 session, principal, vfolder_id, operation
             )
         driver = self._volumes.get(vfolder.volume)
-        if not isinstance(driver, SnapshotCapable):
+        if driver.snapshots is None:
             raise CapabilityMissing(
                 f"volume {vfolder.volume} ({driver.backend}) cannot take snapshots",
                 capability="snapshot",
                 volume=vfolder.volume,
             )
-        return driver, driver
+        return driver, driver.snapshots
 
     async def create(self, principal: Principal, vfolder_id: uuid.UUID, name: str) -> SnapshotInfo:
         _, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.WRITE_FILES)

@@ -30,7 +30,7 @@ from app.vfolders.repository import DuplicateVFolder, VFolderRepository
 from app.vfolders.schemas import VFolderCreate
 from app.vfolders.service import resolve_owner
 from app.volumes.registry import VolumeRegistry
-from drivers.base import FastCloneCapable, VolumeDriver
+from drivers.base import VolumeDriver
 from drivers.clone import CloneProgress
 from drivers.layout import VFolderOwner
 from drivers.paths import display_text
@@ -178,8 +178,8 @@ def clone_handler(
         await target_driver.create_vfolder(
             target.id, owner=VFolderOwner(target.owner_type, target.owner_id)
         )
-        if source.volume == target.volume and isinstance(source_driver, FastCloneCapable):
-            await source_driver.clone_vfolder(source.id, target.id)
+        if source.volume == target.volume and source_driver.clone is not None:
+            await source_driver.clone.clone_vfolder(source.id, target.id)
         else:
             await _copy_reporting(task, source, target, source_driver, target_driver, progress)
         usage = await target_driver.files.usage(target.id)
