@@ -688,27 +688,39 @@ class PosixFileOpsSync:
         finally:
             os.close(staging_fd)
 
-    def staged_path(self, name: str, *, vfolder_id: UUID) -> Path:
-        """Where the staging file ``name`` of an upload into ``vfolder_id`` lives."""
-        return self.staging.directory(vfolder_id) / name
-
-    def _open_staging_dir(self, vfolder_id: UUID, *, create: bool) -> int:
-        try:
-            if create:
-                return os.open(self.staging.prepare(vfolder_id), O_DIR)
-            return os.open(self.staging.directory(vfolder_id), O_DIR)
-        except FileNotFoundError:
-            if create:
-                raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory") from None
-            raise PathNotFound(f"the staging area of vfolder {vfolder_id} is gone") from None
-        except OSError as exc:
-            raise BackendUnavailable(f"cannot open the staging area: {exc}") from exc
+    def staged_exists(self, name: str, *, vfolder_id: UUID) -> bool:
+        """Whether the staging file ``name`` of an upload into ``vfolder_id`` is still there."""
+        return any((d / name).exists() for d in self.staging.locations(vfolder_id))
 
     def open_staged(self, name: str, *, create: bool, vfolder_id: UUID) -> StagedFile:
         """A staging file by name, for an upload into ``vfolder_id``: made new (``create``),
         or reopened to append (resumable uploads). Raises ``PathNotFound`` when reopening one
         that is gone."""
-        staging_fd = self._open_staging_dir(vfolder_id, create=create)
+        if create:
+            try:
+                staging_fd = os.open(self.staging.prepare(vfolder_id), O_DIR)
+            except FileNotFoundError:
+                raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory") from None
+            except OSError as exc:
+                raise BackendUnavailable(f"cannot open the staging area: {exc}") from exc
+            return self._open_staged_in(staging_fd, name, create=True)
+        for directory in self.staging.locations(vfolder_id):
+            try:
+                staging_fd = os.open(directory, O_DIR)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BackendUnavailable(f"cannot open the staging area: {exc}") from exc
+            try:
+                return self._open_staged_in(staging_fd, name, create=False)
+            except PathNotFound:
+                continue
+        raise PathNotFound(f"staging file {name} is gone")
+
+    @staticmethod
+    def _open_staged_in(staging_fd: int, name: str, *, create: bool) -> StagedFile:
+        """Opens ``name`` in the staging directory ``staging_fd``, which the StagedFile then
+        owns (closed here on failure)."""
         flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
         try:
             fd = os.open(name, flags, FILE_MODE, dir_fd=staging_fd)
@@ -746,8 +758,9 @@ class PosixFileOpsSync:
         os.fsync(target.fd)
 
     def remove_staged(self, name: str, *, vfolder_id: UUID) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.staged_path(name, vfolder_id=vfolder_id).unlink()
+        for directory in self.staging.locations(vfolder_id):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
 
     def _copy_staging(self, vfolder_id: UUID) -> Path:
         return self.layout.staging / f"copy-{vfolder_id.hex}"

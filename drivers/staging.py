@@ -10,7 +10,8 @@ is always one rename and never crosses a quota boundary.
   reserved: file operations never list, walk, measure or copy it, and refuse to name it.
 
 Both keep the volume's ``.staging`` for what is not an upload (clone copies, restores,
-writability probes).
+writability probes). ``VFolderStaging`` still finds, finishes and sweeps the uploads a release
+before it staged there (``locations``): a resumable upload begun before an upgrade goes on.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class StagingPlacement(Protocol):
 
     def directory(self, vfolder_id: UUID) -> Path: ...
 
+    def locations(self, vfolder_id: UUID) -> tuple[Path, ...]:
+        """Where an existing staging file of ``vfolder_id`` may be, ``directory`` first."""
+        ...
+
     def prepare(self, vfolder_id: UUID) -> Path:
         """The staging directory of ``vfolder_id``, made if missing (blocking)."""
         ...
@@ -67,6 +72,9 @@ class VolumeStaging:
     def directory(self, vfolder_id: UUID) -> Path:
         return self.layout.staging
 
+    def locations(self, vfolder_id: UUID) -> tuple[Path, ...]:
+        return (self.layout.staging,)
+
     def prepare(self, vfolder_id: UUID) -> Path:
         return self.layout.staging  # made with the volume
 
@@ -93,6 +101,10 @@ class VFolderStaging:
     def directory(self, vfolder_id: UUID) -> Path:
         return self.layout.vfolder_path(vfolder_id) / VFOLDER_STAGING_DIR
 
+    def locations(self, vfolder_id: UUID) -> tuple[Path, ...]:
+        # The volume area: uploads staged before the volume's driver staged per vfolder.
+        return (self.directory(vfolder_id), self.layout.staging)
+
     def prepare(self, vfolder_id: UUID) -> Path:
         directory = self.directory(vfolder_id)
         # Private: a container that mounts the vfolder sees the name, not the uploads.
@@ -110,7 +122,9 @@ class VFolderStaging:
 
     def locate(self, key: str) -> tuple[Path, str] | None:
         hex_id, separator, name = key.partition(KEY_SEPARATOR)
-        if not separator or not _single_name(name):
+        if not separator:
+            return (self.layout.staging, key) if _single_name(key) else None
+        if not _single_name(name):
             return None
         try:
             vfolder_id = UUID(hex=hex_id)
@@ -119,6 +133,7 @@ class VFolderStaging:
         return self.directory(vfolder_id), name
 
     def areas(self) -> Iterator[tuple[Path, str]]:
+        yield self.layout.staging, ""  # what a release staging per volume left
         for vfolder_id in self.layout.vfolder_ids():
             directory = self.directory(vfolder_id)
             if directory.is_dir() and not directory.is_symlink():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,8 +69,9 @@ class UploadReaper(PeriodicJob):
                 if vfolder is None or row is None or row.status != UploadStatus.ACTIVE.value:
                     continue
                 files = self._volumes.get(vfolder.volume).files
-                staging = files.sync.staged_path(staging_name, vfolder_id=vfolder_id)
-                if await anyio.to_thread.run_sync(staging.exists):
+                if await anyio.to_thread.run_sync(
+                    partial(files.sync.staged_exists, staging_name, vfolder_id=vfolder_id)
+                ):
                     unplaced.append(upload_id)  # placed below, outside the vfolder's lock
                     continue
                 try:

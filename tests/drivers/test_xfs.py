@@ -483,3 +483,25 @@ async def test_uploads_are_staged_inside_the_vfolders_project(driver: Driver) ->
         vfolder_id, parse_relative_path(""), after=None, recursive=True, limit=10
     )
     assert [str(e.path) for e in entries] == ["f.bin"]
+
+
+async def test_an_upload_staged_by_an_earlier_release_goes_on(driver: Driver) -> None:
+    """A tus upload begun before XFS volumes staged per vfolder has its file in the volume's
+    area: it is reopened, placed and swept from there."""
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    (driver.root / ".staging" / "tus-old").write_bytes(b"begun")
+    (driver.root / ".staging" / "tus-dead").write_bytes(b"abandoned")
+    staged = await driver.files.open_staged("tus-old", create=False, vfolder_id=vfolder_id)
+    await anyio.to_thread.run_sync(staged.write_chunks, [b" before"])
+    assert await anyio.to_thread.run_sync(
+        lambda: driver.files.sync.staged_exists("tus-old", vfolder_id=vfolder_id)
+    )
+    await driver.files.commit_staged(
+        staged, vfolder_id, parse_relative_path("old.bin"), replace=False, parents=False
+    )
+    assert (driver.vfolder_path(vfolder_id) / "old.bin").read_bytes() == b"begun before"
+    keys = await driver.files.staging_candidates(older_than=time.time() + 60)
+    assert keys == ["tus-dead"]
+    assert await driver.files.remove_abandoned_staged("tus-dead", older_than=time.time() + 60)
+    assert list((driver.root / ".staging").iterdir()) == []
