@@ -17,7 +17,7 @@ from app.auth.principal import Role
 from app.auth.tokens import mint_user_token
 from app.config import ConfigurationError, Settings
 from app.db.availability import DatabaseUnreachable, require_reachable_blocking
-from app.task_watch import start_scan, watch
+from app.tasks.watch import start_scan, watch
 
 if TYPE_CHECKING:
     import uvicorn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,12 +11,21 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
+from app.auth.transfer import TransferMinter
+from app.core.runtime import Runtime
 from app.db.session import after_commit, unit_of_work
 from app.errors import TransferTokenMisused, Unauthenticated
-from app.maintenance import EVERY_VOLUME, PURGE_TRASH
+from app.files.service import FilesService
+from app.health.service import HealthService
 from app.observability.context import bind_log_fields
 from app.pagination import cursor_sealer
-from app.runtime import Runtime
+from app.permissions.service import GrantService
+from app.quotas.reconcile import Reconciler
+from app.quotas.service import QuotaService
+from app.snapshots.service import SnapshotService
+from app.tasks.service import TaskService
+from app.tasks.upkeep import EVERY_VOLUME, PURGE_TRASH
+from app.uploads.service import TusService
 from app.vfolders.service import VFolderService
 from app.volumes.service import VolumeService
 
@@ -100,6 +110,7 @@ def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderServ
         volumes=runtime.volumes,
         cache=runtime.cache,
         reader=runtime.vfolder_reader,
+        gate=runtime.access_gate,
         after_commit=lambda hook: after_commit(session, hook),
         # Purged now rather than at the next period (a task, once per cluster).
         on_trashed=lambda: runtime.scheduler.now(PURGE_TRASH, EVERY_VOLUME),
@@ -108,3 +119,95 @@ def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderServ
 
 
 VFolderServiceDep = Annotated[VFolderService, Depends(get_vfolder_service)]
+
+
+def get_files_service(runtime: RuntimeDep) -> FilesService:
+    return FilesService(
+        gate=runtime.access_gate,
+        minter=TransferMinter(
+            secret=runtime.settings.jwt_secret,
+            audience=runtime.authenticator.audience,
+            issuer=runtime.authenticator.issuer,
+        ),
+        quotas=runtime.quota_ledger,
+        cursors=cursor_sealer(runtime.settings),
+    )
+
+
+FilesServiceDep = Annotated[FilesService, Depends(get_files_service)]
+
+
+def get_tus_service(runtime: RuntimeDep) -> TusService:
+    return TusService(
+        sessions=runtime.sessions,
+        gate=runtime.access_gate,
+        volumes=runtime.volumes,
+        max_size=runtime.settings.tus_max_size_bytes,
+        expire_after=timedelta(seconds=runtime.settings.upload_expiry_seconds),
+        metrics=runtime.metrics,
+        locks=runtime.upload_locks,
+        quotas=runtime.quota_ledger,
+        collision=runtime.settings.upload_collision,
+    )
+
+
+TusServiceDep = Annotated[TusService, Depends(get_tus_service)]
+
+
+def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
+    return SnapshotService(
+        gate=runtime.access_gate,
+        ledger=runtime.quota_ledger,
+        reconciler=runtime.reconciler,
+        cursors=cursor_sealer(runtime.settings),
+    )
+
+
+SnapshotServiceDep = Annotated[SnapshotService, Depends(get_snapshot_service)]
+
+
+def get_quota_service(runtime: RuntimeDep, session: SessionDep) -> QuotaService:
+    return QuotaService(
+        session=session,
+        reader=runtime.vfolder_reader,
+        volumes=runtime.volumes,
+        ledger=runtime.quota_ledger,
+        cache=runtime.cache,
+        after_commit=lambda hook: after_commit(session, hook),
+    )
+
+
+QuotaServiceDep = Annotated[QuotaService, Depends(get_quota_service)]
+
+
+def get_reconciler(runtime: RuntimeDep) -> Reconciler:
+    return runtime.reconciler
+
+
+ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
+
+
+def get_grant_service(runtime: RuntimeDep, session: SessionDep) -> GrantService:
+    return GrantService(
+        session=session,
+        reader=runtime.vfolder_reader,
+        schedule_after_commit=lambda hook: after_commit(session, hook),
+        changes=runtime.metrics.grant_changes,
+    )
+
+
+GrantServiceDep = Annotated[GrantService, Depends(get_grant_service)]
+
+
+def get_task_service(session: SessionDep) -> TaskService:
+    return TaskService(session)
+
+
+TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
+
+
+def get_health_service(runtime: RuntimeDep) -> HealthService:
+    return HealthService(runtime)
+
+
+HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]

@@ -19,33 +19,34 @@ from app.backendai.client_router import router as backendai_client_router
 from app.backendai.listeners import ListenerDispatch
 from app.cache import build_cache
 from app.config import Settings
+from app.core.runtime import Runtime
 from app.cors import ProblemCORSMiddleware
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
 from app.db.shutdown import dispose_engine
+from app.deps import get_tus_service
 from app.files.router import router as files_router
 from app.health.router import router as health_router
-from app.maintenance import build_scheduler, build_task_runner
 from app.observability.body_limit import BodySizeLimitMiddleware
 from app.observability.logging import configure_logging, get_logger
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestContextMiddleware
 from app.openapi_docs import install_openapi
+from app.permissions.access import AccessGate
 from app.permissions.router import router as grants_router
 from app.problems import install_problem_handlers
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
 from app.quotas.router import router as quotas_router
-from app.runtime import Runtime
 from app.snapshots.router import router as snapshots_router
 from app.swagger import install_swagger_ui
 from app.tasks.nodes import NodeHeartbeat
 from app.tasks.router import router as tasks_router
 from app.tasks.runner import node_name
+from app.tasks.upkeep import build_scheduler, build_task_runner
 from app.uploads.expiry import UploadReaper
 from app.uploads.locks import build_upload_locks
 from app.uploads.protocol import TUS_HEADERS
-from app.uploads.router import get_tus_service
 from app.uploads.router import router as uploads_router
 from app.uploads.staging_sweep import StagingSweeper
 from app.uploads.tus_middleware import TusMiddleware
@@ -122,7 +123,6 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 volumes=volumes,
                 sessions=sessions,
                 metrics=metrics,
-                interval_seconds=settings.trash_purge_interval_seconds,
             )
             node = node_name()
             heartbeat = NodeHeartbeat(
@@ -136,7 +136,6 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
             reaper = UploadReaper(
                 sessions=sessions,
                 volumes=volumes,
-                interval_seconds=min(60.0, settings.upload_expiry_seconds / 10),
                 # Bound late: the tus service needs the runtime, built below.
                 place=lambda upload_id: get_tus_service(app.state.runtime).finish_received(
                     upload_id
@@ -158,6 +157,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 sweeper=sweeper,
                 node=node,
             )
+            reader = VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds)
             scheduler = build_scheduler(settings, sessions=sessions, volumes=volumes, runner=tasks)
             app.state.runtime = Runtime(
                 settings=settings,
@@ -167,8 +167,8 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 volumes=volumes,
                 metrics=metrics,
                 authenticator=authenticator,
-                purger=purger,
-                vfolder_reader=VFolderReader(cache=cache, ttl_seconds=settings.cache_ttl_seconds),
+                vfolder_reader=reader,
+                access_gate=AccessGate(sessions=sessions, reader=reader, volumes=volumes),
                 upload_locks=build_upload_locks(
                     sessions, ttl_seconds=settings.upload_lock_ttl_seconds
                 ),

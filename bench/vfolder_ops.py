@@ -43,10 +43,10 @@ from sqlalchemy import Uuid, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.core.runtime import Runtime
 from app.db.engine import create_engine
 from app.db.migrate import upgrade_to_head
 from app.main import create_app
-from app.runtime import Runtime
 
 SERVICE_KEY = secrets.token_urlsafe(32)
 JWT_SECRET = secrets.token_urlsafe(32)

@@ -9,13 +9,14 @@ for it is present and implements its protocol; what a volume advertises is deriv
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
-from drivers.fsops import PosixFileOps
-from drivers.layout import VFolderLayout, VFolderOwner
+from drivers.paths import RelativePath
+from drivers.types import CloneProgress, Committed, FileEntry, FileVersion, Usage, VFolderOwner
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,133 @@ class SnapshotInfo:
     size_bytes: int | None
 
 
+class Staged(Protocol):
+    """An upload being written where no vfolder shows it, until committed or discarded."""
+
+    @property
+    def size(self) -> int: ...
+
+    async def write(self, chunks: list[bytes]) -> None:
+        """All of ``chunks``, in order, at the end."""
+        ...
+
+    async def sync(self) -> None: ...
+
+    async def truncate(self, length: int) -> None:
+        """Back to ``length`` bytes (drops what was written but never acknowledged)."""
+        ...
+
+    async def try_lock(self) -> bool:
+        """One writer at a time, across processes and nodes; held until closed."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of it, keeping its bytes (a tus upload resumes from them)."""
+        ...
+
+    async def discard(self) -> None:
+        """Let go of it and remove its bytes."""
+        ...
+
+
+class Readable(Protocol):
+    """A regular file open for reading; a read raises ``FileChanged`` if it changed."""
+
+    @property
+    def version(self) -> FileVersion: ...
+
+    async def read(self, offset: int, size: int) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+class VFolderFiles(Protocol):
+    """Safe operations on the files of a volume's vfolders: no path ever leaves its vfolder,
+    no symlink is ever followed, and every change reports what it did to the usage."""
+
+    async def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry: ...
+
+    async def open_for_read(self, vfolder_id: UUID, path: RelativePath) -> Readable: ...
+
+    async def list_page(
+        self,
+        vfolder_id: UUID,
+        path: RelativePath,
+        *,
+        after: tuple[str, ...] | None,
+        recursive: bool,
+        limit: int,
+    ) -> tuple[list[FileEntry], bool]:
+        """Up to ``limit`` entries after ``after``, and whether more follow."""
+        ...
+
+    def listing(
+        self, vfolder_id: UUID, path: RelativePath, *, recursive: bool, batch: int
+    ) -> AsyncIterator[list[FileEntry]]: ...
+
+    async def create_staged(self, vfolder_id: UUID) -> Staged:
+        """Staging lives where the driver decides: a commit into ``vfolder_id`` is a rename."""
+        ...
+
+    async def open_staged(self, vfolder_id: UUID, name: str, *, create: bool) -> Staged: ...
+
+    async def staged_exists(self, vfolder_id: UUID, name: str) -> bool: ...
+
+    async def remove_staged(self, vfolder_id: UUID, name: str) -> None: ...
+
+    async def staging_candidates(self, *, older_than: float) -> list[str]:
+        """Keys of upload staging files not written since ``older_than``: the file name,
+        prefixed with ``<vfolder hex>/`` where staging is per vfolder."""
+        ...
+
+    async def remove_abandoned_staged(self, key: str, *, older_than: float) -> bool: ...
+
+    async def concatenate_staged(self, target: Staged, parts: list[str]) -> None: ...
+
+    async def copy_into_staged(self, source: Readable, staged: Staged) -> None: ...
+
+    async def commit_staged(
+        self,
+        staged: Staged,
+        vfolder_id: UUID,
+        path: RelativePath,
+        *,
+        replace: bool,
+        parents: bool,
+        if_match: FileVersion | None = None,
+    ) -> Committed: ...
+
+    @property
+    def reserved_names(self) -> frozenset[str]:
+        """Names at a vfolder's root that are the proxy's own (in-vfolder staging)."""
+        ...
+
+    async def receive_copy(
+        self,
+        source_root: Path,
+        vfolder_id: UUID,
+        progress: CloneProgress,
+        *,
+        skip: frozenset[str] = frozenset(),
+    ) -> None: ...
+
+    async def discard_copy(self, vfolder_id: UUID) -> None: ...
+
+    async def free_name(self, vfolder_id: UUID, path: RelativePath) -> RelativePath: ...
+
+    async def mkdir(
+        self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool
+    ) -> Usage: ...
+
+    async def move(
+        self, vfolder_id: UUID, source: RelativePath, target: RelativePath, *, overwrite: bool
+    ) -> Usage: ...
+
+    async def delete(self, vfolder_id: UUID, path: RelativePath, *, recursive: bool) -> Usage: ...
+
+    async def usage(self, vfolder_id: UUID) -> Usage: ...
+
+
 @runtime_checkable
 class VolumeDriver(Protocol):
     """Required core. Every method that touches storage is async and never blocks the loop.
@@ -70,14 +198,22 @@ class VolumeDriver(Protocol):
 
     backend: str
     root: Path
-    layout: VFolderLayout
-    # Every backend serves file data over a POSIX path (local disk, NFS, the mounted export
-    # of a vendor system), so all of them share the one safe implementation.
-    files: PosixFileOps
-    quota: QuotaCapable | None
-    usage: FastUsageCapable | None
-    snapshots: SnapshotCapable | None
-    clone: FastCloneCapable | None
+
+    @property
+    def files(self) -> VFolderFiles: ...
+
+    # The optional strategies, None where the backend lacks the capability.
+    @property
+    def quota(self) -> QuotaCapable | None: ...
+
+    @property
+    def usage(self) -> FastUsageCapable | None: ...
+
+    @property
+    def snapshots(self) -> SnapshotCapable | None: ...
+
+    @property
+    def clone(self) -> FastCloneCapable | None: ...
 
     async def initialize(self) -> None:
         """Prepare the volume (its own areas); safe to call on every start."""
@@ -91,6 +227,10 @@ class VolumeDriver(Protocol):
         ...
 
     async def vfolder_exists(self, vfolder_id: UUID) -> bool: ...
+
+    async def vfolder_ids(self) -> list[UUID]:
+        """Every vfolder directory on the volume, registered or not."""
+        ...
 
     async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry: ...
 
@@ -141,7 +281,7 @@ class SnapshotCapable(Protocol):
         """The whole vfolder back to the snapshot (its current content goes to the trash)."""
         ...
 
-    def snapshot_files(self, vfolder_id: UUID, name: str) -> PosixFileOps:
+    def snapshot_files(self, vfolder_id: UUID, name: str) -> VFolderFiles:
         """The snapshot's files, through the same safe operations as the vfolder's (its
         vfolder id names the snapshot): read-only, for browsing and single-file restore."""
         ...

@@ -12,34 +12,16 @@ import fcntl
 import os
 import shutil
 import stat
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.syncfs import sync_filesystem
+from drivers.types import CloneProgress
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS reflink)
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 64 * 1024 * 1024
 COPY_WORKERS = 4
-
-
-@dataclass
-class CloneProgress:
-    """Shared with the thread doing the copy; read by whoever reports progress."""
-
-    bytes_done: int = 0
-    files_done: int = 0
-    reflinked: int = 0
-    skipped: list[str] = field(default_factory=list)  # sockets, devices, fifos
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, size: int, *, reflinked: bool) -> None:
-        with self._lock:
-            self.bytes_done += size
-            self.files_done += 1
-            self.reflinked += int(reflinked)
 
 
 def copy_file_data(src_fd: int, dst_fd: int, size: int) -> bool:

@@ -39,7 +39,8 @@ from drivers.base import (
 )
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
-from drivers.layout import LayoutError, VFolderLayout, VFolderOwner
+from drivers.layout import LayoutError, VFolderLayout
+from drivers.types import VFolderOwner
 
 DEFAULT_DIR_MODE = 0o755
 
@@ -135,6 +136,9 @@ class Driver:
 
     async def vfolder_exists(self, vfolder_id: UUID) -> bool:
         return await to_thread.run_sync(lambda: self.vfolder_path(vfolder_id).is_dir())
+
+    async def vfolder_ids(self) -> list[UUID]:
+        return await to_thread.run_sync(lambda: list(self.layout.vfolder_ids()))
 
     async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
         return await to_thread.run_sync(self._move_to_trash_sync, vfolder_id)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import enum
 import errno
 import fcntl
 import heapq
@@ -26,14 +25,14 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from uuid import UUID
 
 from anyio import to_thread
 
-from drivers.clone import CloneProgress, copy_file_data, copy_tree, remove_tree
+from drivers.base import Readable, Staged
+from drivers.clone import copy_file_data, copy_tree, remove_tree
 from drivers.errors import (
     BackendUnavailable,
     DirectoryNotEmpty,
@@ -51,6 +50,7 @@ from drivers.errors import (
 from drivers.layout import VFolderLayout
 from drivers.paths import RelativePath, require_single_name
 from drivers.staging import StagingPlacement, VolumeStaging
+from drivers.types import CloneProgress, Committed, EntryType, FileEntry, FileVersion, Usage
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted in a vfolder must not hang a worker thread.
@@ -67,68 +67,6 @@ SORT_BATCH = 131_072
 PUT_STAGING_PREFIX = "put-"
 TUS_STAGING_PREFIX = "tus-"
 UPLOAD_STAGING_PREFIXES = (PUT_STAGING_PREFIX, TUS_STAGING_PREFIX)
-
-
-class EntryType(enum.StrEnum):
-    FILE = "file"
-    DIR = "dir"
-    SYMLINK = "symlink"
-    OTHER = "other"
-
-
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    path: RelativePath
-    type: EntryType
-    size: int
-    mtime_ns: int
-    mode: int
-    inode: int
-    target: str | None = None
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Bytes of regular files and number of entries (files, directories, symlinks…)."""
-
-    bytes: int = 0
-    entries: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(self.bytes + other.bytes, self.entries + other.entries)
-
-    def __neg__(self) -> Usage:
-        return Usage(-self.bytes, -self.entries)
-
-    def __sub__(self, other: Usage) -> Usage:
-        return self + (-other)
-
-
-@dataclass(frozen=True, slots=True)
-class FileVersion:
-    """What identifies one version of a file's content (for ETags and change detection)."""
-
-    inode: int
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> FileVersion:
-        return cls(inode=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns)
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """What a committed upload changed: usage added, usage of what it replaced, and the
-    version now at the path."""
-
-    added: Usage
-    replaced: Usage
-    version: FileVersion
 
 
 class OpenFile:
@@ -757,6 +695,11 @@ class PosixFileOpsSync:
                 os.close(fd)
         os.fsync(target.fd)
 
+    def copy_into_staged(self, source: OpenFile, target: StagedFile) -> None:
+        size = os.fstat(source.fd).st_size
+        copy_file_data(source.fd, target.fd, size)
+        target.size = size
+
     def remove_staged(self, name: str, *, vfolder_id: UUID) -> None:
         for directory in self.staging.locations(vfolder_id):
             with contextlib.suppress(FileNotFoundError):
@@ -940,6 +883,67 @@ class PosixFileOpsSync:
 # -- the async face --------------------------------------------------------------------------
 
 
+class PosixStaged:
+    """``drivers.base.Staged`` over a file in a staging area."""
+
+    def __init__(self, file: StagedFile) -> None:
+        self.file = file
+
+    @property
+    def size(self) -> int:
+        return self.file.size
+
+    async def write(self, chunks: list[bytes]) -> None:
+        await to_thread.run_sync(self.file.write_chunks, chunks)
+
+    async def sync(self) -> None:
+        await to_thread.run_sync(self.file.sync)
+
+    async def truncate(self, length: int) -> None:
+        await to_thread.run_sync(self.file.truncate, length)
+
+    async def try_lock(self) -> bool:
+        return await to_thread.run_sync(self.file.try_lock)
+
+    async def close(self) -> None:
+        await to_thread.run_sync(self.file.close)
+
+    async def discard(self) -> None:
+        await to_thread.run_sync(self.file.discard)
+
+
+class PosixReadable:
+    """``drivers.base.Readable`` over a regular file opened inside a vfolder."""
+
+    def __init__(self, file: OpenFile) -> None:
+        self.file = file
+
+    @property
+    def version(self) -> FileVersion:
+        return self.file.version
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return await to_thread.run_sync(self.file.read, offset, size)
+
+    async def close(self) -> None:
+        # Closing a descriptor opened read-only does no I/O: no thread needed, and it then
+        # also works where no thread may be started (a response's shielded cleanup).
+        self.file.close()
+
+
+def staged_file(staged: object) -> StagedFile:
+    """The blocking file behind a handle these operations made (any other is a bug)."""
+    if not isinstance(staged, PosixStaged):
+        raise TypeError(f"not a staged file of the POSIX file operations: {staged!r}")
+    return staged.file
+
+
+def open_file(readable: object) -> OpenFile:
+    if not isinstance(readable, PosixReadable):
+        raise TypeError(f"not a file opened by the POSIX file operations: {readable!r}")
+    return readable.file
+
+
 class PosixFileOps:
     """File operations for the services layer: every blocking call runs in the thread pool."""
 
@@ -962,11 +966,8 @@ class PosixFileOps:
     async def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
         return await to_thread.run_sync(self.sync.stat, vfolder_id, path)
 
-    async def open_for_read(self, vfolder_id: UUID, path: RelativePath) -> OpenFile:
-        return await to_thread.run_sync(self.sync.open_for_read, vfolder_id, path)
-
-    async def read(self, handle: OpenFile, offset: int, size: int) -> bytes:
-        return await to_thread.run_sync(handle.read, offset, size)
+    async def open_for_read(self, vfolder_id: UUID, path: RelativePath) -> PosixReadable:
+        return PosixReadable(await to_thread.run_sync(self.sync.open_for_read, vfolder_id, path))
 
     async def list_page(
         self,
@@ -989,21 +990,41 @@ class PosixFileOps:
 
         return await to_thread.run_sync(page)
 
-    def open_listing(
-        self, vfolder_id: UUID, path: RelativePath, *, recursive: bool
-    ) -> Generator[FileEntry]:
-        """A lazy iterator over a whole listing; advance it in the thread pool."""
-        return self.sync.iter_tree(vfolder_id, path, after=None, recursive=recursive)
+    async def listing(
+        self, vfolder_id: UUID, path: RelativePath, *, recursive: bool, batch: int
+    ) -> AsyncIterator[list[FileEntry]]:
+        """A whole listing in batches of up to ``batch`` entries, read lazily in the thread
+        pool (memory stays bounded by one batch, however big the tree)."""
+        entries = self.sync.iter_tree(vfolder_id, path, after=None, recursive=recursive)
+        try:
+            while taken := await to_thread.run_sync(lambda: list(itertools.islice(entries, batch))):
+                yield taken
+        finally:
+            with contextlib.suppress(Exception):
+                await to_thread.run_sync(entries.close)
 
-    async def create_staged(self, vfolder_id: UUID) -> StagedFile:
-        return await to_thread.run_sync(self.sync.create_staged, vfolder_id)
+    async def create_staged(self, vfolder_id: UUID) -> PosixStaged:
+        """A new staged file for an upload to ``vfolder_id``, where the driver's staging
+        placement puts it: the final rename stays inside the vfolder's quota boundary."""
+        return PosixStaged(await to_thread.run_sync(self.sync.create_staged, vfolder_id))
 
-    async def open_staged(self, name: str, *, create: bool, vfolder_id: UUID) -> StagedFile:
-        return await to_thread.run_sync(
-            lambda: self.sync.open_staged(name, create=create, vfolder_id=vfolder_id)
+    async def open_staged(self, vfolder_id: UUID, name: str, *, create: bool) -> PosixStaged:
+        return PosixStaged(
+            await to_thread.run_sync(
+                lambda: self.sync.open_staged(name, create=create, vfolder_id=vfolder_id)
+            )
         )
 
-    async def remove_staged(self, name: str, *, vfolder_id: UUID) -> None:
+    async def staged_exists(self, vfolder_id: UUID, name: str) -> bool:
+        return await to_thread.run_sync(
+            lambda: self.sync.staged_exists(name, vfolder_id=vfolder_id)
+        )
+
+    async def copy_into_staged(self, source: Readable, staged: Staged) -> None:
+        """All of ``source`` into the empty ``staged`` (by reflink where the filesystem can)."""
+        await to_thread.run_sync(self.sync.copy_into_staged, open_file(source), staged_file(staged))
+
+    async def remove_staged(self, vfolder_id: UUID, name: str) -> None:
         await to_thread.run_sync(lambda: self.sync.remove_staged(name, vfolder_id=vfolder_id))
 
     async def staging_candidates(self, *, older_than: float) -> list[str]:
@@ -1029,15 +1050,12 @@ class PosixFileOps:
     async def discard_copy(self, vfolder_id: UUID) -> None:
         await to_thread.run_sync(self.sync.discard_copy, vfolder_id)
 
-    async def concatenate_staged(self, target: StagedFile, parts: list[str]) -> None:
-        await to_thread.run_sync(self.sync.concatenate_staged, target, parts)
-
-    async def discard_staged(self, staged: StagedFile) -> None:
-        await to_thread.run_sync(staged.discard)
+    async def concatenate_staged(self, target: Staged, parts: list[str]) -> None:
+        await to_thread.run_sync(self.sync.concatenate_staged, staged_file(target), parts)
 
     async def commit_staged(
         self,
-        staged: StagedFile,
+        staged: Staged,
         vfolder_id: UUID,
         path: RelativePath,
         *,
@@ -1047,7 +1065,12 @@ class PosixFileOps:
     ) -> Committed:
         return await to_thread.run_sync(
             lambda: self.sync.commit_staged(
-                staged, vfolder_id, path, replace=replace, parents=parents, if_match=if_match
+                staged_file(staged),
+                vfolder_id,
+                path,
+                replace=replace,
+                parents=parents,
+                if_match=if_match,
             )
         )
 

@@ -32,6 +32,8 @@ from typing import Protocol
 from urllib.parse import quote
 from uuid import UUID
 
+from drivers.types import VFolderOwner
+
 STAGING_DIR = ".staging"
 TRASH_DIR = ".trash"
 FILES_MARK = "files-"
@@ -46,14 +48,6 @@ MAX_SCOPE_NAME = 200
 SHARDED = "sharded"
 BACKENDAI = "backendai"
 LAYOUTS = (SHARDED, BACKENDAI)
-
-
-@dataclass(frozen=True, slots=True)
-class VFolderOwner:
-    """Who owns a vfolder, as the services layer knows it: ``user`` or ``group`` and an id."""
-
-    kind: str
-    id: str
 
 
 class LayoutError(Exception):

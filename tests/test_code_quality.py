@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,48 @@ def test_ruff_format() -> None:
 def test_mypy_strict() -> None:
     result = _run(str(BIN / "mypy"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# The drivers' own modules that the app must not reach: it sees drivers only through the
+# contract (drivers.base, drivers.types, drivers.errors, drivers.paths) and the registry.
+DRIVER_INTERNALS = (
+    "drivers.fsops",
+    "drivers.clone",
+    "drivers.driver",
+    "drivers.staging",
+    "drivers.posix",
+    "drivers.xfs",
+    "drivers.btrfs",
+)
+
+
+def _imported_modules(tree: ast.AST) -> set[str]:
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None and node.level == 0:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+def test_the_app_sees_drivers_only_through_the_contract() -> None:
+    offenders = {}
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        imported = _imported_modules(ast.parse(path.read_text(), filename=str(path)))
+        reached = sorted(
+            module
+            for module in imported
+            if any(
+                module == banned or module.startswith(f"{banned}.") for banned in DRIVER_INTERNALS
+            )
+        )
+        if reached:
+            offenders[str(path.relative_to(ROOT))] = reached
+    assert not offenders, offenders
+
+
+def test_the_import_rule_sees_an_offender() -> None:
+    tree = ast.parse("from drivers.fsops import StagedFile\nimport drivers.xfs\n")
+    assert {"drivers.fsops", "drivers.xfs"} <= _imported_modules(tree)

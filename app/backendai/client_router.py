@@ -10,14 +10,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from app.backendai.client_tokens import ClientTokens
 from app.backendai.transfers import ClientTransfers
-from app.deps import RuntimeDep
+from app.deps import RuntimeDep, get_files_service, get_tus_service
 from app.errors import InvalidRequest
 from app.files.download import file_response
-from app.files.router import download_responses, get_files_service, request_body
+from app.files.router import download_responses, request_body
 from app.openapi_docs import problem_responses
 from app.uploads.protocol import CHECKSUMS, OFFSET_CONTENT_TYPE, TUS_VERSION, check_resumable
 from app.uploads.protocol import parse_length as parse_header_integer
-from app.uploads.router import get_tus_service
 from app.uploads.service import EXTENSIONS
 
 router = APIRouter(tags=["backendai"])
@@ -162,9 +161,8 @@ async def download_head(
 async def _download(
     request: Request, transfers: ClientTransfers, token: str | None, *, head: bool
 ) -> Response:
-    driver, handle, name = await transfers.open_download(token)
-    return file_response(
-        files=driver.files,
+    handle, name = await transfers.open_download(token)
+    return await file_response(
         handle=handle,
         name=name,
         request_headers=request.headers,

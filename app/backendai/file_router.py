@@ -13,12 +13,10 @@ from app.backendai.auth import ManagerDep
 from app.backendai.client_tokens import ClientTokens
 from app.backendai.files import BackendAIFiles
 from app.backendai.schemas import FolderRequest
-from app.deps import RuntimeDep
+from app.deps import RuntimeDep, get_files_service, get_tus_service
 from app.files.download import FileStream
 from app.files.http_conditions import ByteRange
-from app.files.router import get_files_service
 from app.problems import problem_response
-from app.uploads.router import get_tus_service
 
 router = APIRouter(prefix="/folder/file", tags=["backendai"])
 
@@ -137,10 +135,9 @@ async def fetch(
     _manager: ManagerDep, service: BackendAIFilesDep, body: FileRequest, request: Request
 ) -> Response:
     _about(request, body.relpath)
-    driver, handle = await service.fetch(body.volume, body.vfid, body.relpath)
+    handle = await service.fetch(body.volume, body.vfid, body.relpath)
     size = handle.version.size
     return FileStream(
-        files=driver.files,
         handle=handle,
         byte_range=ByteRange(0, size - 1),
         status_code=status.HTTP_200_OK,

@@ -24,10 +24,10 @@ from app.observability.context import bind_log_fields
 from app.uploads.service import TusService
 from app.vfolders.reader import VFolderReader
 from app.vfolders.schemas import VFolder
-from drivers.base import VolumeDriver
+from drivers.base import Readable
 from drivers.errors import DriverError, NotARegularFile
-from drivers.fsops import EntryType, FileEntry, OpenFile
 from drivers.paths import RelativePath, display_text, parse_relative_path, require_single_name
+from drivers.types import EntryType, FileEntry
 
 ENTRY_TYPES = {EntryType.FILE: "FILE", EntryType.DIR: "DIRECTORY", EntryType.SYMLINK: "SYMLINK"}
 # Our listing keeps the permission bits; the Manager formats the whole st_mode (stat.filemode).
@@ -119,12 +119,10 @@ class BackendAIFiles:
         )
         return listing_json(batches)
 
-    async def fetch(self, volume: str, vfid: str, relpath: str) -> tuple[VolumeDriver, OpenFile]:
+    async def fetch(self, volume: str, vfid: str, relpath: str) -> Readable:
         vfolder = await self.folder(volume, vfid)
-        driver, handle, _name = await self._files.open_download(
-            MANAGER_PRINCIPAL, vfolder.id, relpath
-        )
-        return driver, handle
+        handle, _name = await self._files.open_download(MANAGER_PRINCIPAL, vfolder.id, relpath)
+        return handle
 
     async def rename(self, volume: str, vfid: str, relpath: str, new_name: str) -> None:
         vfolder = await self.folder(volume, vfid)

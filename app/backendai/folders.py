@@ -19,8 +19,9 @@ from app.backendai.auth import MANAGER_PRINCIPAL
 from app.backendai.identity import QuotaScopeId, VFolderId
 from app.backendai.lookup import belongs, find_vfolder
 from app.backendai.quota_scopes import BackendAIQuotaScopes, initial_limit, limit_of
+from app.core.runtime import Runtime
 from app.db.session import unit_of_work
-from app.deps import get_vfolder_service
+from app.deps import get_quota_service, get_vfolder_service
 from app.errors import (
     OperationFailed,
     OperationStillRunning,
@@ -28,14 +29,12 @@ from app.errors import (
     VFolderDeleted,
     VFolderNotFound,
 )
-from app.maintenance import EVERY_VOLUME, PURGE_TRASH
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
-from app.quotas.router import get_quota_service
-from app.runtime import Runtime
 from app.tasks.models import TaskRow, TaskState
 from app.tasks.repository import TaskRepository
 from app.tasks.service import owner_of, submit, wake_after_commit
+from app.tasks.upkeep import EVERY_VOLUME, PURGE_TRASH
 from app.vfolders.clone import CLONE_VFOLDER, start_clone
 from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
@@ -43,8 +42,8 @@ from app.vfolders.schemas import VFolder, VFolderCreate
 from app.vfolders.service import VFolderService
 from drivers.base import VolumeDriver
 from drivers.errors import NotADirectory, SymlinkNotFollowed
-from drivers.fsops import EntryType
 from drivers.paths import parse_relative_path
+from drivers.types import EntryType
 
 log = get_logger(__name__)
 

@@ -15,8 +15,7 @@ from app.files.service import FilesService
 from app.observability.context import bind_log_fields
 from app.uploads.service import TusService, UploadState
 from app.vfolders.reader import VFolderReader
-from drivers.base import VolumeDriver
-from drivers.fsops import OpenFile
+from drivers.base import Readable
 
 
 class ClientTransfers:
@@ -68,7 +67,7 @@ class ClientTransfers:
         assert grant.session is not None
         return await self._tus.head(grant.principal(vfolder_id), vfolder_id, grant.session)
 
-    async def open_download(self, token: str | None) -> tuple[VolumeDriver, OpenFile, str]:
+    async def open_download(self, token: str | None) -> tuple[Readable, str]:
         grant, vfolder_id = await self._resolve(token, ClientTokenOp.DOWNLOAD)
         return await self._files.open_download(
             grant.principal(vfolder_id), vfolder_id, str(grant.relpath)

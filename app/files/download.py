@@ -21,7 +21,7 @@ from app.files.http_conditions import (
 )
 from app.observability.logging import get_logger
 from app.problems import problem_response
-from drivers.fsops import OpenFile, PosixFileOps
+from drivers.base import Readable
 from drivers.paths import display_text
 
 log = get_logger(__name__)
@@ -38,15 +38,14 @@ def content_disposition(name: str) -> str:
 
 
 class FileStream(StreamingResponse):
-    """Streams a range of an open file, a chunk per thread-pool read; closes the file however
-    the response ends (finished, client gone, or the file changed under us — then the
+    """Streams a range of an open file, a chunk per read; closes the file however the
+    response ends (finished, client gone, or the file changed under us — then the
     connection is cut, so the client cannot mistake a mixed body for the file)."""
 
     def __init__(
         self,
         *,
-        files: PosixFileOps,
-        handle: OpenFile,
+        handle: Readable,
         byte_range: ByteRange,
         status_code: int,
         headers: Mapping[str, str],
@@ -54,19 +53,17 @@ class FileStream(StreamingResponse):
     ) -> None:
         self._handle = handle
         super().__init__(
-            self._chunks(files, handle, byte_range),
+            self._chunks(handle, byte_range),
             status_code=status_code,
             headers=headers,
             media_type=media_type,
         )
 
     @staticmethod
-    async def _chunks(
-        files: PosixFileOps, handle: OpenFile, byte_range: ByteRange
-    ) -> AsyncIterator[bytes]:
+    async def _chunks(handle: Readable, byte_range: ByteRange) -> AsyncIterator[bytes]:
         offset, remaining = byte_range.start, byte_range.length
         while remaining > 0:
-            chunk = await files.read(handle, offset, min(CHUNK_BYTES, remaining))
+            chunk = await handle.read(offset, min(CHUNK_BYTES, remaining))
             if not chunk:
                 break  # cannot happen unless the file changed; read() would have said so
             offset += len(chunk)
@@ -77,13 +74,12 @@ class FileStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._handle.close()
+            await self._handle.close()
 
 
-def file_response(
+async def file_response(
     *,
-    files: PosixFileOps,
-    handle: OpenFile,
+    handle: Readable,
     name: str,
     request_headers: Mapping[str, str],
     head: bool,
@@ -105,7 +101,7 @@ def file_response(
         if_none_match=request_headers.get("if-none-match"),
         if_modified_since=request_headers.get("if-modified-since"),
     ):
-        handle.close()
+        await handle.close()
         return Response(status_code=304, headers=headers)
 
     status_code = 200
@@ -114,7 +110,7 @@ def file_response(
         try:
             requested = parse_range(request_headers.get("range"), version.size)
         except Unsatisfiable:
-            handle.close()
+            await handle.close()
             response = problem_response(
                 problem_type="/problems/range-not-satisfiable",
                 title="Range not satisfiable",
@@ -132,10 +128,9 @@ def file_response(
     headers["Content-Length"] = str(max(byte_range.length, 0))
 
     if head or version.size == 0:
-        handle.close()
+        await handle.close()
         return Response(status_code=status_code, headers=headers, media_type=media_type)
     return FileStream(
-        files=files,
         handle=handle,
         byte_range=byte_range,
         status_code=status_code,

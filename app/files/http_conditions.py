@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from drivers.fsops import FileVersion
+from drivers.types import FileVersion
 
 _ETAG = re.compile(r'^"([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]+)"$')
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")

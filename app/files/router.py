@@ -4,13 +4,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
 from app.auth.principal import Principal
-from app.auth.transfer import TransferMinter
-from app.deps import PrincipalDep, RuntimeDep, TransferablePrincipalDep
+from app.deps import FilesServiceDep, PrincipalDep, TransferablePrincipalDep
 from app.errors import PreconditionFailed, Problem, RequestAborted, driver_problem
 from app.files.download import file_response
 from app.files.form_stream import boundary_of
@@ -33,10 +32,10 @@ from app.files.schemas import (
 )
 from app.files.service import FilesService
 from app.openapi_docs import VFOLDER_ACCESS, problem_responses
-from app.pagination import DEFAULT_LIMIT, MAX_LIMIT, cursor_sealer
+from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from drivers.errors import DriverError, PathExists
-from drivers.fsops import FileEntry
 from drivers.paths import display_text
+from drivers.types import FileEntry
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}", tags=["files"])
 
@@ -45,24 +44,6 @@ PathQuery = Annotated[
     str, Query(max_length=8192, description="Relative to the vfolder root; empty for the root.")
 ]
 UrlPath = Annotated[str, Path(description="Relative to the vfolder root, percent-encoded.")]
-
-
-def get_files_service(runtime: RuntimeDep) -> FilesService:
-    return FilesService(
-        sessions=runtime.sessions,
-        reader=runtime.vfolder_reader,
-        volumes=runtime.volumes,
-        minter=TransferMinter(
-            secret=runtime.settings.jwt_secret,
-            audience=runtime.authenticator.audience,
-            issuer=runtime.authenticator.issuer,
-        ),
-        quotas=runtime.quota_ledger,
-        cursors=cursor_sealer(runtime.settings),
-    )
-
-
-FilesServiceDep = Annotated[FilesService, Depends(get_files_service)]
 
 
 async def request_body(request: Request) -> AsyncIterator[bytes]:
@@ -198,11 +179,8 @@ async def _download(
     *,
     head: bool,
 ) -> Response:
-    driver, handle, name = await service.open_download(
-        principal, vfolder_id, path_after(request, "files")
-    )
-    return file_response(
-        files=driver.files,
+    handle, name = await service.open_download(principal, vfolder_id, path_after(request, "files"))
+    return await file_response(
         handle=handle,
         name=name,
         request_headers=request.headers,

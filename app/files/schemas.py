@@ -9,8 +9,8 @@ from pydantic_core import to_json
 
 from app.auth.transfer import MAX_TTL_SECONDS, TransferOperation
 from app.errors import Problem
-from drivers.fsops import EntryType, FileEntry
 from drivers.paths import display_text, is_utf8
+from drivers.types import EntryType, FileEntry
 
 PathText = Annotated[str, Field(max_length=4096, description="Relative to the vfolder root.")]
 

@@ -9,20 +9,16 @@ node."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import uuid
-from collections.abc import AsyncIterator, Generator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-import anyio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from app.auth.principal import Principal
 from app.auth.transfer import TransferMinter, TransferOperation
-from app.body_writer import write_body
+from app.content.body_writer import write_body
+from app.content.foresight import foreseen_store, missing_entries
+from app.content.store import ContentStore
 from app.errors import (
     InsufficientStorage,
     InvalidRequest,
@@ -41,25 +37,13 @@ from app.files.schemas import (
     UploadedFile,
     UploadedFiles,
 )
-from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
 from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
-from app.permissions.policy import NEEDED_MODE, Access, VFolderOperation
+from app.permissions.access import AccessGate, Target
+from app.permissions.policy import NEEDED_MODE, VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
-from app.vfolders.reader import VFolderReader
-from app.vfolders.schemas import VFolder
-from app.volumes.registry import VolumeRegistry
-from drivers.base import VolumeDriver
-from drivers.errors import DriverError, NotADirectory, PathExists, PathNotFound, UnsafePath
-from drivers.fsops import (
-    Committed,
-    EntryType,
-    FileEntry,
-    FileVersion,
-    OpenFile,
-    PosixFileOps,
-    Usage,
-)
+from drivers.base import Readable, Staged
+from drivers.errors import DriverError, NotADirectory, PathExists, UnsafePath
 from drivers.paths import (
     MAX_PATH_BYTES,
     RelativePath,
@@ -67,6 +51,7 @@ from drivers.paths import (
     parse_relative_path,
     require_single_name,
 )
+from drivers.types import Committed, EntryType, FileEntry, FileVersion, Usage
 
 log = get_logger(__name__)
 
@@ -75,29 +60,19 @@ LISTING_BATCH = 1000
 MAX_CURSOR_DEPTH = MAX_PATH_BYTES // 2
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    vfolder: VFolder
-    driver: VolumeDriver
-    access: Access
-
-
 class FilesService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
-        reader: VFolderReader,
-        volumes: VolumeRegistry,
+        gate: AccessGate,
         minter: TransferMinter,
         quotas: QuotaLedger,
         cursors: CursorSealer,
     ) -> None:
         self._cursors = cursors
         self._quotas = quotas
-        self._sessions = sessions
-        self._reader = reader
-        self._volumes = volumes
+        self._content = ContentStore(quotas)
+        self._gate = gate
         self._minter = minter
 
     @staticmethod
@@ -119,7 +94,7 @@ class FilesService:
             if request.operation is TransferOperation.DOWNLOAD
             else VFolderOperation.WRITE_FILES
         )
-        await self._target(principal, vfolder_id, needed)
+        await self._gate.target(principal, vfolder_id, needed)
         rel = parse_relative_path(request.path)
         token, jti, expires = self._minter.mint(
             minter=principal,
@@ -146,21 +121,10 @@ class FilesService:
             url=url,
         )
 
-    async def _target(
-        self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
-    ) -> Target:
-        async with self._sessions() as session:
-            vfolder, access = await self._reader.load_authorized(
-                session, principal, vfolder_id, operation
-            )
-        driver = self._volumes.get(vfolder.volume)
-        bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation=operation.value)
-        return Target(vfolder, driver, access)
-
     # -- reading ---------------------------------------------------------------------------
 
     async def stat(self, principal: Principal, vfolder_id: uuid.UUID, path: str) -> FileInfo:
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path, existing=True)
         return FileInfo.of(await target.driver.files.stat(vfolder_id, rel))
 
@@ -175,7 +139,7 @@ class FilesService:
         limit: int,
     ) -> tuple[list[FileEntry], str | None]:
         """One page of entries and the cursor of the next page (None on the last)."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path, existing=True)
         listing = _listing(principal, vfolder_id, rel, recursive=recursive)
         after = None
@@ -195,22 +159,23 @@ class FilesService:
     ) -> AsyncIterator[list[FileEntry]]:
         """Batches of a whole listing, for NDJSON. Checks everything that can fail up front,
         so that the answer is a proper problem rather than a broken stream."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.READ)
         rel = parse_relative_path(path, existing=True)
         top = await target.driver.files.stat(vfolder_id, rel)
         if top.type is not EntryType.DIR:
             raise NotADirectory(f"{rel or '/'} is not a directory")
-        entries = target.driver.files.open_listing(vfolder_id, rel, recursive=recursive)
-        return _batches(entries)
+        return target.driver.files.listing(
+            vfolder_id, rel, recursive=recursive, batch=LISTING_BATCH
+        )
 
     async def open_download(
         self, principal: Principal, vfolder_id: uuid.UUID, path: str
-    ) -> tuple[VolumeDriver, OpenFile, str]:
+    ) -> tuple[Readable, str]:
+        """The file open for reading, and its name."""
         rel = parse_relative_path(path, existing=True)
         self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.DOWNLOAD)
-        target = await self._target(principal, vfolder_id, VFolderOperation.READ)
-        handle = await target.driver.files.open_for_read(vfolder_id, rel)
-        return target.driver, handle, rel.name
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.READ)
+        return await self._content.open_read(target.driver.files, vfolder_id, rel), rel.name
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -228,7 +193,7 @@ class FilesService:
     ) -> UploadedFile:
         rel = parse_relative_path(path)
         self._within_transfer_scope(principal, vfolder_id, rel, TransferOperation.UPLOAD)
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         if content_length is not None:
             capacity = await target.driver.capacity()
             if content_length > capacity.free_bytes:
@@ -267,7 +232,7 @@ class FilesService:
     ) -> UploadedFiles:
         """Each file part of a multipart/form-data body lands at ``directory``/its filename
         (a relative path is kept, as browsers send for folder uploads)."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         base = parse_relative_path(directory)
         uploaded: list[UploadedFile] = []
         events = file_events(body, boundary=boundary)
@@ -307,8 +272,7 @@ class FilesService:
         parents: bool,
         content_length: int | None = None,
     ) -> Committed:
-        """Stream ``body`` into a staging file, then commit it and the ledger together. On
-        any failure — the client going away included — the staging file is removed."""
+        """Stream ``body`` into a staging file, then commit it and the ledger together."""
         files = target.driver.files
         vfolder_id = target.vfolder.id
         if rel.is_root:
@@ -329,27 +293,20 @@ class FilesService:
                 fresh=True,
             )
             cover.covered = content_length
-        staged = await files.create_staged(vfolder_id)
-        committed: Committed | None = None
-        try:
+
+        async def fill(staged: Staged) -> None:
             await write_body(staged, body, on_batch=cover)
-            # On disk before the vfolder's ledger lock is taken: writers to one vfolder then
-            # queue behind each other's rename, not behind each other's fsync.
-            await anyio.to_thread.run_sync(staged.sync)
-            async with self._quotas.change(vfolder_id) as change:
-                foreseen = await foreseen_store(
-                    files, vfolder_id, rel, staged.size, replace=replace, parents=parents
-                )
-                await change.settle(foreseen, holder=holder)
-                committed = await files.commit_staged(
-                    staged, vfolder_id, rel, replace=replace, parents=parents, if_match=if_match
-                )
-                await change.correct(committed.added - committed.replaced - foreseen)
-        finally:
-            if committed is None:
-                with anyio.CancelScope(shield=True):
-                    await files.discard_staged(staged)
-                    await self._quotas.release(holder)
+
+        committed = await self._content.store(
+            files,
+            vfolder_id,
+            rel,
+            fill,
+            replace=replace,
+            parents=parents,
+            if_match=if_match,
+            holder=holder,
+        )
         log.info("file stored", extra={"path": str(rel), "size": committed.added.bytes})
         return committed
 
@@ -362,7 +319,7 @@ class FilesService:
         parents: bool,
         exist_ok: bool,
     ) -> FileInfo:
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         rel = parse_relative_path(path)
         files = target.driver.files
         async with self._quotas.change(vfolder_id) as change:
@@ -384,7 +341,7 @@ class FilesService:
     ) -> FileInfo:
         """The source may be a name that is not UTF-8 (moving it to a good one is how to
         fix it); the destination may not."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         if percent_encoded:
             source, destination = percent_decoded(source), percent_decoded(destination)
         src = parse_relative_path(source, existing=True)
@@ -406,7 +363,7 @@ class FilesService:
         except PathExists:
             if overwrite and not may_destroy:
                 # Refused (and audited) as a deletion would be.
-                await self._target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
+                await self._gate.target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
             raise
         return FileInfo.of(await target.driver.files.stat(vfolder_id, dst))
 
@@ -420,7 +377,7 @@ class FilesService:
         percent_encoded: bool = False,
     ) -> DeleteResults:
         """Each path on its own: one failure does not stop the others."""
-        target = await self._target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.DELETE_FILES)
         results: list[DeleteResult] = []
         for path in paths:
             try:
@@ -438,40 +395,6 @@ class FilesService:
         return DeleteResults(results=results)
 
 
-async def missing_entries(files: PosixFileOps, vfolder_id: uuid.UUID, rel: RelativePath) -> int:
-    """How many of ``rel`` and its parents do not exist yet (what a ``mkdir -p`` adds)."""
-    missing = 0
-    for depth in range(len(rel.parts), 0, -1):
-        try:
-            await files.stat(vfolder_id, RelativePath(rel.parts[:depth]))
-        except PathNotFound:
-            missing += 1
-            continue
-        break
-    return missing
-
-
-async def foreseen_store(
-    files: PosixFileOps,
-    vfolder_id: uuid.UUID,
-    rel: RelativePath,
-    size: int,
-    *,
-    replace: bool,
-    parents: bool,
-) -> Usage:
-    """What storing ``size`` bytes at ``rel`` will change in the ledger, foreseen under the
-    vfolder's row lock (only a write through a mount can make it differ)."""
-    try:
-        existing = await files.stat(vfolder_id, rel)
-    except PathNotFound:
-        made = await missing_entries(files, vfolder_id, rel.parent) if parents else 0
-        return Usage(size, 1 + made)
-    if replace and existing.type is EntryType.FILE:
-        return Usage(size - existing.size, 0)
-    return Usage(size, 0)  # refused by the commit (it exists), or replacing a non-file
-
-
 async def _part_data(events: AsyncIterator[object]) -> AsyncIterator[bytes]:
     """The data of the current file part, up to its end."""
     async for event in events:
@@ -480,20 +403,6 @@ async def _part_data(events: AsyncIterator[object]) -> AsyncIterator[bytes]:
         elif isinstance(event, FileEnd):
             return
     raise InvalidRequest("the multipart body ended inside a file part")
-
-
-async def _batches(entries: Generator[FileEntry]) -> AsyncIterator[list[FileEntry]]:
-    try:
-        while True:
-            batch = await anyio.to_thread.run_sync(
-                lambda: list(itertools.islice(entries, LISTING_BATCH))
-            )
-            if not batch:
-                return
-            yield batch
-    finally:
-        with contextlib.suppress(Exception):
-            await anyio.to_thread.run_sync(entries.close)
 
 
 def _listing(

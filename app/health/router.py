@@ -1,22 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from app.deps import RuntimeDep
+from app.deps import HealthServiceDep
 from app.health.schemas import CheckStatus, Liveness, Readiness
-from app.health.service import HealthService
 from app.openapi_docs import problem_responses
 
 router = APIRouter(prefix="/health", tags=["health"])
-
-
-def get_health_service(runtime: RuntimeDep) -> HealthService:
-    return HealthService(runtime)
-
-
-HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 
 @router.get("/live", operation_id="health-live")

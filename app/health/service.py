@@ -8,9 +8,9 @@ import asyncio
 from sqlalchemy import text
 
 from app.cache import CacheStatus
+from app.core.runtime import Runtime
 from app.errors import ServiceNotReady
 from app.health.schemas import Check, CheckStatus, Readiness
-from app.runtime import Runtime
 from drivers.errors import DriverError
 
 CHECK_TIMEOUT_SECONDS = 3.0

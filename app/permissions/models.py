@@ -10,8 +10,7 @@ from sqlalchemy import ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
-from app.db.types import UTCDateTime
-from app.vfolders.models import utcnow
+from app.db.types import UTCDateTime, utcnow
 
 
 class Mode(enum.StrEnum):

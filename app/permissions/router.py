@@ -1,30 +1,15 @@
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Response, status
 
-from app.db.session import after_commit
-from app.deps import PrincipalDep, RuntimeDep, SessionDep
+from app.deps import GrantServiceDep, PrincipalDep
 from app.openapi_docs import problem_responses
 from app.permissions.models import GranteeType
 from app.permissions.schemas import GranteeId, GrantInfo, GrantList, GrantSet
-from app.permissions.service import GrantService
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}/grants", tags=["grants"])
-
-
-def get_grant_service(runtime: RuntimeDep, session: SessionDep) -> GrantService:
-    return GrantService(
-        session=session,
-        reader=runtime.vfolder_reader,
-        schedule_after_commit=lambda hook: after_commit(session, hook),
-        changes=runtime.metrics.grant_changes,
-    )
-
-
-GrantServiceDep = Annotated[GrantService, Depends(get_grant_service)]
 
 
 @router.get("", operation_id="grants-list", responses=problem_responses(403, 404, 410))

@@ -26,7 +26,7 @@ from app.quotas.models import QuotaRow, ReservationRow
 from app.quotas.repository import QuotaRepository, Scope, ScopeUsage, scopes_of
 from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import VFolderRepository
-from drivers.fsops import Usage
+from drivers.types import Usage
 
 log = get_logger(__name__)
 

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import anyio
 from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,7 +29,7 @@ from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
-from drivers.fsops import Usage
+from drivers.types import Usage
 
 log = get_logger(__name__)
 
@@ -82,8 +81,7 @@ class Reconciler:
             ).all()
         known = {row.id for row in rows}
         live = sorted(row.id for row in rows if row.status != VFolderStatus.DELETED.value)
-        layout = self._volumes.get(volume).files.sync.layout
-        on_disk = set(await anyio.to_thread.run_sync(lambda: list(layout.vfolder_ids())))
+        on_disk = set(await self._volumes.get(volume).vfolder_ids())
         report.orphan_directories = sorted(on_disk - known)
         for done, vfolder_id in enumerate(live, start=1):
             if vfolder_id not in on_disk:

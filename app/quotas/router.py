@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from app.db.session import after_commit
-from app.deps import PrincipalDep, RuntimeDep, SessionDep
+from app.deps import PrincipalDep, QuotaServiceDep, ReconcilerDep, RuntimeDep, SessionDep
 from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.permissions.policy import VFolderOperation
 from app.quotas.models import ScopeType
-from app.quotas.reconcile import Reconciler
 from app.quotas.schemas import QuotaLimits, QuotaList, QuotaView, ReconcileReport
-from app.quotas.service import QuotaService
 from app.tasks.schemas import TaskView
 from app.tasks.service import wake_after_commit
 
@@ -24,27 +21,6 @@ VolumeQuery = Annotated[
     str | None,
     Query(description="The volume of a user or group scope (a vfolder's is its own)."),
 ]
-
-
-def get_quota_service(runtime: RuntimeDep, session: SessionDep) -> QuotaService:
-    return QuotaService(
-        session=session,
-        reader=runtime.vfolder_reader,
-        volumes=runtime.volumes,
-        ledger=runtime.quota_ledger,
-        cache=runtime.cache,
-        after_commit=lambda hook: after_commit(session, hook),
-    )
-
-
-QuotaServiceDep = Annotated[QuotaService, Depends(get_quota_service)]
-
-
-def get_reconciler(runtime: RuntimeDep) -> Reconciler:
-    return runtime.reconciler
-
-
-ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
 
 
 @router.get(

@@ -2,68 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, Request, Response, status
 
-from app.deps import PrincipalDep, RuntimeDep
+from app.deps import PrincipalDep, SnapshotServiceDep
 from app.files.raw_paths import query_value
 from app.files.schemas import FileList, file_list_json
 from app.openapi_docs import VFOLDER_ACCESS, problem_responses
-from app.pagination import MAX_LIMIT, cursor_sealer
-from app.snapshots.service import SnapshotService
-from drivers.base import SnapshotInfo
+from app.pagination import MAX_LIMIT
+from app.snapshots.schemas import SnapshotCreate, SnapshotList, SnapshotRestore, SnapshotView
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}/snapshots", tags=["snapshots"])
 
-SnapshotName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
-
-
-class SnapshotCreate(BaseModel):
-    name: SnapshotName
-
-
-class SnapshotView(BaseModel):
-    name: str
-    created_at: datetime
-    size_bytes: int | None = Field(
-        description="Space only this snapshot holds (what deleting it frees); null if unknown."
-    )
-
-    @classmethod
-    def of(cls, info: SnapshotInfo) -> SnapshotView:
-        return cls(
-            name=info.name,
-            created_at=datetime.fromtimestamp(info.created_at, UTC),
-            size_bytes=info.size_bytes,
-        )
-
-
-class SnapshotList(BaseModel):
-    items: list[SnapshotView]
-
-
-class SnapshotRestore(BaseModel):
-    path: str | None = Field(
-        default=None, description="One file to restore (replacing it); null: the whole vfolder."
-    )
-
-
-def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
-    return SnapshotService(
-        sessions=runtime.sessions,
-        reader=runtime.vfolder_reader,
-        volumes=runtime.volumes,
-        ledger=runtime.quota_ledger,
-        reconciler=runtime.reconciler,
-        cursors=cursor_sealer(runtime.settings),
-    )
-
-
-SnapshotServiceDep = Annotated[SnapshotService, Depends(get_snapshot_service)]
 PROBLEMS = (400, 401, *VFOLDER_ACCESS)
 
 

@@ -5,28 +5,23 @@ the whole vfolder. Elsewhere every call answers 409 ``/problems/capability-missi
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Iterator
 
-import anyio
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from app.auth.principal import Principal
+from app.content.store import ContentStore
 from app.errors import CapabilityMissing, InvalidRequest
-from app.files.service import foreseen_store, resume_point
+from app.files.service import resume_point
 from app.observability.logging import get_logger
 from app.pagination import CursorSealer, Listing, principal_key
+from app.permissions.access import AccessGate
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
-from app.vfolders.reader import VFolderReader
-from app.volumes.registry import VolumeRegistry
-from drivers.base import SnapshotCapable, SnapshotInfo, VolumeDriver
-from drivers.clone import copy_file_data
+from drivers.base import SnapshotCapable, SnapshotInfo, Staged, VolumeDriver
 from drivers.errors import SnapshotNotFound, VFolderDirectoryMissing
-from drivers.fsops import FileEntry
 from drivers.paths import RelativePath, parse_relative_path
+from drivers.types import FileEntry
 
 log = get_logger(__name__)
 
@@ -35,28 +30,22 @@ class SnapshotService:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
-        reader: VFolderReader,
-        volumes: VolumeRegistry,
+        gate: AccessGate,
         ledger: QuotaLedger,
         reconciler: Reconciler,
         cursors: CursorSealer,
     ) -> None:
         self._cursors = cursors
-        self._sessions = sessions
-        self._reader = reader
-        self._volumes = volumes
+        self._gate = gate
         self._ledger = ledger
+        self._content = ContentStore(ledger)
         self._reconciler = reconciler
 
     async def _driver(
         self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
     ) -> tuple[VolumeDriver, SnapshotCapable]:
-        async with self._sessions() as session:
-            vfolder, _ = await self._reader.load_authorized(
-                session, principal, vfolder_id, operation
-            )
-        driver = self._volumes.get(vfolder.volume)
+        target = await self._gate.target(principal, vfolder_id, operation)
+        vfolder, driver = target.vfolder, target.driver
         if driver.snapshots is None:
             raise CapabilityMissing(
                 f"volume {vfolder.volume} ({driver.backend}) cannot take snapshots",
@@ -136,26 +125,18 @@ class SnapshotService:
     ) -> None:
         source = snapshots.snapshot_files(vfolder_id, name)
         with _snapshot_missing_is(name):
-            handle = await source.open_for_read(vfolder_id, rel)  # refuses dirs and symlinks
-        staged = await driver.files.create_staged(vfolder_id)
-        committed = False
+            # Refuses directories and symlinks.
+            handle = await self._content.open_read(source, vfolder_id, rel)
         try:
-            staged.size = await anyio.to_thread.run_sync(_copy_into, handle.fd, staged.fd)
-            async with self._ledger.change(vfolder_id) as change:
-                foreseen = await foreseen_store(
-                    driver.files, vfolder_id, rel, staged.size, replace=True, parents=True
-                )
-                await change.settle(foreseen)
-                done = await driver.files.commit_staged(
-                    staged, vfolder_id, rel, replace=True, parents=True
-                )
-                committed = True
-                await change.correct(done.added - done.replaced - foreseen)
+
+            async def fill(staged: Staged) -> None:
+                await driver.files.copy_into_staged(handle, staged)
+
+            await self._content.store(
+                driver.files, vfolder_id, rel, fill, replace=True, parents=True
+            )
         finally:
-            await anyio.to_thread.run_sync(handle.close)
-            if not committed:
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await driver.files.discard_staged(staged)
+            await handle.close()
 
 
 @contextlib.contextmanager
@@ -181,9 +162,3 @@ def _listing(
         "sort": "name",
         "principal": principal_key(principal),
     }
-
-
-def _copy_into(source_fd: int, target_fd: int) -> int:
-    size = os.fstat(source_fd).st_size
-    copy_file_data(source_fd, target_fd, size)
-    return size

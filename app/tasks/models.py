@@ -10,8 +10,7 @@ from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, Uuid, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
-from app.db.types import UTCDateTime
-from app.vfolders.models import utcnow
+from app.db.types import UTCDateTime, utcnow
 
 
 class TaskState(enum.StrEnum):

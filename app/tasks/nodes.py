@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.background import PeriodicJob
 from app.observability.logging import get_logger
-from app.tasks.models import NodeRow
+from app.tasks.periodic import PeriodicJob
+from app.tasks.repository import NodeRepository
 
 log = get_logger(__name__)
 
@@ -36,14 +35,9 @@ class NodeHeartbeat(PeriodicJob):
         """Renews (or registers) this node's lease; forgets nodes long dead."""
         now = datetime.now(UTC)
         async with self._sessions() as session, session.begin():
-            renewed = await session.execute(
-                update(NodeRow).where(NodeRow.id == self.node).values(alive_until=now + self._lease)
-            )
-            if not getattr(renewed, "rowcount", 0):
-                session.add(NodeRow(id=self.node, started_at=now, alive_until=now + self._lease))
-            await session.execute(
-                delete(NodeRow).where(NodeRow.alive_until < now - FORGET_DEAD_AFTER)
-            )
+            nodes = NodeRepository(session)
+            await nodes.renew(self.node, now=now, until=now + self._lease)
+            await nodes.forget_dead_before(now - FORGET_DEAD_AFTER)
         return 1
 
     async def leave(self) -> None:
@@ -51,6 +45,6 @@ class NodeHeartbeat(PeriodicJob):
         be reached now, once its lease runs out)."""
         try:
             async with self._sessions() as session, session.begin():
-                await session.execute(delete(NodeRow).where(NodeRow.id == self.node))
+                await NodeRepository(session).remove(self.node)
         except Exception:
             log.warning("could not deregister node %s; its lease will run out", self.node)

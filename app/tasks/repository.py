@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.tasks.models import TaskRow, TaskState
+from app.tasks.models import NodeRow, TaskRow, TaskState
 
 
 class TaskRepository:
@@ -33,6 +33,25 @@ class TaskRepository:
         if owner is not None:
             stmt = stmt.where(TaskRow.owner == owner)
         return (await self._session.execute(stmt)).scalars().all()
+
+    async def live(self, *, kind: str, target: str) -> TaskRow | None:
+        """The queued or running task of this kind and target (at most one: a unique index)."""
+        stmt = select(TaskRow).where(
+            TaskRow.kind == kind,
+            TaskRow.target == target,
+            TaskRow.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value]),
+        )
+        return (await self._session.execute(stmt)).scalar_one_or_none()
+
+    async def prune_finished(self, *, owner: str, before: datetime) -> None:
+        """Forgets ``owner``'s tasks that finished before ``before``."""
+        await self._session.execute(
+            delete(TaskRow).where(
+                TaskRow.owner == owner,
+                TaskRow.state.in_([s.value for s in TaskState if s.final]),
+                TaskRow.finished_at < before,
+            )
+        )
 
     async def claim(
         self, *, node: str, now: datetime, lease_until: datetime, kinds: Sequence[str]
@@ -133,3 +152,25 @@ class TaskRepository:
             )
         )
         return bool(getattr(outcome, "rowcount", 0))
+
+
+class NodeRepository:
+    """The nodes' liveness leases."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def renew(self, node: str, *, now: datetime, until: datetime) -> None:
+        """Extends ``node``'s lease to ``until``, registering the node if it has none."""
+        renewed = await self._session.execute(
+            update(NodeRow).where(NodeRow.id == node).values(alive_until=until)
+        )
+        if not getattr(renewed, "rowcount", 0):
+            self._session.add(NodeRow(id=node, started_at=now, alive_until=until))
+            await self._session.flush()
+
+    async def forget_dead_before(self, moment: datetime) -> None:
+        await self._session.execute(delete(NodeRow).where(NodeRow.alive_until < moment))
+
+    async def remove(self, node: str) -> None:
+        await self._session.execute(delete(NodeRow).where(NodeRow.id == node))

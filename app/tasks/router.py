@@ -8,16 +8,15 @@ from typing import Annotated
 from uuid import UUID
 
 import anyio
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from app.deps import PrincipalDep, RuntimeDep, SessionDep
+from app.core.runtime import Runtime
+from app.deps import PrincipalDep, RuntimeDep, TaskServiceDep
 from app.openapi_docs import problem_responses
-from app.runtime import Runtime
 from app.tasks.models import TaskState
 from app.tasks.repository import TaskRepository
 from app.tasks.schemas import TaskList, TaskView
-from app.tasks.service import TaskService
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -59,13 +58,6 @@ TASK_EVENT_SCHEMA = {
         ),
     ]
 }
-
-
-def get_task_service(session: SessionDep) -> TaskService:
-    return TaskService(session)
-
-
-TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 
 
 @router.get("", operation_id="tasks-list", responses=problem_responses(401))

@@ -9,12 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.background import PeriodicJob
 from app.observability.logging import get_logger
-from app.tasks.models import TaskRow, TaskState
+from app.tasks.periodic import PeriodicJob
+from app.tasks.repository import TaskRepository
 from app.tasks.service import SCHEDULER, schedule_once, submit
 
 log = get_logger(__name__)
@@ -61,12 +60,8 @@ class Scheduler(PeriodicJob):
                     session, kind=schedule.kind, target=schedule.target, period=period
                 )
                 queued += task is not None
-            await session.execute(
-                delete(TaskRow).where(
-                    TaskRow.owner == SCHEDULER,
-                    TaskRow.state.in_([s.value for s in TaskState if s.final]),
-                    TaskRow.finished_at < datetime.now(UTC) - KEEP_FINISHED,
-                )
+            await TaskRepository(session).prune_finished(
+                owner=SCHEDULER, before=datetime.now(UTC) - KEEP_FINISHED
             )
         if queued:
             self._on_queued()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,12 +39,7 @@ async def submit(session: AsyncSession, *, kind: str, target: str, owner: str) -
             await TaskRepository(session).add(row)
             return row
     except IntegrityError:
-        stmt = select(TaskRow).where(
-            TaskRow.kind == kind,
-            TaskRow.target == target,
-            TaskRow.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value]),
-        )
-        live = (await session.execute(stmt)).scalar_one_or_none()
+        live = await TaskRepository(session).live(kind=kind, target=target)
         if live is None:  # it finished in between: queue a fresh one
             return await submit(session, kind=kind, target=target, owner=owner)
         return live

@@ -7,12 +7,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import partial
 
-import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.background import PeriodicJob
 from app.observability.logging import get_logger
 from app.quotas.ledger import upload_holder
 from app.quotas.repository import QuotaRepository
@@ -26,26 +23,22 @@ from drivers.paths import parse_relative_path
 log = get_logger(__name__)
 
 
-class UploadReaper(PeriodicJob):
-    name = "upload-reaper"
+class UploadReaper:
+    """Run by the ``release-abandoned`` task (``app.tasks.upkeep``); its repair runs once
+    before the node serves."""
 
     def __init__(
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
         volumes: VolumeRegistry,
-        interval_seconds: float,
         place: Callable[[uuid.UUID], Awaitable[bool]] | None = None,
     ) -> None:
         """``place`` (``TusService.finish_received``) places an upload whose bytes were all
         recorded by a writer that died before placing the file."""
-        super().__init__(interval_seconds=interval_seconds)
         self._sessions = sessions
         self._volumes = volumes
         self._place = place
-
-    async def on_start(self) -> None:
-        await self.repair_interrupted_completions()
 
     async def repair_interrupted_completions(self) -> int:
         """An upload whose bytes were all acknowledged, whose staging file is gone and whose
@@ -69,9 +62,7 @@ class UploadReaper(PeriodicJob):
                 if vfolder is None or row is None or row.status != UploadStatus.ACTIVE.value:
                     continue
                 files = self._volumes.get(vfolder.volume).files
-                if await anyio.to_thread.run_sync(
-                    partial(files.sync.staged_exists, staging_name, vfolder_id=vfolder_id)
-                ):
+                if await files.staged_exists(vfolder_id, staging_name):
                     unplaced.append(upload_id)  # placed below, outside the vfolder's lock
                     continue
                 try:
@@ -132,9 +123,7 @@ class UploadReaper(PeriodicJob):
                 await QuotaRepository(session).drop_reservation(upload_holder(upload_id))
             if volume is not None:
                 try:
-                    await self._volumes.get(volume).files.remove_staged(
-                        staging_name, vfolder_id=vfolder_id
-                    )
+                    await self._volumes.get(volume).files.remove_staged(vfolder_id, staging_name)
                 except DriverError as exc:
                     log.warning("cannot remove staging file %s: %s", staging_name, exc)
             removed += 1

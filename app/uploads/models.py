@@ -11,8 +11,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String, Text, Uui
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
-from app.db.types import UTCDateTime
-from app.vfolders.models import utcnow
+from app.db.types import UTCDateTime, utcnow
 
 # A tus upload's staging file is named after it (the driver keeps the same prefix apart).
 TUS_STAGING_PREFIX = "tus-"

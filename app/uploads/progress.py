@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import uuid
 
-import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import UploadLockLost
 from app.uploads.locks import UploadLease
 from app.uploads.repository import UploadRepository
-from drivers.fsops import StagedFile
+from drivers.base import Staged
 
 # Between two checkpoints of a long PATCH. Each costs one fsync and one UPDATE; the fsync finds
 # little left to write (the body writer starts writeback as it goes), and 8 MiB is a fraction
@@ -28,7 +27,7 @@ class RecordedProgress:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        staged: StagedFile,
+        staged: Staged,
         lease: UploadLease,
         *,
         offset: int,
@@ -57,7 +56,7 @@ class RecordedProgress:
         size = self._staged.size
         if size == self.recorded:
             return
-        await anyio.to_thread.run_sync(self._staged.sync)
+        await self._staged.sync()
         self._lease.check()
         async with self._sessions() as session, session.begin():
             advanced = await UploadRepository(session).advance(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import email.utils
 import urllib.parse
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Header, Request, Response, status
 
-from app.deps import RuntimeDep, TransferablePrincipalDep
+from app.deps import TransferablePrincipalDep, TusServiceDep
 from app.errors import InvalidRequest
 from app.files.router import request_body
 from app.openapi_docs import VFOLDER_ACCESS, problem_responses
@@ -24,7 +23,8 @@ from app.uploads.protocol import (
     parse_concat,
     parse_length,
 )
-from app.uploads.service import EXTENSIONS, TusService, UploadState
+from app.uploads.schemas import UnfinishedUpload, UnfinishedUploads
+from app.uploads.service import EXTENSIONS, UploadState
 
 router = APIRouter(prefix="/v1/vfolders/{vfolder_id}/uploads", tags=["uploads"])
 
@@ -40,23 +40,6 @@ def _offset_octets_body(*, required: bool) -> dict[str, object]:
             "content": {OFFSET_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
         }
     }
-
-
-def get_tus_service(runtime: RuntimeDep) -> TusService:
-    return TusService(
-        sessions=runtime.sessions,
-        reader=runtime.vfolder_reader,
-        volumes=runtime.volumes,
-        max_size=runtime.settings.tus_max_size_bytes,
-        expire_after=timedelta(seconds=runtime.settings.upload_expiry_seconds),
-        metrics=runtime.metrics,
-        locks=runtime.upload_locks,
-        quotas=runtime.quota_ledger,
-        collision=runtime.settings.upload_collision,
-    )
-
-
-TusServiceDep = Annotated[TusService, Depends(get_tus_service)]
 
 
 def _http_date(moment: datetime) -> str:
@@ -252,18 +235,6 @@ async def terminate(
     check_resumable(tus_resumable)
     await service.terminate(principal, vfolder_id, upload_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-class UnfinishedUpload(BaseModel):
-    id: UUID
-    destination: str
-    offset: int
-    length: int | None
-    expires_at: datetime
-
-
-class UnfinishedUploads(BaseModel):
-    items: list[UnfinishedUpload]
 
 
 @router.get("", operation_id="uploads-list", responses=problem_responses(*VFOLDER_ACCESS))

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.auth.transfer import TransferOperation
-from app.body_writer import write_body
+from app.content.body_writer import write_body
+from app.content.store import ContentStore
 from app.errors import (
     ChecksumMismatch,
     DestinationExists,
@@ -40,10 +41,10 @@ from app.errors import (
     UploadNotFound,
     UploadTooLarge,
 )
-from app.files.service import foreseen_store
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
+from app.permissions.access import AccessGate
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, upload_holder
 from app.quotas.repository import QuotaRepository
@@ -57,13 +58,12 @@ from app.uploads.protocol import (
     parse_metadata,
 )
 from app.uploads.repository import UploadRepository
-from app.vfolders.reader import VFolderReader
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
-from drivers.base import VolumeDriver
+from drivers.base import Staged, VolumeDriver
 from drivers.errors import DriverError, PathExists, PathNotFound
-from drivers.fsops import StagedFile
 from drivers.paths import RelativePath, parse_relative_path
+from drivers.types import Committed
 
 log = get_logger(__name__)
 
@@ -163,7 +163,7 @@ class TusService:
         self,
         *,
         sessions: async_sessionmaker[AsyncSession],
-        reader: VFolderReader,
+        gate: AccessGate,
         volumes: VolumeRegistry,
         max_size: int,
         expire_after: timedelta,
@@ -174,10 +174,11 @@ class TusService:
     ) -> None:
         self._collision: CollisionPolicy = collision
         self._quotas = quotas
+        self._content = ContentStore(quotas)
         self._metrics = metrics
         self._locks = locks
         self._sessions = sessions
-        self._reader = reader
+        self._gate = gate
         self._volumes = volumes
         self.max_size = max_size
         self._expire_after = expire_after
@@ -191,12 +192,9 @@ class TusService:
             principal.transfer.check(
                 vfolder_id=vfolder_id, path=destination, operation=TransferOperation.UPLOAD
             )
-        async with self._sessions() as session:
-            vfolder, _ = await self._reader.load_authorized(
-                session, principal, vfolder_id, VFolderOperation.WRITE_FILES
-            )
-        bind_log_fields(vfolder_id=vfolder_id, operation="upload")
-        return self._volumes.get(vfolder.volume)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
+        bind_log_fields(operation="upload")
+        return target.driver
 
     async def _load(
         self,
@@ -313,10 +311,8 @@ class TusService:
                 fresh=True,
             )
         try:
-            staged = await driver.files.open_staged(
-                row.staging_name, create=True, vfolder_id=row.vfolder_id
-            )
-            await anyio.to_thread.run_sync(staged.close)
+            staged = await driver.files.open_staged(row.vfolder_id, row.staging_name, create=True)
+            await staged.close()
             async with self._sessions() as session, session.begin():
                 await UploadRepository(session).add(row)
                 # Held by the upload from now on, not by this node: it outlives the node.
@@ -383,13 +379,11 @@ class TusService:
         await self._quotas.merge(
             [upload_holder(p.id) for p in parts], into=upload_holder(row.id), ttl=self._hold_for
         )
-        staged = await driver.files.open_staged(
-            row.staging_name, create=True, vfolder_id=row.vfolder_id
-        )
+        staged = await driver.files.open_staged(row.vfolder_id, row.staging_name, create=True)
         try:
             await driver.files.concatenate_staged(staged, [p.staging_name for p in parts])
         finally:
-            await anyio.to_thread.run_sync(staged.close)
+            await staged.close()
         row.offset = length
         async with self._sessions() as session, session.begin():
             await UploadRepository(session).add(row)
@@ -445,12 +439,12 @@ class TusService:
                     return UploadState.of(current or row)
                 try:
                     staged = await driver.files.open_staged(
-                        current.staging_name, create=False, vfolder_id=current.vfolder_id
+                        current.vfolder_id, current.staging_name, create=False
                     )
                 except PathNotFound:
                     return UploadState.of(current)  # placed already; the repair counts it
                 try:
-                    if not await anyio.to_thread.run_sync(staged.try_lock):
+                    if not await staged.try_lock():
                         return UploadState.of(current)  # a stalled writer of this node
                     if staged.size < (current.offset or 0):
                         log.error(
@@ -459,9 +453,9 @@ class TusService:
                         )
                         return UploadState.of(current)
                     # Bytes past the recorded offset were never acknowledged.
-                    await anyio.to_thread.run_sync(staged.truncate, current.offset)
+                    await staged.truncate(current.offset)
                 finally:
-                    await anyio.to_thread.run_sync(staged.close)
+                    await staged.close()
                 log.warning(
                     "placing an upload whose writer died after its last bytes",
                     extra={"upload_id": str(current.id)},
@@ -476,10 +470,8 @@ class TusService:
         scope = principal.transfer
         if scope is not None:
             scope.check(vfolder_id=vfolder_id, path=scope.path, operation=TransferOperation.UPLOAD)
+        await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         async with self._sessions() as session:
-            await self._reader.load_authorized(
-                session, principal, vfolder_id, VFolderOperation.WRITE_FILES
-            )
             rows = await UploadRepository(session).active_for(vfolder_id, _owner(principal))
         now = datetime.now(UTC)
         return [
@@ -564,14 +556,14 @@ class TusService:
             held_here = False
             try:
                 staged = await driver.files.open_staged(
-                    row.staging_name, create=False, vfolder_id=row.vfolder_id
+                    row.vfolder_id, row.staging_name, create=False
                 )
             except PathNotFound:
                 raise UploadGone(f"upload {row.id} has no staging file any more") from None
             try:
                 # The lease keeps other nodes out; the kernel lock on the file also keeps out
                 # a writer of this node that stalled past its lease and has not noticed yet.
-                if not await anyio.to_thread.run_sync(staged.try_lock):
+                if not await staged.try_lock():
                     raise UploadLocked(f"upload {row.id} is being written by another request")
                 # Under the lock, the recorded offset is the truth; bytes past it were never
                 # acknowledged (a writer died mid-PATCH) and are cut off.
@@ -585,7 +577,7 @@ class TusService:
                         f"{current.offset}",
                         offset=current.offset,
                     )
-                await anyio.to_thread.run_sync(staged.truncate, current.offset)
+                await staged.truncate(current.offset)
                 limit = current.length if current.length is not None else self.max_size
                 holder = upload_holder(row.id)
                 # A known length is reserved whole (at creation, or when declared; again
@@ -624,7 +616,7 @@ class TusService:
                 row.offset = progress.recorded
                 row.length = current.length
             finally:
-                await anyio.to_thread.run_sync(staged.close)
+                await staged.close()
                 if held_here:
                     with anyio.CancelScope(shield=True):
                         await self._quotas.detach(upload_holder(row.id))
@@ -635,7 +627,7 @@ class TusService:
 
     async def _write_body(
         self,
-        staged: StagedFile,
+        staged: Staged,
         body: AsyncIterator[bytes],
         *,
         room: int,
@@ -688,11 +680,11 @@ class TusService:
                     await self._keep_received(progress, staged)
                 else:
                     with contextlib.suppress(OSError):
-                        await anyio.to_thread.run_sync(staged.truncate, progress.recorded)
+                        await staged.truncate(progress.recorded)
             raise
 
     @staticmethod
-    async def _keep_received(progress: RecordedProgress, staged: StagedFile) -> None:
+    async def _keep_received(progress: RecordedProgress, staged: Staged) -> None:
         """The client left mid-PATCH: what reached the file becomes the upload's offset."""
         try:
             await progress.record()
@@ -701,7 +693,7 @@ class TusService:
         except Exception:
             log.warning("could not keep an interrupted PATCH's bytes", exc_info=True)
             with contextlib.suppress(OSError):
-                await anyio.to_thread.run_sync(staged.truncate, progress.recorded)
+                await staged.truncate(progress.recorded)
             return
         log.info(
             "interrupted PATCH kept",
@@ -718,19 +710,17 @@ class TusService:
                 upload.status = UploadStatus.COMPLETED.value
             row.status = UploadStatus.COMPLETED.value
             return UploadState.of(row)
-        staged = await driver.files.open_staged(
-            row.staging_name, create=False, vfolder_id=row.vfolder_id
-        )
+        staged = await driver.files.open_staged(row.vfolder_id, row.staging_name, create=False)
         try:
             destination = await self._place_somewhere(row, driver, staged)
         except PathExists:
-            await anyio.to_thread.run_sync(staged.close)
+            await staged.close()
             await self._terminate_row(row, driver)
             raise DestinationExists(
                 f"{row.destination} appeared meanwhile; upload discarded"
             ) from None
         except BaseException:
-            await anyio.to_thread.run_sync(staged.close)
+            await staged.close()
             raise
         row.destination = str(destination)
         log.info("upload completed", extra={"upload_id": str(row.id), "path": row.destination})
@@ -738,7 +728,7 @@ class TusService:
         return UploadState.of(row)
 
     async def _place_somewhere(
-        self, row: UploadRow, driver: VolumeDriver, staged: StagedFile
+        self, row: UploadRow, driver: VolumeDriver, staged: Staged
     ) -> RelativePath:
         """Places the file at its destination; under the rename policy, at the first free
         name, moving on when another upload racing for it got there first."""
@@ -770,28 +760,27 @@ class TusService:
         return destination
 
     async def _place(
-        self, row: UploadRow, driver: VolumeDriver, staged: StagedFile, destination: RelativePath
+        self, row: UploadRow, driver: VolumeDriver, staged: Staged, destination: RelativePath
     ) -> None:
         """Rename into place and count the usage in one transaction that also marks the
         upload completed: a crash leaves either nothing done or everything done."""
-        async with self._quotas.change(row.vfolder_id) as change:
-            foreseen = await foreseen_store(
-                driver.files,
-                row.vfolder_id,
-                destination,
-                staged.size,
-                replace=row.overwrite,
-                parents=True,
-            )
-            await change.settle(foreseen, holder=upload_holder(row.id))
-            committed = await driver.files.commit_staged(
-                staged, row.vfolder_id, destination, replace=row.overwrite, parents=True
-            )
-            await change.correct(committed.added - committed.replaced - foreseen)
-            upload = await UploadRepository(change.session).get(row.id)
+
+        async def completed(session: AsyncSession, _committed: Committed) -> None:
+            upload = await UploadRepository(session).get(row.id)
             assert upload is not None
             upload.status = UploadStatus.COMPLETED.value
             upload.destination = str(destination)
+
+        await self._content.commit(
+            driver.files,
+            row.vfolder_id,
+            destination,
+            staged,
+            replace=row.overwrite,
+            parents=True,
+            holder=upload_holder(row.id),
+            also=completed,
+        )
 
     # -- termination -----------------------------------------------------------------------
 
@@ -818,7 +807,7 @@ class TusService:
             if upload is not None:
                 upload.status = UploadStatus.TERMINATED.value
             await QuotaRepository(session).drop_reservation(upload_holder(row.id))
-        await driver.files.remove_staged(row.staging_name, vfolder_id=row.vfolder_id)
+        await driver.files.remove_staged(row.vfolder_id, row.staging_name)
 
 
 def _received_in_full(row: UploadRow) -> bool:

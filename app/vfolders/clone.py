@@ -31,9 +31,8 @@ from app.vfolders.schemas import VFolderCreate
 from app.vfolders.service import resolve_owner
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
-from drivers.clone import CloneProgress
-from drivers.layout import VFolderOwner
 from drivers.paths import display_text
+from drivers.types import CloneProgress, VFolderOwner
 
 log = get_logger(__name__)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import BigInteger, Index, String, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base
-from app.db.types import UTCDateTime
+from app.db.types import UTCDateTime, utcnow
 
 
 class OwnerType(enum.StrEnum):
@@ -22,10 +22,6 @@ class VFolderStatus(enum.StrEnum):
     READY = "ready"
     CLONING = "cloning"  # its content is being copied by a task; not usable until ready
     DELETED = "deleted"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 LIVE_CONDITION = text("status <> 'deleted'")

@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.background import PeriodicJob
 from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.vfolders.models import VFolderStatus
@@ -30,8 +29,8 @@ log = get_logger(__name__)
 RESTORE_GRACE_SECONDS = 600.0
 
 
-class TrashPurger(PeriodicJob):
-    name = "trash-purger"
+class TrashPurger:
+    """Run by the ``purge-trash`` task (``app.tasks.upkeep``), once per cluster per period."""
 
     def __init__(
         self,
@@ -39,10 +38,8 @@ class TrashPurger(PeriodicJob):
         volumes: VolumeRegistry,
         sessions: async_sessionmaker[AsyncSession],
         metrics: Metrics,
-        interval_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(interval_seconds=interval_seconds)
         self._volumes = volumes
         self._sessions = sessions
         self._metrics = metrics

@@ -22,6 +22,7 @@ from app.errors import (
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
 from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
+from app.permissions.access import AccessGate
 from app.permissions.models import Mode
 from app.permissions.policy import (
     Access,
@@ -50,7 +51,7 @@ from app.vfolders.schemas import (
 )
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
-from drivers.layout import VFolderOwner
+from drivers.types import VFolderOwner
 
 log = get_logger(__name__)
 
@@ -65,6 +66,7 @@ class VFolderService:
         volumes: VolumeRegistry,
         cache: Cache,
         reader: VFolderReader,
+        gate: AccessGate,
         after_commit: ScheduleAfterCommit,
         on_trashed: Callable[[], Awaitable[None]],
         cursors: CursorSealer,
@@ -75,6 +77,7 @@ class VFolderService:
         self._volumes = volumes
         self._cache = cache
         self._reader = reader
+        self._gate = gate
         self._after_commit = after_commit
         self._on_trashed = on_trashed
 
@@ -278,13 +281,9 @@ class VFolderService:
         log.info("vfolder deleted")
 
     async def mount_info(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderMount:
-        bind_log_fields(vfolder_id=vfolder_id, operation="mount")
-        vfolder, access = await self._reader.load_authorized(
-            self._session, principal, vfolder_id, VFolderOperation.MOUNT
-        )
-        driver = self._volumes.get(vfolder.volume)
-        bind_log_fields(backend=driver.backend)
-        info = await driver.mount_info(vfolder_id)
+        target = await self._gate.target(principal, vfolder_id, VFolderOperation.MOUNT)
+        vfolder, access = target.vfolder, target.access
+        info = await target.driver.mount_info(vfolder_id)
         return VFolderMount(
             vfolder_id=vfolder_id,
             volume=vfolder.volume,

@@ -7,16 +7,15 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import anyio
 import pytest
 
 from drivers.base import VolumeDriver
-from drivers.clone import CloneProgress
 from drivers.errors import BackendUnavailable, InvalidDriverOptions, VFolderDirectoryMissing
-from drivers.layout import BackendAILayout, VFolderOwner, scope_dir_name
+from drivers.layout import BackendAILayout, scope_dir_name
 from drivers.paths import ROOT, parse_relative_path
 from drivers.posix import posix_driver
 from drivers.registry import build_driver
+from drivers.types import CloneProgress, VFolderOwner
 from drivers.xfs import xfs_driver
 from tests.drivers.test_xfs import FakeXfsTools
 from tests.support.app import bearer, client_with_volumes, user_token
@@ -54,7 +53,7 @@ def bai_path(root: Path, scope: str, vfolder_id: uuid.UUID) -> Path:
 
 async def write(driver: VolumeDriver, vfolder_id: uuid.UUID, path: str, data: bytes) -> None:
     staged = await driver.files.create_staged(vfolder_id)
-    await anyio.to_thread.run_sync(staged.write_chunks, [data])
+    await staged.write([data])
     await driver.files.commit_staged(
         staged, vfolder_id, parse_relative_path(path), replace=False, parents=True
     )

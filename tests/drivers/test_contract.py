@@ -16,17 +16,17 @@ import pytest
 
 from drivers.base import VolumeDriver, capabilities_of
 from drivers.btrfs import btrfs_driver
-from drivers.clone import CloneProgress
 from drivers.errors import (
     BackendUnavailable,
     UnknownDriver,
     UnsafePath,
     VFolderDirectoryMissing,
 )
-from drivers.fsops import Usage
+from drivers.fsops import staged_file
 from drivers.paths import ROOT, RelativePath, parse_relative_path
 from drivers.posix import posix_driver
 from drivers.registry import ENTRY_POINT_GROUP, backends, build_driver, forget, register, unregister
+from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
 from tests.drivers.test_xfs import FakeXfsTools
@@ -262,8 +262,8 @@ async def test_an_upload_commits_inside_the_vfolder(driver: VolumeDriver) -> Non
     vfolder_id = uuid.uuid4()
     await driver.create_vfolder(vfolder_id)
     staged = await driver.files.create_staged(vfolder_id)
-    await anyio.to_thread.run_sync(staged.write_chunks, [b"payload"])
-    inode = os.fstat(staged.fd).st_ino
+    await staged.write([b"payload"])
+    inode = await anyio.to_thread.run_sync(lambda: os.fstat(staged_file(staged).fd).st_ino)
     committed = await driver.files.commit_staged(
         staged, vfolder_id, parse_relative_path("in/f.bin"), replace=False, parents=True
     )
@@ -284,19 +284,20 @@ async def test_staging_is_never_a_users_file(driver: VolumeDriver) -> None:
     await driver.create_vfolder(vfolder_id)
     staged = await driver.files.create_staged(vfolder_id)
     try:
-        await anyio.to_thread.run_sync(staged.write_chunks, [b"in flight"])
+        await staged.write([b"in flight"])
+        staged_name = staged_file(staged).name
         entries, more = await driver.files.list_page(
             vfolder_id, ROOT, after=None, recursive=True, limit=10
         )
         assert entries == [] and not more
         assert await driver.files.usage(vfolder_id) == Usage()
         for name in driver.files.reserved_names:
-            assert (driver.vfolder_path(vfolder_id) / name / staged.name).is_file()
+            assert (driver.vfolder_path(vfolder_id) / name / staged_name).is_file()
             reserved = RelativePath((name,))
             with pytest.raises(UnsafePath):
                 await driver.files.stat(vfolder_id, reserved)
             with pytest.raises(UnsafePath):
-                await driver.files.stat(vfolder_id, reserved.child(staged.name))
+                await driver.files.stat(vfolder_id, reserved.child(staged_name))
             with pytest.raises(UnsafePath):
                 await driver.files.mkdir(vfolder_id, reserved, parents=False, exist_ok=True)
             with pytest.raises(UnsafePath):
@@ -305,11 +306,11 @@ async def test_staging_is_never_a_users_file(driver: VolumeDriver) -> None:
                 )
             # A resume cursor naming it does not walk into it either.
             entries, _ = await driver.files.list_page(
-                vfolder_id, ROOT, after=(name, staged.name), recursive=True, limit=10
+                vfolder_id, ROOT, after=(name, staged_name), recursive=True, limit=10
             )
             assert entries == []
     finally:
-        await driver.files.discard_staged(staged)
+        await staged.discard()
 
 
 async def test_abandoned_staging_files_are_found_and_removed(driver: VolumeDriver) -> None:
@@ -317,18 +318,20 @@ async def test_abandoned_staging_files_are_found_and_removed(driver: VolumeDrive
     await driver.create_vfolder(vfolder_id)
     live = await driver.files.create_staged(vfolder_id)
     dead = await driver.files.create_staged(vfolder_id)
-    await anyio.to_thread.run_sync(dead.close)  # its writer is gone: the lock with it
+    await dead.close()  # its writer is gone: the lock with it
     try:
         keys = await driver.files.staging_candidates(older_than=time.time() + 60)
-        assert sorted(key.rpartition("/")[2] for key in keys) == sorted([live.name, dead.name])
+        assert sorted(key.rpartition("/")[2] for key in keys) == sorted(
+            staged_file(s).name for s in (live, dead)
+        )
         removed = [
             key
             for key in keys
             if await driver.files.remove_abandoned_staged(key, older_than=time.time() + 60)
         ]
-        assert [key.rpartition("/")[2] for key in removed] == [dead.name]
+        assert [key.rpartition("/")[2] for key in removed] == [staged_file(dead).name]
     finally:
-        await driver.files.discard_staged(live)
+        await live.discard()
 
 
 async def test_a_copied_vfolder_leaves_the_sources_staging_behind(driver: VolumeDriver) -> None:
@@ -344,5 +347,5 @@ async def test_a_copied_vfolder_leaves_the_sources_staging_behind(driver: Volume
             skip=driver.files.reserved_names,
         )
     finally:
-        await driver.files.discard_staged(staged)
+        await staged.discard()
     assert sorted(p.name for p in driver.vfolder_path(target).iterdir()) == ["kept.txt"]

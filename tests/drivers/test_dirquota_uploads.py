@@ -17,11 +17,13 @@ import anyio
 import httpx
 import pytest
 
+from drivers.base import Staged
 from drivers.driver import Driver
-from drivers.fsops import Committed, StagedFile
+from drivers.fsops import staged_file
 from drivers.paths import RelativePath
 from drivers.registry import Backend, register, unregister
 from drivers.staging import VFOLDER_STAGING_DIR
+from drivers.types import Committed, FileVersion
 from tests.drivers import dirquota
 from tests.support.app import SERVICE, bearer, client_with_volumes, user_token
 
@@ -48,14 +50,24 @@ def counting(commits: list[Commit]) -> Backend:
         real = driver.files.commit_staged
 
         async def commit_staged(
-            staged: StagedFile, vfolder_id: UUID, path: RelativePath, **kwargs: Any
+            staged: Staged,
+            vfolder_id: UUID,
+            path: RelativePath,
+            *,
+            replace: bool,
+            parents: bool,
+            if_match: FileVersion | None = None,
         ) -> Committed:
+            file = staged_file(staged)
+
             def before() -> tuple[Path, int]:
-                where = Path(f"/proc/self/fd/{staged.staging_fd}").readlink()
-                return where, os.fstat(staged.fd).st_ino
+                where = Path(f"/proc/self/fd/{file.staging_fd}").readlink()
+                return where, os.fstat(file.fd).st_ino
 
             staging_dir, inode = await anyio.to_thread.run_sync(before)
-            committed = await real(staged, vfolder_id, path, **kwargs)
+            committed = await real(
+                staged, vfolder_id, path, replace=replace, parents=parents, if_match=if_match
+            )
             commits.append(Commit(staging_dir, inode, committed))
             return committed
 

@@ -469,10 +469,10 @@ async def test_uploads_are_staged_inside_the_vfolders_project(driver: Driver) ->
     await driver.create_vfolder(vfolder_id)
     staged = await driver.files.create_staged(vfolder_id)
     staging_dir = driver.vfolder_path(vfolder_id) / VFOLDER_STAGING_DIR
-    assert (staging_dir / staged.name).is_file()
+    assert (staging_dir / staged.file.name).is_file()
     assert staging_dir.stat().st_mode & 0o077 == 0
-    inode = os.fstat(staged.fd).st_ino
-    await anyio.to_thread.run_sync(staged.write_chunks, [b"data"])
+    inode = os.fstat(staged.file.fd).st_ino
+    await staged.write([b"data"])
     committed = await driver.files.commit_staged(
         staged, vfolder_id, parse_relative_path("f.bin"), replace=True, parents=False
     )
@@ -492,11 +492,9 @@ async def test_an_upload_staged_by_an_earlier_release_goes_on(driver: Driver) ->
     await driver.create_vfolder(vfolder_id)
     (driver.root / ".staging" / "tus-old").write_bytes(b"begun")
     (driver.root / ".staging" / "tus-dead").write_bytes(b"abandoned")
-    staged = await driver.files.open_staged("tus-old", create=False, vfolder_id=vfolder_id)
-    await anyio.to_thread.run_sync(staged.write_chunks, [b" before"])
-    assert await anyio.to_thread.run_sync(
-        lambda: driver.files.sync.staged_exists("tus-old", vfolder_id=vfolder_id)
-    )
+    staged = await driver.files.open_staged(vfolder_id, "tus-old", create=False)
+    await staged.write([b" before"])
+    assert await driver.files.staged_exists(vfolder_id, "tus-old")
     await driver.files.commit_staged(
         staged, vfolder_id, parse_relative_path("old.bin"), replace=False, parents=False
     )

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.db.engine import create_engine, create_session_factory
-from app.maintenance import RELEASE_ABANDONED
 from app.observability.metrics import Metrics
 from app.quotas.ledger import QuotaLedger, write_holder
 from app.tasks.models import NodeRow, TaskRow
+from app.tasks.upkeep import RELEASE_ABANDONED
 from tests.files.conftest import ALICE, VFolderHandle
 from tests.quotas.test_quotas import set_quota, view
 

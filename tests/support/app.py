@@ -34,8 +34,11 @@ def make_settings(
         "redis_key_prefix": f"sp-test-{secrets.token_hex(6)}:",
         "service_keys": [SERVICE_KEY],
         "jwt_secret": JWT_SECRET,
-        "trash_purge_interval_seconds": 0.2,
-        "task_poll_seconds": 0.1,
+        # Tasks submitted here wake the runner at once; these bound the wait for work that
+        # is not (trash, retries, other nodes' tasks). Shorter polls cost every test's app
+        # CPU while it idles (0.1 s polls: an eighth of a core).
+        "trash_purge_interval_seconds": 1.0,
+        "task_poll_seconds": 0.5,
         "log_format": "text",
     }
     values.update(overrides)

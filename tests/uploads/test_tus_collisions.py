@@ -227,7 +227,6 @@ async def test_a_renamed_upload_cut_off_before_its_commit_is_counted_as_itself(
         reaper = UploadReaper(
             sessions=create_session_factory(engine),
             volumes=VolumeRegistry.from_config(settings.volumes()),
-            interval_seconds=60,
         )
         assert await reaper.repair_interrupted_completions() == 1
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.body_writer import BATCH_BYTES
+from app.content.body_writer import BATCH_BYTES
 from app.uploads.progress import CHECKPOINT_BYTES
 from tests.support.server import Server, clean_environment, serving
 from tests.support.tus_wire import tus_patch

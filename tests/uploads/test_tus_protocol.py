@@ -312,7 +312,6 @@ async def test_expired_uploads_disappear_with_their_staging_files(
         reaper = UploadReaper(
             sessions=create_session_factory(engine),
             volumes=VolumeRegistry.from_config(settings.volumes()),
-            interval_seconds=60,
         )
         assert await reaper.run_once() == 0  # not due yet
         later = datetime.now(UTC) + timedelta(seconds=settings.upload_expiry_seconds + 1)
@@ -439,7 +438,6 @@ async def test_a_completion_interrupted_by_a_crash_is_counted_once(
         reaper = UploadReaper(
             sessions=create_session_factory(engine),
             volumes=VolumeRegistry.from_config(settings.volumes()),
-            interval_seconds=60,
         )
         assert await reaper.repair_interrupted_completions() == 1
         assert await reaper.repair_interrupted_completions() == 0

@@ -27,7 +27,6 @@ def _purger(
         volumes=volumes,
         sessions=create_session_factory(engine),
         metrics=Metrics(),
-        interval_seconds=60,
         clock=clock,
     )
 
@@ -118,7 +117,7 @@ async def test_directories_deleted_from_a_live_vfolder_are_purged_after_grace(
     volumes = VolumeRegistry.from_config(settings.volumes())
     driver = volumes.get("local")
     # What a crash in the middle of a recursive file delete leaves behind.
-    leftover = _trash(settings) / driver.layout.new_file_trash_name(vfolder_id)
+    leftover = _trash(settings) / driver.layout.new_file_trash_name(vfolder_id)  # type: ignore[attr-defined]
     (leftover / "sub").mkdir(parents=True)
     now = [1000.0]
     engine = create_engine(settings.effective_database_url)

@@ -10,13 +10,13 @@ from typing import Any
 
 import anyio
 
-from drivers.fsops import StagedFile
+from drivers.base import Staged
 
 BATCH_BYTES = 1024 * 1024
 
 
 async def write_body(
-    staged: StagedFile,
+    staged: Staged,
     body: AsyncIterator[bytes],
     *,
     room: int | None = None,
@@ -44,7 +44,7 @@ async def write_body(
             async for batch in batch_receive:
                 if before_write is not None:
                     before_write()
-                await anyio.to_thread.run_sync(staged.write_chunks, batch)
+                await staged.write(batch)
                 if after_write is not None:
                     await after_write()
 

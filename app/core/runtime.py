@@ -10,12 +10,12 @@ from app.auth.tokens import Authenticator
 from app.cache import Cache
 from app.config import Settings
 from app.observability.metrics import Metrics
+from app.permissions.access import AccessGate
 from app.quotas.ledger import QuotaLedger
 from app.quotas.reconcile import Reconciler
 from app.tasks.runner import TaskRunner
 from app.tasks.schedule import Scheduler
 from app.uploads.locks import UploadLocks
-from app.vfolders.purge import TrashPurger
 from app.vfolders.reader import VFolderReader
 from app.volumes.registry import VolumeRegistry
 
@@ -29,8 +29,8 @@ class Runtime:
     volumes: VolumeRegistry
     metrics: Metrics
     authenticator: Authenticator
-    purger: TrashPurger
     vfolder_reader: VFolderReader
+    access_gate: AccessGate
     upload_locks: UploadLocks
     quota_ledger: QuotaLedger
     reconciler: Reconciler

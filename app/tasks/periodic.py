@@ -1,5 +1,6 @@
-"""A job that runs in the background of one process: at start, then every interval, and at
-once when woken. (The tasks issue moves these onto leased, cluster-wide tasks.)"""
+"""A job that runs in the background of one process: at start, then every interval. Only what
+each node does for itself runs so (its liveness lease, its scheduler's tick); the cluster's
+upkeep runs as leased tasks (``app.tasks.upkeep``)."""
 
 from __future__ import annotations
 
@@ -18,18 +19,11 @@ class PeriodicJob(abc.ABC):
 
     def __init__(self, *, interval_seconds: float) -> None:
         self._interval = interval_seconds
-        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @abc.abstractmethod
     async def run_once(self) -> int:
         """One pass; returns how many things it handled."""
-
-    async def on_start(self) -> None:  # noqa: B027 - optional hook, empty by default
-        """Once, before the first pass (recovery work)."""
-
-    def wake(self) -> None:
-        self._wakeup.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=self.name)
@@ -42,15 +36,9 @@ class PeriodicJob(abc.ABC):
             self._task = None
 
     async def _loop(self) -> None:
-        try:
-            await self.on_start()
-        except Exception as error:
-            log_pass_failure(log, f"{self.name} (start-up)", error)
         while True:
             try:
                 await self.run_once()
             except Exception as error:
                 log_pass_failure(log, self.name, error)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._interval)
-            self._wakeup.clear()
+            await asyncio.sleep(self._interval)

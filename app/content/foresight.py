@@ -1,0 +1,45 @@
+"""What a change will do to a vfolder's usage, foreseen from the disk under the vfolder's row
+lock, so the ledger can refuse it before anything is written."""
+
+from __future__ import annotations
+
+import uuid
+
+from drivers.base import VFolderFiles
+from drivers.errors import PathNotFound
+from drivers.paths import RelativePath
+from drivers.types import EntryType, Usage
+
+
+async def missing_entries(files: VFolderFiles, vfolder_id: uuid.UUID, rel: RelativePath) -> int:
+    """How many of ``rel`` and its parents do not exist yet (what a ``mkdir -p`` adds)."""
+    missing = 0
+    for depth in range(len(rel.parts), 0, -1):
+        try:
+            await files.stat(vfolder_id, RelativePath(rel.parts[:depth]))
+        except PathNotFound:
+            missing += 1
+            continue
+        break
+    return missing
+
+
+async def foreseen_store(
+    files: VFolderFiles,
+    vfolder_id: uuid.UUID,
+    rel: RelativePath,
+    size: int,
+    *,
+    replace: bool,
+    parents: bool,
+) -> Usage:
+    """What storing ``size`` bytes at ``rel`` will change in the ledger (only a write through
+    a mount can make it differ)."""
+    try:
+        existing = await files.stat(vfolder_id, rel)
+    except PathNotFound:
+        made = await missing_entries(files, vfolder_id, rel.parent) if parents else 0
+        return Usage(size, 1 + made)
+    if replace and existing.type is EntryType.FILE:
+        return Usage(size - existing.size, 0)
+    return Usage(size, 0)  # refused by the commit (it exists), or replacing a non-file

@@ -1,0 +1,107 @@
+"""The one owner of writes into vfolders, and of reads out of them.
+
+A write is a staged file made visible by the driver's commit (a rename that never crosses a
+quota boundary: the driver chose where staging lives). Around it, under the vfolder's row
+lock: the change foreseen from the disk, settled in the ledger (which refuses what does not
+fit, before anything moved), the commit, and the correction for whatever a write through a
+mount changed meanwhile. PUT, form uploads, tus completion, clone and single-file snapshot
+restore all come through here, so the ledger stays exact whichever way bytes arrive."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.content.foresight import foreseen_store
+from app.quotas.ledger import QuotaLedger
+from drivers.base import Readable, Staged, VFolderFiles
+from drivers.paths import RelativePath
+from drivers.types import Committed, FileVersion
+
+# Work that must land in the same transaction as the commit (a tus upload marked completed).
+AlsoInTransaction = Callable[[AsyncSession, Committed], Awaitable[None]]
+
+
+class ContentStore:
+    def __init__(self, quotas: QuotaLedger) -> None:
+        self._quotas = quotas
+
+    async def commit(
+        self,
+        files: VFolderFiles,
+        vfolder_id: uuid.UUID,
+        rel: RelativePath,
+        staged: Staged,
+        *,
+        replace: bool,
+        parents: bool,
+        if_match: FileVersion | None = None,
+        holder: str | None = None,
+        also: AlsoInTransaction | None = None,
+    ) -> Committed:
+        """``staged`` (synced) at ``rel``, and its usage in the ledger, as one step: either
+        both happen or neither (``holder``'s reservation becomes the usage). The staged file
+        stays its owner's on failure."""
+        async with self._quotas.change(vfolder_id) as change:
+            foreseen = await foreseen_store(
+                files, vfolder_id, rel, staged.size, replace=replace, parents=parents
+            )
+            await change.settle(foreseen, holder=holder)
+            committed = await files.commit_staged(
+                staged, vfolder_id, rel, replace=replace, parents=parents, if_match=if_match
+            )
+            await change.correct(committed.added - committed.replaced - foreseen)
+            if also is not None:
+                await also(change.session, committed)
+        return committed
+
+    async def store(
+        self,
+        files: VFolderFiles,
+        vfolder_id: uuid.UUID,
+        rel: RelativePath,
+        fill: Callable[[Staged], Awaitable[object]],
+        *,
+        replace: bool,
+        parents: bool,
+        if_match: FileVersion | None = None,
+        holder: str | None = None,
+    ) -> Committed:
+        """A new staged file, filled by ``fill``, synced, then committed. On any failure (the
+        client going away included) the staged file is removed and ``holder``'s reservation
+        released: nothing of a failed write remains."""
+        staged: Staged | None = None
+        committed: Committed | None = None
+        try:
+            staged = await files.create_staged(vfolder_id)
+            await fill(staged)
+            # On disk before the vfolder's row lock is taken: writers to one vfolder then
+            # queue behind each other's rename, not behind each other's fsync.
+            await staged.sync()
+            committed = await self.commit(
+                files,
+                vfolder_id,
+                rel,
+                staged,
+                replace=replace,
+                parents=parents,
+                if_match=if_match,
+                holder=holder,
+            )
+        finally:
+            if committed is None:
+                with anyio.CancelScope(shield=True):
+                    if staged is not None:
+                        await staged.discard()
+                    if holder is not None:
+                        await self._quotas.release(holder)
+        return committed
+
+    @staticmethod
+    async def open_read(files: VFolderFiles, vfolder_id: uuid.UUID, rel: RelativePath) -> Readable:
+        """A regular file of the vfolder, open for reading (directories and symlinks are
+        refused); the caller closes it."""
+        return await files.open_for_read(vfolder_id, rel)
