@@ -1,6 +1,11 @@
 """The driver contract: a small required core every backend implements, and one Protocol per
-optional capability. A driver *has* a capability by implementing its protocol; what a volume
-advertises is derived with ``isinstance`` (see ``capabilities_of``), never kept by hand."""
+optional capability.
+
+A driver is composed, not inherited (``drivers.driver.Driver``): a layout strategy, the file
+operations with their staging placement, the way a vfolder directory is made, and optional
+quota, usage, snapshot and clone strategies. A driver *has* a capability when the strategy
+for it is present and implements its protocol; what a volume advertises is derived from that
+(see ``capabilities_of``), never kept by hand."""
 
 from __future__ import annotations
 
@@ -120,11 +125,14 @@ class VFolderFiles(Protocol):
 
     async def staged_exists(self, vfolder_id: UUID, name: str) -> bool: ...
 
-    async def remove_staged(self, name: str) -> None: ...
+    async def remove_staged(self, vfolder_id: UUID, name: str) -> None: ...
 
-    async def staging_candidates(self, *, older_than: float) -> list[str]: ...
+    async def staging_candidates(self, *, older_than: float) -> list[str]:
+        """Keys of upload staging files not written since ``older_than``: the file name,
+        prefixed with ``<vfolder hex>/`` where staging is per vfolder."""
+        ...
 
-    async def remove_abandoned_staged(self, name: str, *, older_than: float) -> bool: ...
+    async def remove_abandoned_staged(self, key: str, *, older_than: float) -> bool: ...
 
     async def concatenate_staged(self, target: Staged, parts: list[str]) -> None: ...
 
@@ -141,8 +149,18 @@ class VFolderFiles(Protocol):
         if_match: FileVersion | None = None,
     ) -> Committed: ...
 
+    @property
+    def reserved_names(self) -> frozenset[str]:
+        """Names at a vfolder's root that are the proxy's own (in-vfolder staging)."""
+        ...
+
     async def receive_copy(
-        self, source_root: Path, vfolder_id: UUID, progress: CloneProgress
+        self,
+        source_root: Path,
+        vfolder_id: UUID,
+        progress: CloneProgress,
+        *,
+        skip: frozenset[str] = frozenset(),
     ) -> None: ...
 
     async def discard_copy(self, vfolder_id: UUID) -> None: ...
@@ -170,9 +188,12 @@ class VolumeDriver(Protocol):
     - a vfolder lives at ``vfolder_path(id)``; creating an existing one is a no-op;
     - ``move_to_trash`` is one atomic step that takes the vfolder out of sight at once and
       raises ``VFolderDirectoryMissing`` when there is nothing to move;
-    - the proxy's own areas (staging, trash) are on the same filesystem but outside every
-      vfolder;
+    - the proxy's own areas (trash, the volume's staging) are on the same filesystem but
+      outside every vfolder; a driver that stages uploads inside the vfolder's quota boundary
+      keeps that staging out of sight (``drivers.staging``);
     - I/O failures surface as ``BackendUnavailable``.
+
+    The optional strategies are ``None`` where the backend has no such capability.
     """
 
     backend: str
@@ -180,6 +201,19 @@ class VolumeDriver(Protocol):
 
     @property
     def files(self) -> VFolderFiles: ...
+
+    # The optional strategies, None where the backend lacks the capability.
+    @property
+    def quota(self) -> QuotaCapable | None: ...
+
+    @property
+    def usage(self) -> FastUsageCapable | None: ...
+
+    @property
+    def snapshots(self) -> SnapshotCapable | None: ...
+
+    @property
+    def clone(self) -> FastCloneCapable | None: ...
 
     async def initialize(self) -> None:
         """Prepare the volume (its own areas); safe to call on every start."""
@@ -260,14 +294,43 @@ class FastCloneCapable(Protocol):
     async def clone_vfolder(self, source_id: UUID, target_id: UUID) -> None: ...
 
 
-CAPABILITY_PROTOCOLS: dict[str, type] = {
-    "quota": QuotaCapable,
-    "fast-usage": FastUsageCapable,
-    "snapshot": SnapshotCapable,
-    "fast-clone": FastCloneCapable,
+@runtime_checkable
+class VFolderDirectories(Protocol):
+    """How a vfolder's directory is made: a plain directory, a btrfs subvolume…"""
+
+    async def create(self, path: Path) -> None:
+        """Make the vfolder directory at ``path``; an existing one is left as it is."""
+        ...
+
+
+@runtime_checkable
+class StartsWithVolume(Protocol):
+    """A strategy with something to check or prepare when its volume starts."""
+
+    async def initialize(self) -> None: ...
+
+
+@runtime_checkable
+class PreparesVFolders(Protocol):
+    """A strategy that sets a new vfolder up (an XFS project tag) once its directory exists."""
+
+    async def vfolder_created(self, vfolder_id: UUID) -> None: ...
+
+
+# Capability name: (the driver's attribute holding the strategy, the protocol it implements).
+CAPABILITY_PROTOCOLS: dict[str, tuple[str, type]] = {
+    "quota": ("quota", QuotaCapable),
+    "fast-usage": ("usage", FastUsageCapable),
+    "snapshot": ("snapshots", SnapshotCapable),
+    "fast-clone": ("clone", FastCloneCapable),
 }
 
 
 def capabilities_of(driver: object) -> list[str]:
-    """The capability names a driver really implements, derived from its methods."""
-    return sorted(name for name, proto in CAPABILITY_PROTOCOLS.items() if isinstance(driver, proto))
+    """The capability names a driver really has: those whose strategy is present and
+    implements the capability's protocol."""
+    return sorted(
+        name
+        for name, (attribute, proto) in CAPABILITY_PROTOCOLS.items()
+        if isinstance(getattr(driver, attribute, None), proto)
+    )

@@ -55,17 +55,23 @@ def _copy_by_reading(src_fd: int, dst_fd: int) -> int:
 
 
 def copy_tree(
-    source_root: Path, target_root: Path, progress: CloneProgress, *, dir_mode: int = 0o755
+    source_root: Path,
+    target_root: Path,
+    progress: CloneProgress,
+    *,
+    dir_mode: int = 0o755,
+    skip: frozenset[str] = frozenset(),
 ) -> None:
     """Copies the contents of ``source_root`` into ``target_root`` (which must not exist and
-    is private to the proxy until the clone is complete)."""
+    is private to the proxy until the clone is complete). ``skip``: names at the top that are
+    the source driver's own (its in-vfolder staging), not the user's."""
     target_root.mkdir(dir_mode)
     src = os.open(source_root, O_DIR)
     dst = os.open(target_root, O_DIR)
     directories: list[tuple[str, os.stat_result]] = []
     try:
         with ThreadPoolExecutor(COPY_WORKERS, thread_name_prefix="clone") as pool:
-            _copy_dir(src, dst, "", progress, pool, directories)
+            _copy_dir(src, dst, "", progress, pool, directories, skip=skip)
         # Modes and times of directories last, children before parents: writing inside a
         # directory changes its mtime.
         for relative, st in directories:
@@ -90,10 +96,12 @@ def _copy_dir(
     progress: CloneProgress,
     pool: ThreadPoolExecutor,
     directories: list[tuple[str, os.stat_result]],
+    *,
+    skip: frozenset[str] = frozenset(),
 ) -> None:
     """One directory: its files in parallel, its subdirectories depth first."""
     with os.scandir(src) as entries:
-        listed = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+        listed = [(e.name, e.stat(follow_symlinks=False)) for e in entries if e.name not in skip]
     copies: list[Future[None]] = []
     try:
         for name, st in listed:

@@ -25,7 +25,7 @@ import stat
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -49,6 +49,7 @@ from drivers.errors import (
 )
 from drivers.layout import VFolderLayout
 from drivers.paths import RelativePath, require_single_name
+from drivers.staging import StagingPlacement, VolumeStaging
 from drivers.types import CloneProgress, Committed, EntryType, FileEntry, FileVersion, Usage
 
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -87,7 +88,8 @@ class OpenFile:
 
 
 class StagedFile:
-    """An upload being written in the volume's staging area, invisible to every vfolder."""
+    """An upload being written in a staging area (the volume's, or the vfolder's hidden one:
+    see ``drivers.staging``), invisible through the API."""
 
     def __init__(self, staging_fd: int, name: str, fd: int) -> None:
         self.staging_fd = staging_fd
@@ -284,15 +286,18 @@ class SortedNamesCache:
 class PosixFileOpsSync:
     """The blocking implementation."""
 
-    def __init__(
-        self, layout: VFolderLayout, *, adopt: Callable[[int, int], None] | None = None
-    ) -> None:
+    def __init__(self, layout: VFolderLayout, *, staging: StagingPlacement | None = None) -> None:
         self.layout = layout
+        # The driver decides where uploads are staged: inside the vfolder's quota boundary
+        # when a rename out of the volume's area would cross one (drivers/staging.py).
+        self.staging: StagingPlacement = staging or VolumeStaging(layout)
+        self._reserved = self.staging.reserved
         self._names_cache = SortedNamesCache()
-        # Called with (staged file fd, destination directory fd) before a commit moves the
-        # file: a backend whose directories carry attributes a rename must match (XFS
-        # project ids) makes the file match first.
-        self._adopt = adopt
+
+    def _refuse_reserved(self, path: RelativePath) -> None:
+        """The proxy's own names at a vfolder's root are nobody's to read or write."""
+        if path.parts and path.parts[0] in self._reserved:
+            raise UnsafePath(f"{path.parts[0]} is reserved for the storage proxy's own use")
 
     # -- walking -------------------------------------------------------------------------
 
@@ -361,6 +366,7 @@ class PosixFileOpsSync:
         """The fd of ``path``'s parent directory and how many directories were made for it."""
         if path.is_root:
             raise UnsafePath("the vfolder root itself cannot be the target of this operation")
+        self._refuse_reserved(path)
         root_fd = self._open_root(vfolder_id)
         try:
             parent_fd, created = self._open_dir(root_fd, path.parent, create=create)
@@ -373,6 +379,7 @@ class PosixFileOpsSync:
 
     @contextlib.contextmanager
     def _directory(self, vfolder_id: UUID, path: RelativePath) -> Iterator[int]:
+        self._refuse_reserved(path)
         root_fd = self._open_root(vfolder_id)
         try:
             fd, _ = self._open_dir(root_fd, path)
@@ -448,14 +455,17 @@ class PosixFileOpsSync:
         after: tuple[str, ...] | None,
         recursive: bool,
     ) -> Iterator[FileEntry]:
+        hidden = self._reserved if base.is_root else frozenset()
         resume_after = None
         if after:
             resume_after = after[0]
-            if recursive:
+            if recursive and resume_after not in hidden:
                 # ``after[0]`` was already listed; what follows it is its own subtree (from
                 # where the cursor stopped inside it), then its later siblings.
                 yield from self._descend(fd, base.child(after[0]), after=after[1:] or None)
         for name in self._sorted_names(fd, after=resume_after):
+            if name in hidden:
+                continue
             child = base.child(name)
             try:
                 st = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -520,14 +530,14 @@ class PosixFileOpsSync:
         """Usage of the whole vfolder by walking it (the fallback without FastUsageCapable)."""
         root_fd = self._open_root(vfolder_id)
         try:
-            return self._tree_usage(root_fd)
+            return self._tree_usage(root_fd, skip=self._reserved)
         finally:
             os.close(root_fd)
 
-    def _tree_usage(self, dir_fd: int) -> Usage:
+    def _tree_usage(self, dir_fd: int, *, skip: frozenset[str] = frozenset()) -> Usage:
         total = Usage()
         with os.scandir(dir_fd) as it:
-            names = [e.name for e in it]
+            names = [e.name for e in it if e.name not in skip]
         for name in names:
             try:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -547,18 +557,27 @@ class PosixFileOpsSync:
 
     # -- writing -------------------------------------------------------------------------
 
-    def create_staged(self) -> StagedFile:
-        staged = self.open_staged(f"{PUT_STAGING_PREFIX}{secrets.token_hex(12)}", create=True)
+    def create_staged(self, vfolder_id: UUID) -> StagedFile:
+        """A new staging file for an upload into ``vfolder_id``."""
+        staged = self.open_staged(
+            f"{PUT_STAGING_PREFIX}{secrets.token_hex(12)}", create=True, vfolder_id=vfolder_id
+        )
         # Locked by its writer until committed or discarded: a writer that dies drops the
         # lock with its process, and the staging sweep knows the file is nobody's.
         staged.try_lock()
         return staged
 
     def staging_candidates(self, *, older_than: float) -> list[str]:
-        """The names of upload staging files (PUT, form, tus) last written before
-        ``older_than`` (a ``time.time()``): what a staging sweep may look at."""
-        names = []
-        with os.scandir(self.layout.staging) as entries:
+        """The keys of upload staging files (PUT, form, tus) last written before
+        ``older_than`` (a ``time.time()``): what a staging sweep may look at. A key is the
+        file's name, prefixed with its vfolder where staging is per vfolder
+        (``drivers.staging``); its last ``/``-separated part is always the name."""
+        keys = []
+        for directory, prefix in self.staging.areas():
+            try:
+                entries = list(os.scandir(directory))
+            except FileNotFoundError:
+                continue  # a vfolder deleted meanwhile
             for entry in entries:
                 if not entry.name.startswith(UPLOAD_STAGING_PREFIXES):
                     continue
@@ -567,13 +586,20 @@ class PosixFileOpsSync:
                 except FileNotFoundError:
                     continue
                 if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
-                    names.append(entry.name)
-        return sorted(names)
+                    keys.append(prefix + entry.name)
+        return sorted(keys)
 
-    def remove_abandoned_staged(self, name: str, *, older_than: float) -> bool:
-        """Removes the staging file ``name`` if no process holds its lock (its writer died)
+    def remove_abandoned_staged(self, key: str, *, older_than: float) -> bool:
+        """Removes the staging file ``key`` if no process holds its lock (its writer died)
         and it was not written since ``older_than``. False when it is in use, or gone."""
-        staging_fd = os.open(self.layout.staging, O_DIR)
+        located = self.staging.locate(key)
+        if located is None:
+            return False
+        directory, name = located
+        try:
+            staging_fd = os.open(directory, O_DIR)
+        except FileNotFoundError:
+            return False
         try:
             try:
                 fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=staging_fd)
@@ -600,10 +626,39 @@ class PosixFileOpsSync:
         finally:
             os.close(staging_fd)
 
-    def open_staged(self, name: str, *, create: bool) -> StagedFile:
-        """A staging file by name: made new (``create``), or reopened to append (resumable
-        uploads). Raises ``PathNotFound`` when reopening one that is gone."""
-        staging_fd = os.open(self.layout.staging, O_DIR)
+    def staged_exists(self, name: str, *, vfolder_id: UUID) -> bool:
+        """Whether the staging file ``name`` of an upload into ``vfolder_id`` is still there."""
+        return any((d / name).exists() for d in self.staging.locations(vfolder_id))
+
+    def open_staged(self, name: str, *, create: bool, vfolder_id: UUID) -> StagedFile:
+        """A staging file by name, for an upload into ``vfolder_id``: made new (``create``),
+        or reopened to append (resumable uploads). Raises ``PathNotFound`` when reopening one
+        that is gone."""
+        if create:
+            try:
+                staging_fd = os.open(self.staging.prepare(vfolder_id), O_DIR)
+            except FileNotFoundError:
+                raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory") from None
+            except OSError as exc:
+                raise BackendUnavailable(f"cannot open the staging area: {exc}") from exc
+            return self._open_staged_in(staging_fd, name, create=True)
+        for directory in self.staging.locations(vfolder_id):
+            try:
+                staging_fd = os.open(directory, O_DIR)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BackendUnavailable(f"cannot open the staging area: {exc}") from exc
+            try:
+                return self._open_staged_in(staging_fd, name, create=False)
+            except PathNotFound:
+                continue
+        raise PathNotFound(f"staging file {name} is gone")
+
+    @staticmethod
+    def _open_staged_in(staging_fd: int, name: str, *, create: bool) -> StagedFile:
+        """Opens ``name`` in the staging directory ``staging_fd``, which the StagedFile then
+        owns (closed here on failure)."""
         flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
         try:
             fd = os.open(name, flags, FILE_MODE, dir_fd=staging_fd)
@@ -645,20 +700,29 @@ class PosixFileOpsSync:
         copy_file_data(source.fd, target.fd, size)
         target.size = size
 
-    def remove_staged(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            (self.layout.staging / name).unlink()
+    def remove_staged(self, name: str, *, vfolder_id: UUID) -> None:
+        for directory in self.staging.locations(vfolder_id):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
 
     def _copy_staging(self, vfolder_id: UUID) -> Path:
         return self.layout.staging / f"copy-{vfolder_id.hex}"
 
-    def receive_copy(self, source_root: Path, vfolder_id: UUID, progress: CloneProgress) -> None:
+    def receive_copy(
+        self,
+        source_root: Path,
+        vfolder_id: UUID,
+        progress: CloneProgress,
+        *,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
         """Copies ``source_root``'s tree into the staging area, then moves it into place as
         the vfolder's directory (which must not be in use: a vfolder being created). What an
-        earlier, interrupted attempt left — half a copy, or a whole one — is cleared first."""
+        earlier, interrupted attempt left — half a copy, or a whole one — is cleared first.
+        ``skip``: the source driver's reserved names at the top (``reserved_names``)."""
         self.discard_copy(vfolder_id)
         staging = self._copy_staging(vfolder_id)
-        copy_tree(source_root, staging, progress)
+        copy_tree(source_root, staging, progress, skip=skip)
         final = self.layout.vfolder_path(vfolder_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         staging.rename(final)
@@ -699,8 +763,6 @@ class PosixFileOpsSync:
                 or FileVersion.of(current) != if_match
             ):
                 raise PreconditionMismatch(f"{path} is not the version named by If-Match")
-            if self._adopt is not None:
-                self._adopt(staged.fd, parent_fd)
             try:
                 _place(staged.staging_fd, staged.name, parent_fd, path.name, replace=replace)
             except FileExistsError:
@@ -709,7 +771,8 @@ class PosixFileOpsSync:
                 if exc.errno != errno.EXDEV:
                     raise
                 # Staging and destination on one filesystem but in different subvolumes
-                # (btrfs): share the data into a new file beside the destination instead.
+                # (btrfs with volume staging): share the data into a new file beside the
+                # destination instead. A driver that stages inside the vfolder never gets here.
                 copied = _place_by_reflink(staged, parent_fd, path.name, replace=replace)
                 if copied is None:
                     raise PathExists(f"{path} exists") from None
@@ -884,10 +947,21 @@ def open_file(readable: object) -> OpenFile:
 class PosixFileOps:
     """File operations for the services layer: every blocking call runs in the thread pool."""
 
-    def __init__(
-        self, layout: VFolderLayout, *, adopt: Callable[[int, int], None] | None = None
-    ) -> None:
-        self.sync = PosixFileOpsSync(layout, adopt=adopt)
+    def __init__(self, layout: VFolderLayout, *, staging: StagingPlacement | None = None) -> None:
+        self.sync = PosixFileOpsSync(layout, staging=staging)
+
+    @property
+    def layout(self) -> VFolderLayout:
+        return self.sync.layout
+
+    @property
+    def staging(self) -> StagingPlacement:
+        return self.sync.staging
+
+    @property
+    def reserved_names(self) -> frozenset[str]:
+        """Names at a vfolder's root that are the proxy's own (in-vfolder staging)."""
+        return self.sync.staging.reserved
 
     async def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
         return await to_thread.run_sync(self.sync.stat, vfolder_id, path)
@@ -930,24 +1004,28 @@ class PosixFileOps:
                 await to_thread.run_sync(entries.close)
 
     async def create_staged(self, vfolder_id: UUID) -> PosixStaged:
-        """A new staged file for an upload to ``vfolder_id`` (the volume's staging area holds
-        it: the final rename stays on one filesystem)."""
-        return PosixStaged(await to_thread.run_sync(self.sync.create_staged))
+        """A new staged file for an upload to ``vfolder_id``, where the driver's staging
+        placement puts it: the final rename stays inside the vfolder's quota boundary."""
+        return PosixStaged(await to_thread.run_sync(self.sync.create_staged, vfolder_id))
 
     async def open_staged(self, vfolder_id: UUID, name: str, *, create: bool) -> PosixStaged:
         return PosixStaged(
-            await to_thread.run_sync(lambda: self.sync.open_staged(name, create=create))
+            await to_thread.run_sync(
+                lambda: self.sync.open_staged(name, create=create, vfolder_id=vfolder_id)
+            )
         )
 
     async def staged_exists(self, vfolder_id: UUID, name: str) -> bool:
-        return await to_thread.run_sync((self.sync.layout.staging / name).exists)
+        return await to_thread.run_sync(
+            lambda: self.sync.staged_exists(name, vfolder_id=vfolder_id)
+        )
 
     async def copy_into_staged(self, source: Readable, staged: Staged) -> None:
         """All of ``source`` into the empty ``staged`` (by reflink where the filesystem can)."""
         await to_thread.run_sync(self.sync.copy_into_staged, open_file(source), staged_file(staged))
 
-    async def remove_staged(self, name: str) -> None:
-        await to_thread.run_sync(self.sync.remove_staged, name)
+    async def remove_staged(self, vfolder_id: UUID, name: str) -> None:
+        await to_thread.run_sync(lambda: self.sync.remove_staged(name, vfolder_id=vfolder_id))
 
     async def staging_candidates(self, *, older_than: float) -> list[str]:
         return await to_thread.run_sync(lambda: self.sync.staging_candidates(older_than=older_than))
@@ -958,9 +1036,16 @@ class PosixFileOps:
         )
 
     async def receive_copy(
-        self, source_root: Path, vfolder_id: UUID, progress: CloneProgress
+        self,
+        source_root: Path,
+        vfolder_id: UUID,
+        progress: CloneProgress,
+        *,
+        skip: frozenset[str] = frozenset(),
     ) -> None:
-        await to_thread.run_sync(self.sync.receive_copy, source_root, vfolder_id, progress)
+        await to_thread.run_sync(
+            lambda: self.sync.receive_copy(source_root, vfolder_id, progress, skip=skip)
+        )
 
     async def discard_copy(self, vfolder_id: UUID) -> None:
         await to_thread.run_sync(self.sync.discard_copy, vfolder_id)

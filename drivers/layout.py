@@ -14,6 +14,8 @@ Two layouts, one small protocol (``VFolderLayout``), chosen per volume by the dr
 
 Both keep ``.staging`` and ``.trash`` at the volume root, on the same filesystem, so finishing
 an upload or deleting a vfolder is one rename and no container mounting a vfolder can see them.
+(A driver whose quota boundary is the vfolder stages uploads inside it instead:
+``drivers.staging``.)
 """
 
 from __future__ import annotations

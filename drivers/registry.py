@@ -1,56 +1,111 @@
-"""Driver names as used in ``[volumes.<name>] driver = "..."``. A new backend is one new module
-plus one line here."""
+"""Driver names as used in ``[volumes.<name>] driver = "..."``, found through the Python
+entry-point group ``storage_proxy.drivers``. Each entry point names a ``Backend``: the built-in
+ones are registered in this project's pyproject.toml, and a separately installed package adds
+a backend by declaring one in its own, without forking::
+
+    [project.entry-points."storage_proxy.drivers"]
+    mybackend = "my_package.driver:BACKEND"
+
+``register`` adds one in-process (tests, embedding)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from drivers.base import VolumeDriver
-from drivers.btrfs import BtrfsDriver
 from drivers.errors import InvalidDriverOptions, UnknownDriver
-from drivers.posix import PosixDriver
-from drivers.xfs import XfsDriver
 
-DriverFactory = Callable[..., VolumeDriver]
+ENTRY_POINT_GROUP = "storage_proxy.drivers"
 
-DRIVERS: dict[str, DriverFactory] = {
-    "btrfs": BtrfsDriver,
-    "posix": PosixDriver,
-    "xfs": XfsDriver,
-}
 
-# Other names operators already use for a driver: Backend.AI calls the POSIX one ``vfs``.
-ALIASES: dict[str, str] = {"vfs": "posix"}
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One backend: how to build its driver for a volume, and the options it reads (any
+    other is a typo that would silently do nothing). ``aliases``: other names operators
+    already use for it."""
 
-# The options each driver reads; any other is a typo that would silently do nothing.
-DRIVER_OPTIONS: dict[str, frozenset[str]] = {
-    "btrfs": BtrfsDriver.OPTIONS,
-    "posix": PosixDriver.OPTIONS,
-    "xfs": XfsDriver.OPTIONS,
-}
+    name: str
+    build: Callable[..., VolumeDriver]  # (root, *, options) -> driver
+    options: frozenset[str]
+    aliases: tuple[str, ...] = ()
+
+
+_lock = threading.Lock()
+_backends: dict[str, Backend] | None = None
+
+
+def _discovered() -> dict[str, Backend]:
+    found: dict[str, Backend] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        backend = point.load()
+        if not isinstance(backend, Backend) or backend.name != point.name:
+            raise UnknownDriver(
+                f"entry point {point.name!r} = {point.value!r} of {ENTRY_POINT_GROUP} is not "
+                f"a drivers.registry.Backend named {point.name!r}"
+            )
+        found[point.name] = backend
+    return found
+
+
+def backends() -> dict[str, Backend]:
+    """Every registered backend by name (entry points are read once, on first use)."""
+    global _backends
+    with _lock:
+        if _backends is None:
+            _backends = _discovered()
+        return dict(_backends)
+
+
+def register(backend: Backend) -> None:
+    """Adds (or replaces) a backend in this process."""
+    backends()
+    with _lock:
+        assert _backends is not None
+        _backends[backend.name] = backend
+
+
+def unregister(name: str) -> None:
+    backends()
+    with _lock:
+        assert _backends is not None
+        _backends.pop(name, None)
+
+
+def forget() -> None:
+    """Reads the entry points again on next use (a package installed meanwhile), dropping
+    what ``register`` added."""
+    global _backends
+    with _lock:
+        _backends = None
 
 
 def canonical_driver_name(name: str) -> str:
     """The registered name for ``name`` (an alias resolved); ``UnknownDriver`` otherwise."""
-    canonical = ALIASES.get(name, name)
-    if canonical not in DRIVERS:
-        known = ", ".join(sorted([*DRIVERS, *ALIASES]))
-        raise UnknownDriver(f"unknown driver {name!r} (known: {known})")
-    return canonical
+    known = backends()
+    if name in known:
+        return name
+    for backend in known.values():
+        if name in backend.aliases:
+            return backend.name
+    names = sorted({*known, *(a for b in known.values() for a in b.aliases)})
+    raise UnknownDriver(f"unknown driver {name!r} (known: {', '.join(names)})")
 
 
 def build_driver(name: str, *, root: Path, options: dict[str, Any]) -> VolumeDriver:
-    canonical = canonical_driver_name(name)
-    unknown = sorted(set(options) - DRIVER_OPTIONS[canonical])
+    backend = backends()[canonical_driver_name(name)]
+    unknown = sorted(set(options) - backend.options)
     if unknown:
-        accepted = ", ".join(sorted(DRIVER_OPTIONS[canonical]))
+        accepted = ", ".join(sorted(backend.options))
         raise InvalidDriverOptions(
-            f"driver {canonical!r} takes no option {', '.join(map(repr, unknown))} "
+            f"driver {backend.name!r} takes no option {', '.join(map(repr, unknown))} "
             f"(it takes: {accepted})"
         )
     try:
-        return DRIVERS[canonical](root, options=options)
+        return backend.build(root, options=options)
     except (TypeError, ValueError) as exc:
-        raise InvalidDriverOptions(f"driver {canonical!r}: bad option value: {exc}") from exc
+        raise InvalidDriverOptions(f"driver {backend.name!r}: bad option value: {exc}") from exc

@@ -56,7 +56,9 @@ def scan_vfolder(
     *,
     settle_ns: int = SETTLE_NS,
 ) -> ScanResult:
-    """``scan_usage`` of a vfolder's directory (blocking: run it in a worker thread)."""
+    """``scan_usage`` of a vfolder's directory, leaving out the proxy's own names at its root
+    (in-vfolder staging: writes under way, counted in their reservations). Blocking: run it
+    in a worker thread."""
     try:
         root_fd = os.open(driver.vfolder_path(vfolder_id), O_DIR)
     except FileNotFoundError:
@@ -64,7 +66,9 @@ def scan_vfolder(
     except OSError as exc:
         raise BackendUnavailable(f"cannot open vfolder {vfolder_id}: {exc}") from exc
     try:
-        return scan_usage(root_fd, previous, settle_ns=settle_ns)
+        return scan_usage(
+            root_fd, previous, settle_ns=settle_ns, hidden=driver.files.reserved_names
+        )
     finally:
         os.close(root_fd)
 
@@ -74,18 +78,21 @@ def scan_usage(
     previous: Mapping[DirectoryKey, DirectoryFigure] | None = None,
     *,
     settle_ns: int = SETTLE_NS,
+    hidden: frozenset[str] = frozenset(),
 ) -> ScanResult:
-    """The usage of everything below ``root_fd`` (not the root itself), reusing the figures
-    of ``previous`` for unchanged directories. Depth-first, one open fd per level; symlinks
-    are counted, never followed."""
+    """The usage of everything below ``root_fd`` (not the root itself, nor the ``hidden``
+    names at the root), reusing the figures of ``previous`` for unchanged directories.
+    Depth-first, one open fd per level; symlinks are counted, never followed."""
     known = previous or {}
     result = ScanResult(Usage(), {})
     settled_before = time.time_ns() - settle_ns
     stack: list[tuple[int, Iterator[str]]] = []
     fd = os.dup(root_fd)
+    skip = hidden
     try:
         while fd >= 0:
-            figure = _figure(fd, known, result, settled_before)
+            figure = _figure(fd, known, result, settled_before, skip)
+            skip = frozenset()  # only at the root
             result.usage += figure.usage
             stack.append((fd, iter(figure.subdirectories)))
             fd = -1
@@ -113,6 +120,7 @@ def _figure(
     known: Mapping[DirectoryKey, DirectoryFigure],
     result: ScanResult,
     settled_before: int,
+    skip: frozenset[str],
 ) -> DirectoryFigure:
     # The timestamps are read before the listing: a change during it moves them past what
     # is remembered, so the next scan lists the directory again.
@@ -128,7 +136,7 @@ def _figure(
     usage = Usage()
     subdirectories = []
     with os.scandir(fd) as it:
-        names = [entry.name for entry in it]
+        names = [entry.name for entry in it if entry.name not in skip]
     for name in names:
         try:
             child = os.stat(name, dir_fd=fd, follow_symlinks=False)

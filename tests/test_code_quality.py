@@ -41,6 +41,8 @@ def test_mypy_strict() -> None:
 DRIVER_INTERNALS = (
     "drivers.fsops",
     "drivers.clone",
+    "drivers.driver",
+    "drivers.staging",
     "drivers.posix",
     "drivers.xfs",
     "drivers.btrfs",

@@ -22,7 +22,6 @@ from app.tasks.service import owner_of, submit
 from app.vfolders.reader import VFolderReader
 from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
-from drivers.base import QuotaCapable
 
 log = get_logger(__name__)
 
@@ -126,7 +125,7 @@ class QuotaService:
         if (
             scope.type is ScopeType.VFOLDER
             and scope.volume in self._volumes.names()
-            and isinstance(self._volumes.get(scope.volume), QuotaCapable)
+            and self._volumes.get(scope.volume).quota is not None
         ):
             return EnforcedBy.BACKEND
         return EnforcedBy.PROXY
@@ -171,8 +170,8 @@ class QuotaService:
         await self._session.flush()
         await self._reader.invalidate(vfolder_id, self._after_commit)
         driver = self._volumes.get(scope.volume)
-        if isinstance(driver, QuotaCapable):
-            await driver.set_quota(vfolder_id, limit_bytes=limit_bytes)
+        if driver.quota is not None:
+            await driver.quota.set_quota(vfolder_id, limit_bytes=limit_bytes)
 
 
 def _vfolder_id(text: str) -> uuid.UUID:

@@ -46,13 +46,13 @@ class SnapshotService:
     ) -> tuple[VolumeDriver, SnapshotCapable]:
         target = await self._gate.target(principal, vfolder_id, operation)
         vfolder, driver = target.vfolder, target.driver
-        if not isinstance(driver, SnapshotCapable):
+        if driver.snapshots is None:
             raise CapabilityMissing(
                 f"volume {vfolder.volume} ({driver.backend}) cannot take snapshots",
                 capability="snapshot",
                 volume=vfolder.volume,
             )
-        return driver, driver
+        return driver, driver.snapshots
 
     async def create(self, principal: Principal, vfolder_id: uuid.UUID, name: str) -> SnapshotInfo:
         _, snapshots = await self._driver(principal, vfolder_id, VFolderOperation.WRITE_FILES)

@@ -110,9 +110,11 @@ class UploadReaper:
             targets = []
             for row in due:
                 vfolder = await VFolderRepository(session).get(row.vfolder_id)
-                targets.append((row.id, row.staging_name, vfolder.volume if vfolder else None))
+                targets.append(
+                    (row.id, row.vfolder_id, row.staging_name, vfolder.volume if vfolder else None)
+                )
         removed = 0
-        for upload_id, staging_name, volume in targets:
+        for upload_id, vfolder_id, staging_name, volume in targets:
             async with self._sessions() as session, session.begin():
                 current = await UploadRepository(session).get(upload_id)
                 if current is None or not current.expirable:
@@ -121,7 +123,7 @@ class UploadReaper:
                 await QuotaRepository(session).drop_reservation(upload_holder(upload_id))
             if volume is not None:
                 try:
-                    await self._volumes.get(volume).files.remove_staged(staging_name)
+                    await self._volumes.get(volume).files.remove_staged(vfolder_id, staging_name)
                 except DriverError as exc:
                     log.warning("cannot remove staging file %s: %s", staging_name, exc)
             removed += 1

@@ -807,7 +807,7 @@ class TusService:
             if upload is not None:
                 upload.status = UploadStatus.TERMINATED.value
             await QuotaRepository(session).drop_reservation(upload_holder(row.id))
-        await driver.files.remove_staged(row.staging_name)
+        await driver.files.remove_staged(row.vfolder_id, row.staging_name)
 
 
 def _received_in_full(row: UploadRow) -> bool:

@@ -51,17 +51,20 @@ class StagingSweeper:
         files = self._volumes.get(volume).files
         older_than = time.time() - self._grace
         candidates = await files.staging_candidates(older_than=older_than)
-        uploads = {name: upload_id_of_staging(name) for name in candidates}
+        # A key may carry its vfolder before the file name (staging inside each vfolder).
+        uploads = {key: upload_id_of_staging(_name_of(key)) for key in candidates}
         live = await self._live_uploads([i for i in uploads.values() if i is not None])
         removed = 0
         for name, upload_id in uploads.items():
-            if name.startswith(TUS_STAGING_PREFIX) and (upload_id is None or upload_id in live):
+            if _name_of(name).startswith(TUS_STAGING_PREFIX) and (
+                upload_id is None or upload_id in live
+            ):
                 continue  # a live upload's file, or one not named by this service
             if not await files.remove_abandoned_staged(name, older_than=older_than):
                 continue
             removed += 1
             log.warning(
-                "removed an abandoned staging file: .staging/%s",
+                "removed an abandoned staging file: %s",
                 name,
                 extra={"volume": volume, "staging_file": name},
             )
@@ -75,3 +78,8 @@ class StagingSweeper:
                     ids[start : start + LOOKUP_BATCH]
                 )
         return live
+
+
+def _name_of(key: str) -> str:
+    """The staging file's name in a sweep key (``<vfolder hex>/<name>`` or ``<name>``)."""
+    return key.rpartition("/")[2]

@@ -30,7 +30,7 @@ from app.vfolders.repository import DuplicateVFolder, VFolderRepository
 from app.vfolders.schemas import VFolderCreate
 from app.vfolders.service import resolve_owner
 from app.volumes.registry import VolumeRegistry
-from drivers.base import FastCloneCapable, VolumeDriver
+from drivers.base import VolumeDriver
 from drivers.paths import display_text
 from drivers.types import CloneProgress, VFolderOwner
 
@@ -177,8 +177,8 @@ def clone_handler(
         await target_driver.create_vfolder(
             target.id, owner=VFolderOwner(target.owner_type, target.owner_id)
         )
-        if source.volume == target.volume and isinstance(source_driver, FastCloneCapable):
-            await source_driver.clone_vfolder(source.id, target.id)
+        if source.volume == target.volume and source_driver.clone is not None:
+            await source_driver.clone.clone_vfolder(source.id, target.id)
         else:
             await _copy_reporting(task, source, target, source_driver, target_driver, progress)
         walked_from = datetime.now(UTC)
@@ -220,7 +220,10 @@ async def _copy_reporting(
 
         group.start_soon(report)
         await target_driver.files.receive_copy(
-            source_driver.vfolder_path(source.id), target.id, progress
+            source_driver.vfolder_path(source.id),
+            target.id,
+            progress,
+            skip=source_driver.files.reserved_names,  # the source's own staging, not files
         )
         group.cancel_scope.cancel()
 

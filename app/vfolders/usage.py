@@ -18,7 +18,6 @@ from app.vfolders.reader import VFolderReader
 from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import UsageSource, VFolderUsage
 from app.volumes.registry import VolumeRegistry
-from drivers.base import FastUsageCapable
 from drivers.errors import DriverError
 
 log = get_logger(__name__)
@@ -55,12 +54,12 @@ class UsageReader:
     async def _native(self, row: VFolderRow) -> tuple[int, datetime] | None:
         """The backend's figure and when it was asked; None without one (no such
         capability, a vfolder not ready, or the backend failing: the ledger answers then)."""
-        driver = self._volumes.get(row.volume)
-        if row.status != VFolderStatus.READY.value or not isinstance(driver, FastUsageCapable):
+        native = self._volumes.get(row.volume).usage
+        if row.status != VFolderStatus.READY.value or native is None:
             return None
         asked = datetime.now(UTC)
         try:
-            return await driver.usage_bytes(row.id), asked
+            return await native.usage_bytes(row.id), asked
         except DriverError as exc:
             log.warning(
                 "the backend's usage figure is unavailable; answering from the ledger",

@@ -13,10 +13,10 @@ from drivers.base import VolumeDriver
 from drivers.errors import BackendUnavailable, InvalidDriverOptions, VFolderDirectoryMissing
 from drivers.layout import BackendAILayout, scope_dir_name
 from drivers.paths import ROOT, parse_relative_path
-from drivers.posix import PosixDriver
+from drivers.posix import posix_driver
 from drivers.registry import build_driver
 from drivers.types import CloneProgress, VFolderOwner
-from drivers.xfs import XfsDriver
+from drivers.xfs import xfs_driver
 from tests.drivers.test_xfs import FakeXfsTools
 from tests.support.app import bearer, client_with_volumes, user_token
 from tests.support.tasks import finished_task
@@ -29,8 +29,8 @@ OPTIONS = {"layout": "backendai"}
 
 Factory = Callable[[Path], VolumeDriver]
 FACTORIES: dict[str, Factory] = {
-    "posix": lambda root: PosixDriver(root, options=OPTIONS),
-    "xfs": lambda root: XfsDriver(root, options=OPTIONS, runner=FakeXfsTools()),
+    "posix": lambda root: posix_driver(root, options=OPTIONS),
+    "xfs": lambda root: xfs_driver(root, options=OPTIONS, runner=FakeXfsTools()),
 }
 
 
@@ -119,7 +119,7 @@ async def test_trash_restore_and_purge(driver: VolumeDriver) -> None:
     assert list(BackendAILayout(driver.root).vfolder_ids()) == []
 
     # Restored by a node that never saw the vfolder: the trash name says where it goes.
-    other = PosixDriver(driver.root, options=OPTIONS)
+    other = posix_driver(driver.root, options=OPTIONS)
     await other.restore_from_trash(entry)
     assert (place / "data.txt").read_text() == "keep me"
     assert await driver.vfolder_exists(REFERENCE_ID)

@@ -18,7 +18,14 @@ import pytest
 
 from app.config import Settings
 from drivers.base import capabilities_of
-from drivers.btrfs import BtrfsDriver, parse_qgroup_show
+from drivers.btrfs import (
+    BtrfsClones,
+    BtrfsQgroups,
+    BtrfsSnapshots,
+    btrfs_driver,
+    parse_qgroup_show,
+)
+from drivers.driver import Driver
 from tests.support.app import SERVICE, bearer, client_with_volumes, user_token
 from tests.support.loop_mounts import btrfs_scratch
 from tests.support.tasks import finished_task
@@ -39,10 +46,25 @@ def test_qgroup_output_is_read() -> None:
 
 
 @pytest.fixture
-async def driver() -> BtrfsDriver:
-    built = BtrfsDriver(btrfs_scratch() / "volume")
+async def driver() -> Driver:
+    built = btrfs_driver(btrfs_scratch() / "volume")
     await built.initialize()
     return built
+
+
+def qgroups(driver: Driver) -> BtrfsQgroups:
+    assert isinstance(driver.quota, BtrfsQgroups) and driver.usage is driver.quota
+    return driver.quota
+
+
+def snapshots(driver: Driver) -> BtrfsSnapshots:
+    assert isinstance(driver.snapshots, BtrfsSnapshots)
+    return driver.snapshots
+
+
+def clones(driver: Driver) -> BtrfsClones:
+    assert isinstance(driver.clone, BtrfsClones)
+    return driver.clone
 
 
 def write(path: Path, size: int) -> None:
@@ -58,7 +80,7 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
-async def test_every_capability_is_the_filesystems_own(driver: BtrfsDriver) -> None:
+async def test_every_capability_is_the_filesystems_own(driver: Driver) -> None:
     assert capabilities_of(driver) == ["fast-clone", "fast-usage", "quota", "snapshot"]
     vfolder_id = uuid.uuid4()
     await driver.create_vfolder(vfolder_id)
@@ -68,44 +90,44 @@ async def test_every_capability_is_the_filesystems_own(driver: BtrfsDriver) -> N
     assert shown.returncode == 0  # a subvolume, not a plain directory
 
 
-async def test_a_quota_is_enforced_by_the_kernel(driver: BtrfsDriver) -> None:
+async def test_a_quota_is_enforced_by_the_kernel(driver: Driver) -> None:
     vfolder_id = uuid.uuid4()
     await driver.create_vfolder(vfolder_id)
-    await driver.set_quota(vfolder_id, limit_bytes=10 * MIB)
-    assert await driver.get_quota(vfolder_id) == 10 * MIB
+    await qgroups(driver).set_quota(vfolder_id, limit_bytes=10 * MIB)
+    assert await qgroups(driver).get_quota(vfolder_id) == 10 * MIB
     with pytest.raises(OSError) as refused:  # a container writing through the mount
         write(driver.vfolder_path(vfolder_id) / "big", 20 * MIB)
     assert refused.value.errno == errno.EDQUOT
     (driver.vfolder_path(vfolder_id) / "big").unlink()
-    await driver.set_quota(vfolder_id, limit_bytes=None)
-    assert await driver.get_quota(vfolder_id) is None
+    await qgroups(driver).set_quota(vfolder_id, limit_bytes=None)
+    assert await qgroups(driver).get_quota(vfolder_id) is None
     write(driver.vfolder_path(vfolder_id) / "big", 20 * MIB)
     await anyio.run_process(["btrfs", "filesystem", "sync", str(driver.root)])
-    assert await driver.usage_bytes(vfolder_id) >= 20 * MIB
+    assert await qgroups(driver).usage_bytes(vfolder_id) >= 20 * MIB
 
 
-async def test_snapshots_are_read_only_listed_and_deleted(driver: BtrfsDriver) -> None:
+async def test_snapshots_are_read_only_listed_and_deleted(driver: Driver) -> None:
     vfolder_id = uuid.uuid4()
     await driver.create_vfolder(vfolder_id)
     (driver.vfolder_path(vfolder_id) / "a.txt").write_text("before")
-    made = await driver.create_snapshot(vfolder_id, name="nightly-1")
+    made = await snapshots(driver).create_snapshot(vfolder_id, name="nightly-1")
     (driver.vfolder_path(vfolder_id) / "a.txt").write_text("after")
-    frozen = driver.snapshot_path(vfolder_id, "nightly-1")
+    frozen = snapshots(driver).snapshot_path(vfolder_id, "nightly-1")
     assert (frozen / "a.txt").read_text() == "before"
     with pytest.raises(OSError) as refused:
         (frozen / "a.txt").write_text("tampered")
     assert refused.value.errno == errno.EROFS
-    assert [s.name for s in await driver.list_snapshots(vfolder_id)] == [made.name]
-    await driver.delete_snapshot(vfolder_id, name="nightly-1")
-    assert await driver.list_snapshots(vfolder_id) == []
+    assert [s.name for s in await snapshots(driver).list_snapshots(vfolder_id)] == [made.name]
+    await snapshots(driver).delete_snapshot(vfolder_id, name="nightly-1")
+    assert await snapshots(driver).list_snapshots(vfolder_id) == []
 
 
-async def test_a_clone_shares_extents_so_free_space_barely_moves(driver: BtrfsDriver) -> None:
+async def test_a_clone_shares_extents_so_free_space_barely_moves(driver: Driver) -> None:
     source, target = uuid.uuid4(), uuid.uuid4()
     await driver.create_vfolder(source)
     write(driver.vfolder_path(source) / "data", 64 * MIB)
     before = free_bytes(driver.root)
-    await driver.clone_vfolder(source, target)
+    await clones(driver).clone_vfolder(source, target)
     after = free_bytes(driver.root)
     assert (driver.vfolder_path(target) / "data").read_bytes() == (
         driver.vfolder_path(source) / "data"

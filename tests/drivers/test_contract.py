@@ -1,53 +1,81 @@
-"""One contract suite, parametrized over every driver that can run on this machine."""
+"""One contract suite, parametrized over every driver that can run on this machine, the
+throwaway example backend of tests/drivers/dirquota included."""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
 
 from drivers.base import VolumeDriver, capabilities_of
-from drivers.btrfs import BtrfsDriver
+from drivers.btrfs import btrfs_driver
 from drivers.errors import (
     BackendUnavailable,
     UnknownDriver,
     UnsafePath,
     VFolderDirectoryMissing,
 )
-from drivers.paths import ROOT, RelativePath
-from drivers.posix import PosixDriver
-from drivers.registry import DRIVERS, build_driver
-from drivers.xfs import XfsDriver
+from drivers.fsops import staged_file
+from drivers.paths import ROOT, RelativePath, parse_relative_path
+from drivers.posix import posix_driver
+from drivers.registry import ENTRY_POINT_GROUP, backends, build_driver, forget, register, unregister
+from drivers.types import CloneProgress, Usage
+from drivers.xfs import xfs_driver
+from tests.drivers import dirquota
 from tests.drivers.test_xfs import FakeXfsTools
 from tests.support.loop_mounts import btrfs_scratch
 
 DriverFactory = Callable[[Path], VolumeDriver]
 
-RUNNABLE: dict[str, tuple[DriverFactory, list[str]]] = {
-    # name: (factory, the capabilities it must advertise)
-    "posix": (lambda root: PosixDriver(root), []),
+
+@dataclass(frozen=True)
+class Entry:
+    factory: DriverFactory
+    capabilities: list[str]  # what it must advertise
+    # Its uploads commit by renaming the staged file (the same inode), never by a copy.
+    renames: bool = True
+
+
+RUNNABLE: dict[str, Entry] = {
+    "posix": Entry(lambda root: posix_driver(root), []),
     # XFS cannot be mounted here: its tools are a double, the files are real.
-    "xfs": (lambda root: XfsDriver(root, runner=FakeXfsTools()), ["fast-usage", "quota"]),
-    # btrfs runs for real, on a loop-mounted image (skipped where that is not allowed).
-    "btrfs": (
-        lambda _root: BtrfsDriver(btrfs_scratch() / "volume"),
+    "xfs": Entry(lambda root: xfs_driver(root, runner=FakeXfsTools()), ["fast-usage", "quota"]),
+    # btrfs runs for real, on a loop-mounted image (skipped where that is not allowed). Its
+    # staging is outside every subvolume: a commit shares the extents (reflink) instead.
+    "btrfs": Entry(
+        lambda _root: btrfs_driver(btrfs_scratch() / "volume"),
         ["fast-clone", "fast-usage", "quota", "snapshot"],
+        renames=False,
     ),
+    # The example of CONTRIBUTING.md, defined in the test package.
+    "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
 }
+
+
+@pytest.fixture(autouse=True)
+def example_backend_registered() -> Iterator[None]:
+    """The example backend's registry line, for the length of a test."""
+    register(dirquota.BACKEND)
+    yield
+    unregister(dirquota.BACKEND.name)
 
 
 @pytest.fixture(params=sorted(RUNNABLE))
 async def driver(request: pytest.FixtureRequest, tmp_path: Path) -> VolumeDriver:
-    factory, _ = RUNNABLE[request.param]
-    built = factory(tmp_path / "volume")
+    built = RUNNABLE[request.param].factory(tmp_path / "volume")
     await built.initialize()
     return built
 
 
 def test_every_registered_driver_is_under_contract() -> None:
-    assert set(DRIVERS) == set(RUNNABLE)
+    assert set(backends()) == set(RUNNABLE)
 
 
 def test_unknown_driver_is_refused(tmp_path: Path) -> None:
@@ -55,18 +83,49 @@ def test_unknown_driver_is_refused(tmp_path: Path) -> None:
         build_driver("nfs-magic", root=tmp_path, options={})
 
 
+def test_an_installed_package_adds_a_backend_through_its_entry_point(tmp_path: Path) -> None:
+    """What ``pip install`` of a separate package leaves behind: a dist-info whose
+    entry_points.txt names a Backend in the group. Nothing else registers it."""
+    unregister(dirquota.BACKEND.name)
+    dist = tmp_path / "storage_proxy_dirquota-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: storage-proxy-dirquota\nVersion: 1.0\n"
+    )
+    (dist / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\ndirquota = tests.drivers.dirquota:BACKEND\n"
+    )
+    sys.path.append(str(tmp_path))
+    try:
+        forget()
+        assert backends()["dirquota"] is dirquota.BACKEND
+        built = build_driver("dirquota", root=tmp_path / "volume", options={})
+        assert capabilities_of(built) == ["quota"]
+    finally:
+        sys.path.remove(str(tmp_path))
+        forget()
+    assert "dirquota" not in backends()
+
+
 @pytest.mark.parametrize("name", sorted(RUNNABLE))
-def test_capabilities_are_derived_from_methods(name: str, tmp_path: Path) -> None:
-    factory, expected = RUNNABLE[name]
-    assert capabilities_of(factory(tmp_path)) == expected
+def test_capabilities_are_derived_from_parts(name: str, tmp_path: Path) -> None:
+    entry = RUNNABLE[name]
+    assert capabilities_of(entry.factory(tmp_path)) == entry.capabilities
 
 
 def test_capability_detection_sees_implemented_protocols(tmp_path: Path) -> None:
-    class WithUsage(PosixDriver):
+    class ZeroUsage:
         async def usage_bytes(self, vfolder_id: uuid.UUID) -> int:
             return 0
 
-    assert capabilities_of(WithUsage(tmp_path)) == ["fast-usage"]
+    class NotAStrategy:
+        pass
+
+    driver = posix_driver(tmp_path)
+    driver.usage = ZeroUsage()
+    assert capabilities_of(driver) == ["fast-usage"]
+    driver.quota = NotAStrategy()  # type: ignore[assignment]
+    assert capabilities_of(driver) == ["fast-usage"]
 
 
 async def test_sharded_layout_outside_private_areas(driver: VolumeDriver) -> None:
@@ -193,3 +252,100 @@ async def test_listing_walk_resumes_only_after_single_names(
         vfolder_id, ROOT, after=("a",), recursive=True, limit=10
     )
     assert [str(e.path) for e in entries] == ["a/b"] and not more
+
+
+def entry_of(driver: VolumeDriver) -> Entry:
+    return RUNNABLE[driver.backend]
+
+
+async def test_an_upload_commits_inside_the_vfolder(driver: VolumeDriver) -> None:
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    staged = await driver.files.create_staged(vfolder_id)
+    await staged.write([b"payload"])
+    inode = await anyio.to_thread.run_sync(lambda: os.fstat(staged_file(staged).fd).st_ino)
+    committed = await driver.files.commit_staged(
+        staged, vfolder_id, parse_relative_path("in/f.bin"), replace=False, parents=True
+    )
+    final = driver.vfolder_path(vfolder_id) / "in" / "f.bin"
+    assert final.read_bytes() == b"payload"
+    assert committed.added == Usage(7, 2) and committed.version.inode == final.stat().st_ino
+    if entry_of(driver).renames:
+        assert final.stat().st_ino == inode  # the staged file itself, renamed
+    for name in driver.files.reserved_names:
+        assert list((driver.vfolder_path(vfolder_id) / name).iterdir()) == []
+    assert await driver.files.usage(vfolder_id) == Usage(7, 2)
+
+
+async def test_staging_is_never_a_users_file(driver: VolumeDriver) -> None:
+    """An upload in flight is not listed, measured or reachable by path, wherever the
+    driver stages it."""
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    staged = await driver.files.create_staged(vfolder_id)
+    try:
+        await staged.write([b"in flight"])
+        staged_name = staged_file(staged).name
+        entries, more = await driver.files.list_page(
+            vfolder_id, ROOT, after=None, recursive=True, limit=10
+        )
+        assert entries == [] and not more
+        assert await driver.files.usage(vfolder_id) == Usage()
+        for name in driver.files.reserved_names:
+            assert (driver.vfolder_path(vfolder_id) / name / staged_name).is_file()
+            reserved = RelativePath((name,))
+            with pytest.raises(UnsafePath):
+                await driver.files.stat(vfolder_id, reserved)
+            with pytest.raises(UnsafePath):
+                await driver.files.stat(vfolder_id, reserved.child(staged_name))
+            with pytest.raises(UnsafePath):
+                await driver.files.mkdir(vfolder_id, reserved, parents=False, exist_ok=True)
+            with pytest.raises(UnsafePath):
+                await driver.files.list_page(
+                    vfolder_id, reserved, after=None, recursive=False, limit=10
+                )
+            # A resume cursor naming it does not walk into it either.
+            entries, _ = await driver.files.list_page(
+                vfolder_id, ROOT, after=(name, staged_name), recursive=True, limit=10
+            )
+            assert entries == []
+    finally:
+        await staged.discard()
+
+
+async def test_abandoned_staging_files_are_found_and_removed(driver: VolumeDriver) -> None:
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    live = await driver.files.create_staged(vfolder_id)
+    dead = await driver.files.create_staged(vfolder_id)
+    await dead.close()  # its writer is gone: the lock with it
+    try:
+        keys = await driver.files.staging_candidates(older_than=time.time() + 60)
+        assert sorted(key.rpartition("/")[2] for key in keys) == sorted(
+            staged_file(s).name for s in (live, dead)
+        )
+        removed = [
+            key
+            for key in keys
+            if await driver.files.remove_abandoned_staged(key, older_than=time.time() + 60)
+        ]
+        assert [key.rpartition("/")[2] for key in removed] == [staged_file(dead).name]
+    finally:
+        await live.discard()
+
+
+async def test_a_copied_vfolder_leaves_the_sources_staging_behind(driver: VolumeDriver) -> None:
+    source, target = uuid.uuid4(), uuid.uuid4()
+    await driver.create_vfolder(source)
+    (driver.vfolder_path(source) / "kept.txt").write_text("data")
+    staged = await driver.files.create_staged(source)
+    try:
+        await driver.files.receive_copy(
+            driver.vfolder_path(source),
+            target,
+            CloneProgress(),
+            skip=driver.files.reserved_names,
+        )
+    finally:
+        await staged.discard()
+    assert sorted(p.name for p in driver.vfolder_path(target).iterdir()) == ["kept.txt"]

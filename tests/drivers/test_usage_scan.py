@@ -109,3 +109,17 @@ def test_memory_drops_the_least_recently_scanned_vfolders_beyond_its_bound() -> 
     memory.remember(new, _result([1, 2], reused=0))
     assert memory.previous(old) == {}
     assert set(memory.previous(new)) == {(1, 1), (1, 2)}
+
+
+def test_the_proxys_own_names_at_the_root_are_left_out(tmp_path: Path) -> None:
+    """In-vfolder staging holds writes under way, counted in their reservations."""
+    tree(tmp_path)
+    (tmp_path / ".sp-staging").mkdir()
+    (tmp_path / ".sp-staging" / "upload").write_bytes(b"x" * 4096)
+    (tmp_path / "a" / ".sp-staging").mkdir()  # deeper down it is the user's own
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        result = scan_usage(fd, hidden=frozenset({".sp-staging"}))
+    finally:
+        os.close(fd)
+    assert result.usage == Usage(1110, 8)

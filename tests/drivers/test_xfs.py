@@ -4,6 +4,7 @@ exact commands it issues, how it reads their output, and how their failures surf
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -16,23 +17,20 @@ import pytest
 
 from drivers.base import FastUsageCapable, QuotaCapable, capabilities_of
 from drivers.commands import CommandResult, SubprocessRunner
+from drivers.driver import Driver
 from drivers.errors import BackendCommandFailed, BackendUnavailable, VFolderDirectoryMissing
-from drivers.fsops import PosixFileOps
-from drivers.layout import VolumeLayout
 from drivers.paths import parse_relative_path
 from drivers.registry import build_driver
+from drivers.staging import VFOLDER_STAGING_DIR
 from drivers.xfs import (
-    FS_IOC_FSGETXATTR,
-    FS_IOC_FSSETXATTR,
-    FSXATTR,
     PROJECT_ID_FIRST,
     PROJECT_ID_LAST,
     ProjectQuota,
-    XfsDriver,
+    XfsProjectQuota,
     hard_limit_argument,
-    inherit_project,
     parse_project_report,
     project_id_candidates,
+    xfs_driver,
 )
 
 GIB = 1024**3
@@ -125,12 +123,18 @@ class FakeXfsTools:
         raise AssertionError(f"xfs_quota has no command {' '.join(words)!r}")
 
 
-def quota_call(driver: XfsDriver, command: str) -> tuple[str, ...]:
-    return ("xfs_quota", "-x", "-c", command, str(driver.mount_point))
+def quota_call(driver: Driver, command: str) -> tuple[str, ...]:
+    return ("xfs_quota", "-x", "-c", command, str(xfs(driver).mount_point))
 
 
-def lsproj_call(driver: XfsDriver, vfolder_id: uuid.UUID) -> tuple[str, ...]:
+def lsproj_call(driver: Driver, vfolder_id: uuid.UUID) -> tuple[str, ...]:
     return ("xfs_io", "-r", "-c", "lsproj", str(driver.vfolder_path(vfolder_id)))
+
+
+def xfs(driver: Driver) -> XfsProjectQuota:
+    """The driver's quota strategy, which is also its usage strategy."""
+    assert isinstance(driver.quota, XfsProjectQuota) and driver.usage is driver.quota
+    return driver.quota
 
 
 @pytest.fixture
@@ -139,14 +143,14 @@ def tools() -> FakeXfsTools:
 
 
 @pytest.fixture
-async def driver(tmp_path: Path, tools: FakeXfsTools) -> XfsDriver:
-    built = XfsDriver(tmp_path / "volume", runner=tools)
+async def driver(tmp_path: Path, tools: FakeXfsTools) -> Driver:
+    built = xfs_driver(tmp_path / "volume", runner=tools)
     await built.initialize()
     tools.calls.clear()
     return built
 
 
-def make_untagged(driver: XfsDriver, vfolder_id: uuid.UUID) -> Path:
+def make_untagged(driver: Driver, vfolder_id: uuid.UUID) -> Path:
     """A vfolder directory made before the volume was XFS-managed: in project 0."""
     path = driver.vfolder_path(vfolder_id)
     path.mkdir(parents=True)
@@ -154,7 +158,7 @@ def make_untagged(driver: XfsDriver, vfolder_id: uuid.UUID) -> Path:
 
 
 def make_tagged(
-    driver: XfsDriver, tools: FakeXfsTools, vfolder_id: uuid.UUID, project_id: int
+    driver: Driver, tools: FakeXfsTools, vfolder_id: uuid.UUID, project_id: int
 ) -> None:
     path = make_untagged(driver, vfolder_id)
     tools.projects[str(path)] = project_id
@@ -174,9 +178,7 @@ def test_project_ids_are_pinned_and_in_range() -> None:
         assert all(PROJECT_ID_FIRST <= c <= PROJECT_ID_LAST for c in candidates)
 
 
-async def test_create_vfolder_tags_the_empty_directory(
-    driver: XfsDriver, tools: FakeXfsTools
-) -> None:
+async def test_create_vfolder_tags_the_empty_directory(driver: Driver, tools: FakeXfsTools) -> None:
     await driver.create_vfolder(DELTA)
     path = driver.vfolder_path(DELTA)
     assert tools.calls == [
@@ -190,7 +192,7 @@ async def test_create_vfolder_tags_the_empty_directory(
     assert tools.calls == [lsproj_call(driver, DELTA)]
 
 
-async def test_a_taken_id_is_skipped(driver: XfsDriver, tools: FakeXfsTools) -> None:
+async def test_a_taken_id_is_skipped(driver: Driver, tools: FakeXfsTools) -> None:
     # Some other directory is in the project DELTA's first id names.
     tools.report = (
         "#0                2108          0          0     00 [--------]\n"
@@ -203,22 +205,22 @@ async def test_a_taken_id_is_skipped(driver: XfsDriver, tools: FakeXfsTools) -> 
     )
 
     tools.calls.clear()
-    await driver.set_quota(DELTA, limit_bytes=GIB)
+    await xfs(driver).set_quota(DELTA, limit_bytes=GIB)
     assert tools.calls[-1] == quota_call(driver, f"limit -p bhard={GIB} {DELTA_SECOND_ID}")
 
 
 async def test_an_inherited_foreign_project_is_not_the_vfolders(
-    driver: XfsDriver, tools: FakeXfsTools
+    driver: Driver, tools: FakeXfsTools
 ) -> None:
     # An administrator tagged a parent; the vfolder inherited 42, which is not its own id.
     make_tagged(driver, tools, DELTA, 42)
-    assert await driver.get_quota(DELTA) is None
-    await driver.set_quota(DELTA, limit_bytes=GIB)
+    assert await xfs(driver).get_quota(DELTA) is None
+    await xfs(driver).set_quota(DELTA, limit_bytes=GIB)
     assert tools.projects[str(driver.vfolder_path(DELTA))] == DELTA_ID
     assert tools.calls[-1] == quota_call(driver, f"limit -p bhard={GIB} {DELTA_ID}")
 
 
-async def test_concurrent_creates_tag_once(driver: XfsDriver, tools: FakeXfsTools) -> None:
+async def test_concurrent_creates_tag_once(driver: Driver, tools: FakeXfsTools) -> None:
     async with anyio.create_task_group() as tg:
         for _ in range(3):
             tg.start_soon(driver.create_vfolder, DELTA)
@@ -230,10 +232,10 @@ async def test_concurrent_creates_tag_once(driver: XfsDriver, tools: FakeXfsTool
 
 
 async def test_set_quota_tags_an_untagged_vfolder_then_limits(
-    driver: XfsDriver, tools: FakeXfsTools
+    driver: Driver, tools: FakeXfsTools
 ) -> None:
     path = make_untagged(driver, DELTA)
-    await driver.set_quota(DELTA, limit_bytes=5 * GIB)
+    await xfs(driver).set_quota(DELTA, limit_bytes=5 * GIB)
     assert tools.calls == [
         lsproj_call(driver, DELTA),
         quota_call(driver, "report -p -b -n -N"),
@@ -243,10 +245,10 @@ async def test_set_quota_tags_an_untagged_vfolder_then_limits(
 
 
 async def test_set_quota_on_a_project_retags_the_tree_and_limits(
-    driver: XfsDriver, tools: FakeXfsTools
+    driver: Driver, tools: FakeXfsTools
 ) -> None:
     make_tagged(driver, tools, ALPHA, ALPHA_ID)
-    await driver.set_quota(ALPHA, limit_bytes=2 * GIB)
+    await xfs(driver).set_quota(ALPHA, limit_bytes=2 * GIB)
     path = driver.vfolder_path(ALPHA)
     assert tools.calls == [
         lsproj_call(driver, ALPHA),
@@ -255,9 +257,9 @@ async def test_set_quota_on_a_project_retags_the_tree_and_limits(
     ]
 
 
-async def test_unset_quota_is_bhard_zero(driver: XfsDriver, tools: FakeXfsTools) -> None:
+async def test_unset_quota_is_bhard_zero(driver: Driver, tools: FakeXfsTools) -> None:
     make_tagged(driver, tools, ALPHA, ALPHA_ID)
-    await driver.set_quota(ALPHA, limit_bytes=None)
+    await xfs(driver).set_quota(ALPHA, limit_bytes=None)
     assert tools.calls[-1] == quota_call(driver, f"limit -p bhard=0 {ALPHA_ID}")
 
 
@@ -272,12 +274,12 @@ def test_limits_are_whole_kib_and_never_zero() -> None:
         hard_limit_argument(-1)
 
 
-async def test_missing_vfolder_runs_nothing(driver: XfsDriver, tools: FakeXfsTools) -> None:
+async def test_missing_vfolder_runs_nothing(driver: Driver, tools: FakeXfsTools) -> None:
     # xfs_quota would walk the missing path silently and report success.
     with pytest.raises(VFolderDirectoryMissing):
-        await driver.set_quota(DELTA, limit_bytes=GIB)
+        await xfs(driver).set_quota(DELTA, limit_bytes=GIB)
     with pytest.raises(VFolderDirectoryMissing):
-        await driver.usage_bytes(DELTA)
+        await xfs(driver).usage_bytes(DELTA)
     assert tools.calls == []
 
 
@@ -309,60 +311,58 @@ def test_report_parsing_skips_headers_and_refuses_garbage() -> None:
         parse_project_report("#12\n")
 
 
-async def test_get_quota_and_usage_from_the_report(driver: XfsDriver, tools: FakeXfsTools) -> None:
+async def test_get_quota_and_usage_from_the_report(driver: Driver, tools: FakeXfsTools) -> None:
     make_tagged(driver, tools, ALPHA, ALPHA_ID)
     make_tagged(driver, tools, BRAVO, BRAVO_ID)
     make_tagged(driver, tools, CHARLIE, CHARLIE_ID)
     make_tagged(driver, tools, DELTA, DELTA_ID)
 
-    assert await driver.get_quota(ALPHA) == 2 * GIB
-    assert await driver.usage_bytes(ALPHA) == GIB
+    assert await xfs(driver).get_quota(ALPHA) == 2 * GIB
+    assert await xfs(driver).usage_bytes(ALPHA) == GIB
     # Over its limit: both read as they are, usage above the limit.
-    assert await driver.get_quota(BRAVO) == 3 * GIB
-    assert await driver.usage_bytes(BRAVO) == 3 * GIB + 4 * 1024
-    assert await driver.get_quota(CHARLIE) == 400 * 1024**2
-    assert await driver.usage_bytes(CHARLIE) == 200 * 1024**2
+    assert await xfs(driver).get_quota(BRAVO) == 3 * GIB
+    assert await xfs(driver).usage_bytes(BRAVO) == 3 * GIB + 4 * 1024
+    assert await xfs(driver).get_quota(CHARLIE) == 400 * 1024**2
+    assert await xfs(driver).usage_bytes(CHARLIE) == 200 * 1024**2
     # In its project, but the report has no line for it.
-    assert await driver.get_quota(DELTA) is None
-    assert await driver.usage_bytes(DELTA) == 0
+    assert await xfs(driver).get_quota(DELTA) is None
+    assert await xfs(driver).usage_bytes(DELTA) == 0
 
     tools.calls.clear()
-    await driver.usage_bytes(ALPHA)
+    await xfs(driver).usage_bytes(ALPHA)
     assert tools.calls == [lsproj_call(driver, ALPHA), quota_call(driver, "report -p -b -n -N")]
 
 
-async def test_a_project_without_a_limit_has_no_quota(
-    driver: XfsDriver, tools: FakeXfsTools
-) -> None:
+async def test_a_project_without_a_limit_has_no_quota(driver: Driver, tools: FakeXfsTools) -> None:
     tools.report = REPORT.replace(
         "#3240271213    1048576          0    2097152     00 [--------]",
         "#3240271213    1048576          0          0     00 [--------]",
     )
     make_tagged(driver, tools, ALPHA, ALPHA_ID)
-    assert await driver.get_quota(ALPHA) is None
-    assert await driver.usage_bytes(ALPHA) == GIB
+    assert await xfs(driver).get_quota(ALPHA) is None
+    assert await xfs(driver).usage_bytes(ALPHA) == GIB
 
 
 async def test_an_untagged_vfolder_has_no_quota_and_no_fast_usage(
-    driver: XfsDriver, tools: FakeXfsTools
+    driver: Driver, tools: FakeXfsTools
 ) -> None:
     make_untagged(driver, ALPHA)
-    assert await driver.get_quota(ALPHA) is None
+    assert await xfs(driver).get_quota(ALPHA) is None
     # Counting 0 for a vfolder XFS does not count would corrupt the quota ledger.
     with pytest.raises(BackendUnavailable, match="not an XFS project"):
-        await driver.usage_bytes(ALPHA)
+        await xfs(driver).usage_bytes(ALPHA)
 
 
 # -- failures --------------------------------------------------------------------------
 
 
 async def test_a_failing_command_raises_the_driver_error(
-    driver: XfsDriver, tools: FakeXfsTools
+    driver: Driver, tools: FakeXfsTools
 ) -> None:
     make_tagged(driver, tools, ALPHA, ALPHA_ID)
     tools.failures["limit"] = "xfs_quota: cannot set limits: Operation not permitted\n"
     with pytest.raises(BackendCommandFailed) as caught:
-        await driver.set_quota(ALPHA, limit_bytes=GIB)
+        await xfs(driver).set_quota(ALPHA, limit_bytes=GIB)
     error = caught.value
     assert isinstance(error, BackendUnavailable)
     assert str(error) == (
@@ -373,12 +373,12 @@ async def test_a_failing_command_raises_the_driver_error(
 
 
 async def test_unreadable_lsproj_output_raises_the_driver_error(
-    driver: XfsDriver, tools: FakeXfsTools
+    driver: Driver, tools: FakeXfsTools
 ) -> None:
     make_untagged(driver, ALPHA)
     tools.lsproj_output = "getprojid: Inappropriate ioctl for device\n"
     with pytest.raises(BackendCommandFailed, match="unexpected xfs_io lsproj output"):
-        await driver.get_quota(ALPHA)
+        await xfs(driver).get_quota(ALPHA)
 
 
 async def test_initialize_refuses_unenforced_project_quota(
@@ -386,22 +386,22 @@ async def test_initialize_refuses_unenforced_project_quota(
 ) -> None:
     tools.enforcement = "OFF"
     with pytest.raises(BackendUnavailable, match="prjquota"):
-        await XfsDriver(tmp_path, runner=tools).initialize()
+        await xfs_driver(tmp_path, runner=tools).initialize()
 
 
 # -- configuration ---------------------------------------------------------------------
 
 
 def test_advertises_quota_and_fast_usage(tmp_path: Path, tools: FakeXfsTools) -> None:
-    driver = XfsDriver(tmp_path, runner=tools)
-    assert isinstance(driver, QuotaCapable) and isinstance(driver, FastUsageCapable)
+    driver = xfs_driver(tmp_path, runner=tools)
+    assert isinstance(driver.quota, QuotaCapable) and isinstance(driver.usage, FastUsageCapable)
     assert capabilities_of(driver) == ["fast-usage", "quota"]
 
 
 async def test_options_name_the_binaries_and_the_mount_point(
     tmp_path: Path, tools: FakeXfsTools
 ) -> None:
-    driver = XfsDriver(
+    driver = xfs_driver(
         tmp_path / "volumes" / "a",
         options={
             "xfs_quota": "/usr/sbin/xfs_quota",
@@ -420,14 +420,14 @@ async def test_options_name_the_binaries_and_the_mount_point(
 
 def test_registered_as_xfs(tmp_path: Path) -> None:
     driver = build_driver("xfs", root=tmp_path, options={"command_timeout": 5})
-    assert isinstance(driver, XfsDriver) and driver.backend == "xfs"
+    assert isinstance(driver.quota, XfsProjectQuota) and driver.backend == "xfs"
 
 
 def test_unusable_roots_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable, match="not under mount point"):
-        XfsDriver(tmp_path / "a", options={"mount_point": str(tmp_path / "b")})
+        xfs_driver(tmp_path / "a", options={"mount_point": str(tmp_path / "b")})
     with pytest.raises(BackendUnavailable, match="blanks"):
-        XfsDriver(tmp_path / "my volume")
+        xfs_driver(tmp_path / "my volume")
 
 
 # -- SubprocessRunner, with real processes ---------------------------------------------
@@ -462,41 +462,44 @@ async def test_subprocess_runner_reports_a_missing_binary(tmp_path: Path) -> Non
         await SubprocessRunner().run([str(tmp_path / "xfs_quota"), "-V"])
 
 
-class RecordedIoctl:
-    """What the kernel would answer to FS_IOC_FSGETXATTR per fd, and what was set."""
-
-    def __init__(self, projects: dict[int, int]) -> None:
-        self.projects = projects
-        self.set_calls: list[tuple[int, int]] = []
-
-    def __call__(self, fd: int, request: int, arg: bytes) -> bytes:
-        if request == FS_IOC_FSGETXATTR:
-            return FSXATTR.pack(0x200, 0, 3, self.projects[fd], 0)
-        assert request == FS_IOC_FSSETXATTR
-        xflags, _extsize, _nextents, projid, _cow = FSXATTR.unpack(arg)
-        assert xflags == 0x200  # the other attributes are left as they were
-        self.set_calls.append((fd, projid))
-        self.projects[fd] = projid
-        return arg
-
-
-def test_a_staged_file_joins_its_destinations_project_before_the_move() -> None:
-    kernel = RecordedIoctl({10: 0, 20: 4242})  # fd 10: the staged file; fd 20: its directory
-    inherit_project(10, 20, ioctl=kernel)
-    assert kernel.set_calls == [(10, 4242)]
-    inherit_project(10, 20, ioctl=kernel)  # already there: nothing set
-    assert kernel.set_calls == [(10, 4242)]
-
-
-async def test_commits_go_through_the_project_adoption(tmp_path: Path) -> None:
-    adopted: list[tuple[int, int]] = []
-    files = PosixFileOps(VolumeLayout(tmp_path), adopt=lambda f, d: adopted.append((f, d)))
-    (tmp_path / ".staging").mkdir()
+async def test_uploads_are_staged_inside_the_vfolders_project(driver: Driver) -> None:
+    """The staged file is already in the vfolder's tree, so the commit is one rename in one
+    project (XFS would refuse one across projects with EXDEV)."""
     vfolder_id = uuid.uuid4()
-    VolumeLayout(tmp_path).vfolder_path(vfolder_id).mkdir(parents=True)
-    staged = await files.create_staged(vfolder_id)
+    await driver.create_vfolder(vfolder_id)
+    staged = await driver.files.create_staged(vfolder_id)
+    staging_dir = driver.vfolder_path(vfolder_id) / VFOLDER_STAGING_DIR
+    assert (staging_dir / staged.file.name).is_file()
+    assert staging_dir.stat().st_mode & 0o077 == 0
+    inode = os.fstat(staged.file.fd).st_ino
     await staged.write([b"data"])
-    await files.commit_staged(
+    committed = await driver.files.commit_staged(
         staged, vfolder_id, parse_relative_path("f.bin"), replace=True, parents=False
     )
-    assert len(adopted) == 1
+    final = driver.vfolder_path(vfolder_id) / "f.bin"
+    assert final.stat().st_ino == inode == committed.version.inode  # renamed, not copied
+    assert list(staging_dir.iterdir()) == []
+    entries, _ = await driver.files.list_page(
+        vfolder_id, parse_relative_path(""), after=None, recursive=True, limit=10
+    )
+    assert [str(e.path) for e in entries] == ["f.bin"]
+
+
+async def test_an_upload_staged_by_an_earlier_release_goes_on(driver: Driver) -> None:
+    """A tus upload begun before XFS volumes staged per vfolder has its file in the volume's
+    area: it is reopened, placed and swept from there."""
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    (driver.root / ".staging" / "tus-old").write_bytes(b"begun")
+    (driver.root / ".staging" / "tus-dead").write_bytes(b"abandoned")
+    staged = await driver.files.open_staged(vfolder_id, "tus-old", create=False)
+    await staged.write([b" before"])
+    assert await driver.files.staged_exists(vfolder_id, "tus-old")
+    await driver.files.commit_staged(
+        staged, vfolder_id, parse_relative_path("old.bin"), replace=False, parents=False
+    )
+    assert (driver.vfolder_path(vfolder_id) / "old.bin").read_bytes() == b"begun before"
+    keys = await driver.files.staging_candidates(older_than=time.time() + 60)
+    assert keys == ["tus-dead"]
+    assert await driver.files.remove_abandoned_staged("tus-dead", older_than=time.time() + 60)
+    assert list((driver.root / ".staging").iterdir()) == []

@@ -1,27 +1,28 @@
-"""btrfs: a subvolume per vfolder, with every optional capability done by the filesystem.
+"""btrfs parts: a subvolume per vfolder, with every optional capability done by the
+filesystem.
 
-- ``QuotaCapable``: a qgroup limit on the vfolder's subvolume (``btrfs qgroup limit``), which
-  the kernel enforces on writes that never pass through the proxy (EDQUOT).
-- ``FastUsageCapable``: the qgroup's referenced bytes (``btrfs qgroup show --raw``).
-- ``SnapshotCapable``: read-only snapshots in the volume's private ``.snapshots`` area.
-- ``FastCloneCapable``: a writable snapshot of the source subvolume, which shares every extent.
+- ``BtrfsSubvolumes``: how a vfolder directory is made (``btrfs subvolume create``).
+- ``BtrfsQgroups`` (quota, fast usage): a qgroup limit on the vfolder's subvolume (``btrfs
+  qgroup limit``), which the kernel enforces on writes that never pass through the proxy
+  (EDQUOT), and the qgroup's referenced bytes (``btrfs qgroup show --raw``).
+- ``BtrfsSnapshots``: read-only snapshots in the volume's private ``.snapshots`` area.
+- ``BtrfsClones``: a writable snapshot of the source subvolume, which shares every extent.
 
 File operations are the generic POSIX ones. The volume root must be a directory on a btrfs
 filesystem; quotas are enabled on it at start-up (idempotent). Commands go through an
-injectable ``CommandRunner``, like the XFS driver."""
+injectable ``CommandRunner``, like the XFS quota."""
 
 from __future__ import annotations
 
 import re
 import secrets
 from pathlib import Path
-from typing import Any, ClassVar
 from uuid import UUID
 
 from anyio import to_thread
 
 from drivers.base import SnapshotInfo
-from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandRunner, SubprocessRunner
+from drivers.commands import CommandRunner
 from drivers.errors import (
     BackendUnavailable,
     InvalidSnapshotName,
@@ -29,59 +30,60 @@ from drivers.errors import (
     SnapshotNotFound,
 )
 from drivers.fsops import PosixFileOps
-from drivers.layout import SnapshotLayout
-from drivers.posix import PosixDriver
-from drivers.types import VFolderOwner
+from drivers.layout import SnapshotLayout, VFolderLayout
 
 SNAPSHOTS_DIR = ".snapshots"
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-class BtrfsDriver(PosixDriver):
-    backend = "btrfs"
-    OPTIONS: ClassVar[frozenset[str]] = PosixDriver.OPTIONS | {"btrfs", "command_timeout"}
+class BtrfsTools:
+    """The ``btrfs`` binary, run through an injectable ``CommandRunner``."""
 
-    def __init__(
-        self,
-        root: Path,
-        *,
-        options: dict[str, Any] | None = None,
-        runner: CommandRunner | None = None,
-    ) -> None:
-        super().__init__(root, options=options)
-        opts = options or {}
-        self._btrfs = str(opts.get("btrfs", "btrfs"))
-        timeout = float(opts.get("command_timeout", DEFAULT_TIMEOUT_SECONDS))
-        self._runner = runner if runner is not None else SubprocessRunner(timeout=timeout)
+    def __init__(self, runner: CommandRunner, *, binary: str = "btrfs") -> None:
+        self._runner = runner
+        self._binary = binary
 
-    @property
-    def snapshots_root(self) -> Path:
-        return self.root / SNAPSHOTS_DIR
-
-    async def _run(self, *args: str) -> str:
-        result = await self._runner.run([self._btrfs, *args])
+    async def run(self, *args: str) -> str:
+        result = await self._runner.run([self._binary, *args])
         return result.check().stdout
 
-    async def initialize(self) -> None:
-        await super().initialize()
-        await to_thread.run_sync(lambda: self.snapshots_root.mkdir(mode=0o700, exist_ok=True))
-        await self._run("quota", "enable", str(self.root))
 
-    # -- vfolders are subvolumes -----------------------------------------------------------
+async def existing_subvolume(layout: VFolderLayout, vfolder_id: UUID) -> Path:
+    path = await to_thread.run_sync(layout.vfolder_path, vfolder_id)
+    if not await to_thread.run_sync(path.is_dir):
+        raise PathNotFound(f"vfolder {vfolder_id} has no subvolume on this volume")
+    return path
 
-    async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
-        path = await to_thread.run_sync(self.place, vfolder_id, owner)
+
+class BtrfsSubvolumes:
+    """A vfolder is a subvolume, so it can have a qgroup and be snapshotted."""
+
+    def __init__(self, tools: BtrfsTools, *, dir_mode: int) -> None:
+        self._tools = tools
+        self.dir_mode = dir_mode
+
+    async def create(self, path: Path) -> None:
         if await to_thread.run_sync(path.is_dir):
             return  # a replayed create
         await to_thread.run_sync(lambda: path.parent.mkdir(parents=True, exist_ok=True))
-        await self._run("subvolume", "create", str(path))
-        await to_thread.run_sync(path.chmod, self._dir_mode)
+        await self._tools.run("subvolume", "create", str(path))
+        await to_thread.run_sync(path.chmod, self.dir_mode)
 
-    # -- QuotaCapable, FastUsageCapable ----------------------------------------------------
+
+class BtrfsQgroups:
+    """``QuotaCapable`` and ``FastUsageCapable``: the qgroup of the vfolder's subvolume."""
+
+    def __init__(self, layout: VFolderLayout, tools: BtrfsTools) -> None:
+        self.layout = layout
+        self._tools = tools
+
+    async def initialize(self) -> None:
+        await self._tools.run("quota", "enable", str(self.layout.root))
 
     async def set_quota(self, vfolder_id: UUID, *, limit_bytes: int | None) -> None:
         limit = "none" if limit_bytes is None else str(limit_bytes)
-        await self._run("qgroup", "limit", limit, str(await self._existing(vfolder_id)))
+        path = await existing_subvolume(self.layout, vfolder_id)
+        await self._tools.run("qgroup", "limit", limit, str(path))
 
     async def get_quota(self, vfolder_id: UUID) -> int | None:
         return (await self._qgroup(vfolder_id))[1]
@@ -94,27 +96,43 @@ class BtrfsDriver(PosixDriver):
     async def _qgroup(self, vfolder_id: UUID, *, sync: bool = False) -> tuple[int, int | None]:
         """(referenced bytes, max referenced or None) of the vfolder's own qgroup."""
         flags = ("--sync",) if sync else ()
-        output = await self._run(
-            "qgroup", "show", *flags, "-rfe", "--raw", str(await self._existing(vfolder_id))
+        path = await existing_subvolume(self.layout, vfolder_id)
+        return parse_qgroup_show(
+            await self._tools.run("qgroup", "show", *flags, "-rfe", "--raw", str(path))
         )
-        return parse_qgroup_show(output)
 
-    async def _existing(self, vfolder_id: UUID) -> Path:
-        path = await to_thread.run_sync(self.vfolder_path, vfolder_id)
-        if not await to_thread.run_sync(path.is_dir):
-            raise PathNotFound(f"vfolder {vfolder_id} has no subvolume on this volume")
-        return path
 
-    # -- FastCloneCapable ------------------------------------------------------------------
+class BtrfsClones:
+    """``FastCloneCapable``: a writable snapshot of the source subvolume, sharing every
+    extent."""
+
+    def __init__(self, layout: VFolderLayout, tools: BtrfsTools) -> None:
+        self.layout = layout
+        self._tools = tools
 
     async def clone_vfolder(self, source_id: UUID, target_id: UUID) -> None:
-        target = await to_thread.run_sync(self.vfolder_path, target_id)
+        target = await to_thread.run_sync(self.layout.vfolder_path, target_id)
         await to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
         if await to_thread.run_sync(target.exists):
-            await self._run("subvolume", "delete", str(target))  # an earlier attempt's
-        await self._run("subvolume", "snapshot", str(await self._existing(source_id)), str(target))
+            await self._tools.run("subvolume", "delete", str(target))  # an earlier attempt's
+        source = await existing_subvolume(self.layout, source_id)
+        await self._tools.run("subvolume", "snapshot", str(source), str(target))
 
-    # -- SnapshotCapable -------------------------------------------------------------------
+
+class BtrfsSnapshots:
+    """``SnapshotCapable``: read-only snapshots in the volume's private ``.snapshots`` area."""
+
+    def __init__(self, layout: VFolderLayout, tools: BtrfsTools, quota: BtrfsQgroups) -> None:
+        self.layout = layout
+        self._tools = tools
+        self._quota = quota  # a restored subvolume keeps the vfolder's byte limit
+
+    @property
+    def snapshots_root(self) -> Path:
+        return self.layout.root / SNAPSHOTS_DIR
+
+    async def initialize(self) -> None:
+        await to_thread.run_sync(lambda: self.snapshots_root.mkdir(mode=0o700, exist_ok=True))
 
     def snapshot_path(self, vfolder_id: UUID, name: str) -> Path:
         if not SNAPSHOT_NAME.match(name):
@@ -128,9 +146,8 @@ class BtrfsDriver(PosixDriver):
     async def create_snapshot(self, vfolder_id: UUID, *, name: str) -> SnapshotInfo:
         path = self.snapshot_path(vfolder_id, name)
         await to_thread.run_sync(lambda: path.parent.mkdir(mode=0o700, exist_ok=True))
-        await self._run(
-            "subvolume", "snapshot", "-r", str(await self._existing(vfolder_id)), str(path)
-        )
+        source = await existing_subvolume(self.layout, vfolder_id)
+        await self._tools.run("subvolume", "snapshot", "-r", str(source), str(path))
         return await to_thread.run_sync(_snapshot_info, path)
 
     async def list_snapshots(self, vfolder_id: UUID) -> list[SnapshotInfo]:
@@ -143,7 +160,7 @@ class BtrfsDriver(PosixDriver):
         for path in await to_thread.run_sync(listing):
             info = await to_thread.run_sync(_snapshot_info, path)
             # The space only this snapshot holds: what deleting it would give back.
-            output = await self._run("qgroup", "show", "-f", "--raw", str(path))
+            output = await self._tools.run("qgroup", "show", "-f", "--raw", str(path))
             exclusive = parse_qgroup_exclusive(output)
             infos.append(SnapshotInfo(info.name, info.created_at, exclusive))
         return sorted(infos, key=lambda s: s.created_at)
@@ -155,10 +172,10 @@ class BtrfsDriver(PosixDriver):
         snapshot = self.snapshot_path(vfolder_id, name)
         if not await to_thread.run_sync(snapshot.is_dir):
             raise SnapshotNotFound(f"no snapshot {name!r}")
-        current = await self._existing(vfolder_id)
-        limit = await self.get_quota(vfolder_id)
+        current = await existing_subvolume(self.layout, vfolder_id)
+        limit = await self._quota.get_quota(vfolder_id)
         fresh = self.layout.staging / f"restore-{vfolder_id.hex}-{secrets.token_hex(4)}"
-        await self._run("subvolume", "snapshot", str(snapshot), str(fresh))
+        await self._tools.run("subvolume", "snapshot", str(snapshot), str(fresh))
         retired = self.layout.trash / self.layout.new_file_trash_name(vfolder_id)
 
         def swap() -> None:
@@ -167,13 +184,13 @@ class BtrfsDriver(PosixDriver):
 
         await to_thread.run_sync(swap)
         if limit is not None:
-            await self.set_quota(vfolder_id, limit_bytes=limit)
+            await self._quota.set_quota(vfolder_id, limit_bytes=limit)
 
     async def delete_snapshot(self, vfolder_id: UUID, *, name: str) -> None:
         path = self.snapshot_path(vfolder_id, name)
         if not await to_thread.run_sync(path.is_dir):
             raise SnapshotNotFound(f"no snapshot {name!r}")
-        await self._run("subvolume", "delete", str(path))
+        await self._tools.run("subvolume", "delete", str(path))
 
 
 def _snapshot_info(path: Path) -> SnapshotInfo:

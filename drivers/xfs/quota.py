@@ -1,5 +1,5 @@
-"""XFS with project quotas: every vfolder is an XFS project, so the kernel enforces its byte
-limit and keeps its usage without walking its files. Everything else is the POSIX driver.
+"""XFS project quotas as a quota and usage strategy: every vfolder is an XFS project, so the
+kernel enforces its byte limit and keeps its usage without walking its files.
 
 The quota work goes through xfsprogs' tools, run by an injectable ``CommandRunner``:
 
@@ -11,7 +11,7 @@ The quota work goes through xfsprogs' tools, run by an injectable ``CommandRunne
   ``id`` and sets the inherit flag, so whatever is created inside later belongs to it too;
 - ``xfs_quota -x -c 'limit -p bhard=<bytes> <id>' <mount>``: the hard limit, 0 for none.
 
-Options (``[volumes.<name>.options]``), besides the POSIX driver's:
+Options of the ``xfs`` backend (``[volumes.<name>.options]``), besides the POSIX ones:
 
 - ``xfs_quota``, ``xfs_io``: the binaries (default: found on ``PATH``);
 - ``mount_point``: where the filesystem is mounted, which xfs_quota wants exactly, not any
@@ -23,32 +23,27 @@ The filesystem needs 32-bit project ids (``projid32bit``, the default of every X
 filesystem): the ids used here go up to 2**32 - 2.
 
 XFS itself refuses (EXDEV) a rename or hard link into a tree of another project, or files
-could dodge its quota: that includes moving a file staged in ``.staging`` (project 0) into a
-vfolder, which the POSIX file operations do to commit an upload. So before that move the staged
-file is put in its destination directory's project (``inherit_project``, the FS_IOC_FSSETXATTR
-ioctl that ``xfs_io chproj`` uses). XFS also rounds limits up to its block size.
+could dodge its quota. So uploads are staged inside the vfolder's own tree, in its hidden
+staging directory (``drivers.staging.VFolderStaging``), already in the vfolder's project: the
+commit is one rename within the project, and an upload in progress counts against the
+vfolder's limit while it is written. XFS also rounds limits up to its block size.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
-import struct
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
 from uuid import UUID
 
 import anyio
 from anyio import to_thread
 
-from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandResult, CommandRunner, SubprocessRunner
+from drivers.commands import CommandResult, CommandRunner
 from drivers.errors import BackendCommandFailed, BackendUnavailable, VFolderDirectoryMissing
-from drivers.fsops import PosixFileOps
-from drivers.posix import PosixDriver
-from drivers.types import VFolderOwner
+from drivers.layout import VFolderLayout
 
 KIB = 1024
 PROJECT_ID_FIRST = 1  # 0 is the default project: every inode nobody tagged is in it
@@ -146,38 +141,29 @@ def hard_limit_argument(limit_bytes: int | None) -> int:
     return max(1, -(-limit_bytes // KIB)) * KIB
 
 
-class XfsDriver(PosixDriver):
-    """``QuotaCapable`` and ``FastUsageCapable`` through XFS project quotas."""
-
-    backend = "xfs"
-    OPTIONS: ClassVar[frozenset[str]] = PosixDriver.OPTIONS | {
-        "xfs_quota",
-        "xfs_io",
-        "mount_point",
-        "command_timeout",
-    }
+class XfsProjectQuota:
+    """``QuotaCapable`` and ``FastUsageCapable`` through XFS project quotas: every vfolder is
+    tagged with its own project when it is made (``vfolder_created``)."""
 
     def __init__(
         self,
-        root: Path,
+        layout: VFolderLayout,
         *,
-        options: dict[str, Any] | None = None,
-        runner: CommandRunner | None = None,
+        mount_point: Path,
+        runner: CommandRunner,
+        xfs_quota: str = "xfs_quota",
+        xfs_io: str = "xfs_io",
     ) -> None:
-        super().__init__(root, options=options)
-        self.files = PosixFileOps(self.layout, adopt=inherit_project)
-        opts = options or {}
-        self.mount_point = Path(str(opts.get("mount_point", self.root))).resolve()
-        _check_volume_root(self.root, self.mount_point)
-        self._xfs_quota = str(opts.get("xfs_quota", "xfs_quota"))
-        self._xfs_io = str(opts.get("xfs_io", "xfs_io"))
-        timeout = float(opts.get("command_timeout", DEFAULT_TIMEOUT_SECONDS))
-        self._runner = runner if runner is not None else SubprocessRunner(timeout=timeout)
+        self.layout = layout
+        self.mount_point = mount_point
+        _check_volume_root(layout.root, mount_point)
+        self._xfs_quota = xfs_quota
+        self._xfs_io = xfs_io
+        self._runner = runner
         # Choosing a free id and tagging with it is one step, or two vfolders could pick one.
         self._assigning = anyio.Lock()
 
     async def initialize(self) -> None:
-        await super().initialize()
         state = await self._quota_command("state -p")
         if not project_quota_enforced(state.stdout):
             raise BackendUnavailable(
@@ -185,8 +171,7 @@ class XfsDriver(PosixDriver):
                 "mount it with the prjquota option"
             )
 
-    async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
-        await super().create_vfolder(vfolder_id, owner=owner)
+    async def vfolder_created(self, vfolder_id: UUID) -> None:
         # Tagged while still empty, the tagging is instant and no byte is ever left uncounted.
         await self._ensure_project(vfolder_id)
 
@@ -243,7 +228,7 @@ class XfsDriver(PosixDriver):
 
     async def _existing_vfolder_path(self, vfolder_id: UUID) -> Path:
         # xfs_quota walks a missing path silently and reports success.
-        path = await to_thread.run_sync(self.vfolder_path, vfolder_id)
+        path = await to_thread.run_sync(self.layout.vfolder_path, vfolder_id)
         if not await to_thread.run_sync(path.is_dir):
             raise VFolderDirectoryMissing(str(vfolder_id))
         return path
@@ -274,21 +259,3 @@ def _check_volume_root(root: Path, mount_point: Path) -> None:
             f"volume root {str(root)!r} has blanks, quotes or backslashes, which xfs_quota "
             "commands cannot carry"
         )
-
-
-Ioctl = Callable[[int, int, bytes], bytes]
-
-# struct fsxattr (linux/fs.h): xflags, extsize, nextents, projid, cowextsize, 8 bytes of pad.
-FSXATTR = struct.Struct("=5I8x")
-FS_IOC_FSGETXATTR = 0x801C581F  # _IOR('X', 31, struct fsxattr)
-FS_IOC_FSSETXATTR = 0x401C5820  # _IOW('X', 32, struct fsxattr)
-
-
-def inherit_project(file_fd: int, directory_fd: int, ioctl: Ioctl = fcntl.ioctl) -> None:
-    """Gives the file the project id of the directory it is about to be moved into."""
-    directory = FSXATTR.unpack(ioctl(directory_fd, FS_IOC_FSGETXATTR, bytes(FSXATTR.size)))
-    current = list(FSXATTR.unpack(ioctl(file_fd, FS_IOC_FSGETXATTR, bytes(FSXATTR.size))))
-    if current[3] == directory[3]:
-        return
-    current[3] = directory[3]
-    ioctl(file_fd, FS_IOC_FSSETXATTR, FSXATTR.pack(*current))

@@ -1,4 +1,16 @@
-"""The generic POSIX driver: local disk, NFS, any mounted filesystem."""
+"""The composed volume driver: the required core (vfolders, trash, capacity, writability) over
+the parts a backend is made of. A backend is a set of parts, not a subclass:
+
+    Driver(
+        backend="xfs",
+        layout=layout,
+        files=PosixFileOps(layout, staging=VFolderStaging(layout)),
+        quota=XfsProjectQuota(...),   # or None
+        usage=...,  snapshots=...,  clone=...,
+    )
+
+Parts with something to do when the volume starts (``StartsWithVolume``) or when a vfolder
+has just been made (``PreparesVFolders``) are called then, each once."""
 
 from __future__ import annotations
 
@@ -7,40 +19,91 @@ import os
 import secrets
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
 from uuid import UUID
 
 from anyio import to_thread
 
-from drivers.base import Capacity, MountInfo, TrashEntry
+from drivers.base import (
+    Capacity,
+    FastCloneCapable,
+    FastUsageCapable,
+    MountInfo,
+    PreparesVFolders,
+    QuotaCapable,
+    SnapshotCapable,
+    StartsWithVolume,
+    TrashEntry,
+    VFolderDirectories,
+)
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
-from drivers.layout import SHARDED, LayoutError, build_layout
+from drivers.layout import LayoutError, VFolderLayout
 from drivers.types import VFolderOwner
 
+DEFAULT_DIR_MODE = 0o755
 
-class PosixDriver:
-    """Implements the required core only; quota, usage, snapshots and clones fall back to the
-    services layer's generic code."""
 
-    backend = "posix"
-    # ``layout``: "sharded" (default) or "backendai" (drivers/layout.py).
-    OPTIONS: ClassVar[frozenset[str]] = frozenset({"dir_mode", "mount_options", "layout"})
+class PlainDirectories:
+    """A vfolder is a plain directory with a configured mode."""
 
-    def __init__(self, root: Path, *, options: dict[str, Any] | None = None) -> None:
-        self.root = root.resolve()
-        opts = options or {}
-        self.layout = build_layout(str(opts.get("layout", SHARDED)), self.root)
-        self.files = PosixFileOps(self.layout)
-        self._dir_mode = int(str(opts.get("dir_mode", "0o755")), 0)
-        mount_options = opts.get("mount_options", ())
-        if not isinstance(mount_options, list | tuple):
-            raise ValueError(f"mount_options must be a list, not {mount_options!r}")
-        self._mount_options = tuple(str(o) for o in mount_options)
+    def __init__(self, dir_mode: int = DEFAULT_DIR_MODE) -> None:
+        self.dir_mode = dir_mode
+
+    async def create(self, path: Path) -> None:
+        await to_thread.run_sync(self._create_sync, path)
+
+    def _create_sync(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=self.dir_mode, exist_ok=True)
+            # mkdir's mode is filtered by the umask; the configured mode is what Agents expect.
+            path.chmod(self.dir_mode)
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot create {path}: {exc}") from exc
+
+
+class Driver:
+    """A volume driver made of parts; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        layout: VFolderLayout,
+        files: PosixFileOps,
+        directories: VFolderDirectories | None = None,
+        quota: QuotaCapable | None = None,
+        usage: FastUsageCapable | None = None,
+        snapshots: SnapshotCapable | None = None,
+        clone: FastCloneCapable | None = None,
+        mount_options: tuple[str, ...] = (),
+    ) -> None:
+        self.backend = backend
+        self.layout = layout
+        self.root = layout.root
+        self.files = files
+        self.directories: VFolderDirectories = directories or PlainDirectories()
+        self.quota = quota
+        self.usage = usage
+        self.snapshots = snapshots
+        self.clone = clone
+        self.mount_options = mount_options
+
+    def _parts(self) -> Iterator[object]:
+        """Every part once (one object may be several strategies: quota and usage)."""
+        seen: set[int] = set()
+        for part in (self.directories, self.quota, self.usage, self.snapshots, self.clone):
+            if part is not None and id(part) not in seen:
+                seen.add(id(part))
+                yield part
 
     async def initialize(self) -> None:
         await to_thread.run_sync(self._initialize_sync)
+        for part in self._parts():
+            if isinstance(part, StartsWithVolume):
+                await part.initialize()
 
     def _initialize_sync(self) -> None:
         try:
@@ -65,17 +128,11 @@ class PosixDriver:
             raise BackendUnavailable(str(exc)) from exc
 
     async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
-        await to_thread.run_sync(self._create_vfolder_sync, vfolder_id, owner)
-
-    def _create_vfolder_sync(self, vfolder_id: UUID, owner: VFolderOwner | None) -> None:
-        path = self.place(vfolder_id, owner)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.mkdir(mode=self._dir_mode, exist_ok=True)
-            # mkdir's mode is filtered by the umask; the configured mode is what Agents expect.
-            path.chmod(self._dir_mode)
-        except OSError as exc:
-            raise BackendUnavailable(f"cannot create {path}: {exc}") from exc
+        path = await to_thread.run_sync(self.place, vfolder_id, owner)
+        await self.directories.create(path)
+        for part in self._parts():
+            if isinstance(part, PreparesVFolders):
+                await part.vfolder_created(vfolder_id)
 
     async def vfolder_exists(self, vfolder_id: UUID) -> bool:
         return await to_thread.run_sync(lambda: self.vfolder_path(vfolder_id).is_dir())
@@ -161,7 +218,7 @@ class PosixDriver:
         return MountInfo(
             host_path=await to_thread.run_sync(self.vfolder_path, vfolder_id),
             backend=self.backend,
-            mount_options=self._mount_options,
+            mount_options=self.mount_options,
         )
 
     async def capacity(self) -> Capacity:
