@@ -16,7 +16,15 @@ from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 from drivers.paths import RelativePath
-from drivers.types import CloneProgress, Committed, FileEntry, FileVersion, Usage, VFolderOwner
+from drivers.types import (
+    CloneProgress,
+    Committed,
+    FileEntry,
+    FileVersion,
+    Usage,
+    UsageScan,
+    VFolderOwner,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,14 @@ class VFolderFiles(Protocol):
     async def delete(self, vfolder_id: UUID, path: RelativePath, *, recursive: bool) -> Usage: ...
 
     async def usage(self, vfolder_id: UUID) -> Usage: ...
+
+    async def scan_usage(self, vfolder_id: UUID, *, full: bool) -> UsageScan:
+        """The usage walked on disk, incrementally unless ``full``; reserved names left out."""
+        ...
+
+    def forget_usage(self, vfolder_id: UUID) -> None:
+        """Forget what walks of ``vfolder_id`` remembered (it was deleted)."""
+        ...
 
 
 @runtime_checkable

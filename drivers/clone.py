@@ -15,11 +15,11 @@ import stat
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from drivers.paths import O_DIR
 from drivers.syncfs import sync_filesystem
 from drivers.types import CloneProgress
 
 FICLONE = 0x40049409  # _IOW(0x94, 9, int): share the source's extents (btrfs, XFS reflink)
-O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 COPY_CHUNK = 64 * 1024 * 1024
 COPY_WORKERS = 4
 

@@ -48,11 +48,19 @@ from drivers.errors import (
     VFolderDirectoryMissing,
 )
 from drivers.layout import VFolderLayout
-from drivers.paths import RelativePath, require_single_name
+from drivers.paths import O_DIR, RelativePath, require_single_name
 from drivers.staging import StagingPlacement, VolumeStaging
-from drivers.types import CloneProgress, Committed, EntryType, FileEntry, FileVersion, Usage
+from drivers.types import (
+    CloneProgress,
+    Committed,
+    EntryType,
+    FileEntry,
+    FileVersion,
+    Usage,
+    UsageScan,
+)
+from drivers.usage_scan import ScanResult, UsageMemory, scan_usage
 
-O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted in a vfolder must not hang a worker thread.
 O_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 FILE_MODE = 0o644
@@ -301,7 +309,7 @@ class PosixFileOpsSync:
 
     # -- walking -------------------------------------------------------------------------
 
-    def _open_root(self, vfolder_id: UUID) -> int:
+    def open_root(self, vfolder_id: UUID) -> int:
         try:
             return os.open(self.layout.vfolder_path(vfolder_id), O_DIR)
         except FileNotFoundError:
@@ -367,7 +375,7 @@ class PosixFileOpsSync:
         if path.is_root:
             raise UnsafePath("the vfolder root itself cannot be the target of this operation")
         self._refuse_reserved(path)
-        root_fd = self._open_root(vfolder_id)
+        root_fd = self.open_root(vfolder_id)
         try:
             parent_fd, created = self._open_dir(root_fd, path.parent, create=create)
         finally:
@@ -380,7 +388,7 @@ class PosixFileOpsSync:
     @contextlib.contextmanager
     def _directory(self, vfolder_id: UUID, path: RelativePath) -> Iterator[int]:
         self._refuse_reserved(path)
-        root_fd = self._open_root(vfolder_id)
+        root_fd = self.open_root(vfolder_id)
         try:
             fd, _ = self._open_dir(root_fd, path)
         finally:
@@ -402,7 +410,7 @@ class PosixFileOpsSync:
 
     def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
         if path.is_root:
-            root_fd = self._open_root(vfolder_id)
+            root_fd = self.open_root(vfolder_id)
             try:
                 st = os.fstat(root_fd)
             finally:
@@ -528,7 +536,7 @@ class PosixFileOpsSync:
 
     def usage(self, vfolder_id: UUID) -> Usage:
         """Usage of the whole vfolder by walking it (the fallback without FastUsageCapable)."""
-        root_fd = self._open_root(vfolder_id)
+        root_fd = self.open_root(vfolder_id)
         try:
             return self._tree_usage(root_fd, skip=self._reserved)
         finally:
@@ -949,6 +957,28 @@ class PosixFileOps:
 
     def __init__(self, layout: VFolderLayout, *, staging: StagingPlacement | None = None) -> None:
         self.sync = PosixFileOpsSync(layout, staging=staging)
+        self._scanned = UsageMemory()
+
+    async def scan_usage(self, vfolder_id: UUID, *, full: bool) -> UsageScan:
+        """The vfolder's usage walked on disk (its reserved names left out: writes under
+        way, counted in their reservations), reusing what this process's last walks found in
+        unchanged directories unless ``full``."""
+        previous = self._scanned.previous(vfolder_id, full=full)
+
+        def walk() -> ScanResult:
+            root = self.sync.open_root(vfolder_id)
+            try:
+                return scan_usage(root, previous, hidden=self.reserved_names)
+            finally:
+                os.close(root)
+
+        result = await to_thread.run_sync(walk)
+        self._scanned.remember(vfolder_id, result)
+        return UsageScan(result.usage, result.directories, result.reused)
+
+    def forget_usage(self, vfolder_id: UUID) -> None:
+        """Drop what the walks of ``vfolder_id`` remembered (it is gone)."""
+        self._scanned.forget(vfolder_id)
 
     @property
     def layout(self) -> VFolderLayout:

@@ -4,11 +4,14 @@ cannot leave a vfolder. The second half (never following a symlink while walking
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass
 
 from drivers.errors import UnsafePath
 
+# How every directory inside a vfolder is opened: never through a symlink.
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_COMPONENT_BYTES = 255
 MAX_PATH_BYTES = 4096
 

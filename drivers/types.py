@@ -96,3 +96,12 @@ class CloneProgress:
             self.bytes_done += size
             self.files_done += 1
             self.reflinked += int(reflinked)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageScan:
+    """A vfolder's usage walked on disk, and how much of the walk reused the last one."""
+
+    usage: Usage
+    directories: int
+    reused: int

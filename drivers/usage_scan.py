@@ -23,9 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from drivers.base import VolumeDriver
-from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
-from drivers.fsops import O_DIR
+from drivers.paths import O_DIR
 from drivers.types import Usage
 
 DirectoryKey = tuple[int, int]  # (st_dev, st_ino)
@@ -47,30 +45,6 @@ class ScanResult:
     figures: dict[DirectoryKey, DirectoryFigure]  # what the next scan may reuse
     directories: int = 0
     reused: int = 0  # directories whose entries were not listed again
-
-
-def scan_vfolder(
-    driver: VolumeDriver,
-    vfolder_id: UUID,
-    previous: Mapping[DirectoryKey, DirectoryFigure] | None = None,
-    *,
-    settle_ns: int = SETTLE_NS,
-) -> ScanResult:
-    """``scan_usage`` of a vfolder's directory, leaving out the proxy's own names at its root
-    (in-vfolder staging: writes under way, counted in their reservations). Blocking: run it
-    in a worker thread."""
-    try:
-        root_fd = os.open(driver.vfolder_path(vfolder_id), O_DIR)
-    except FileNotFoundError:
-        raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory") from None
-    except OSError as exc:
-        raise BackendUnavailable(f"cannot open vfolder {vfolder_id}: {exc}") from exc
-    try:
-        return scan_usage(
-            root_fd, previous, settle_ns=settle_ns, hidden=driver.files.reserved_names
-        )
-    finally:
-        os.close(root_fd)
 
 
 def scan_usage(

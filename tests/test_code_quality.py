@@ -43,6 +43,7 @@ DRIVER_INTERNALS = (
     "drivers.clone",
     "drivers.driver",
     "drivers.staging",
+    "drivers.usage_scan",
     "drivers.posix",
     "drivers.xfs",
     "drivers.btrfs",

@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import anyio
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,7 +36,6 @@ from app.vfolders.repository import VFolderRepository
 from app.volumes.registry import VolumeRegistry
 from drivers.errors import DriverError
 from drivers.types import Usage
-from drivers.usage_scan import UsageMemory, scan_vfolder
 
 log = get_logger(__name__)
 
@@ -60,14 +58,11 @@ class Reconciler:
         volumes: VolumeRegistry,
         ledger: QuotaLedger,
         metrics: Metrics,
-        memory: UsageMemory | None = None,
     ) -> None:
         self._sessions = sessions
         self._volumes = volumes
         self._ledger = ledger
         self._metrics = metrics
-        # The figures of directories unchanged since the last scan, which the next reuses.
-        self._memory = memory if memory is not None else UsageMemory()
 
     async def vfolder(self, vfolder_id: uuid.UUID) -> ReconcileReport:
         """Asked for (``POST /v1/vfolders/{id}/reconcile``): a full walk, so a file that grew
@@ -136,8 +131,10 @@ class Reconciler:
         for _ in range(SCAN_ATTEMPTS):
             async with self._sessions() as session:
                 row = await VFolderRepository(session).get(vfolder_id)
-            if row is None or row.status == VFolderStatus.DELETED.value:
-                self._memory.forget(vfolder_id)
+            if row is None:
+                return None
+            if row.status == VFolderStatus.DELETED.value:
+                self._volumes.get(row.volume).files.forget_usage(vfolder_id)
                 return None
             if row.status == VFolderStatus.CLONING.value:
                 # Its content arrives under the clone's reservation and is settled when the
@@ -150,7 +147,7 @@ class Reconciler:
             except LedgerMoved:
                 continue  # an API write landed during the scan: scan again
             except (VFolderDeleted, VFolderNotFound):
-                self._memory.forget(vfolder_id)
+                self._volumes.get(row.volume).files.forget_usage(vfolder_id)
                 return None  # deleted during the scan: nothing left to correct
         raise Busy(str(vfolder_id))
 
@@ -197,12 +194,9 @@ class Reconciler:
         self, volume: str, vfolder_id: uuid.UUID, *, full: bool
     ) -> tuple[Usage, datetime]:
         """The vfolder's usage on disk, and when the walk started (every change made before
-        then is in it), walked in a worker thread."""
-        driver = self._volumes.get(volume)
-        previous = self._memory.previous(vfolder_id, full=full)
+        then is in it)."""
         started = datetime.now(UTC)
-        result = await anyio.to_thread.run_sync(lambda: scan_vfolder(driver, vfolder_id, previous))
-        self._memory.remember(vfolder_id, result)
+        result = await self._volumes.get(volume).files.scan_usage(vfolder_id, full=full)
         log.debug(
             "vfolder scanned",
             extra={
