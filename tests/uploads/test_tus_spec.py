@@ -14,6 +14,7 @@ from app.config import Settings
 from app.db.engine import create_engine
 from app.uploads.models import UploadRow
 from tests.files.conftest import VFolderHandle
+from tests.support.polling import wait_until
 from tests.uploads.test_tus_protocol import ALICE, OCTETS, TUS, create, location, meta
 
 
@@ -80,7 +81,11 @@ FINISHED = [
 
 async def _finished(vfolder: VFolderHandle, kind: str) -> str:
     if kind == "zero-length":
-        return await location(vfolder, 0, **{"Upload-Metadata": meta(path="empty.bin")})
+        url = await location(vfolder, 0, **{"Upload-Metadata": meta(path="empty.bin")})
+        # Finished at creation; placed by the creation, or (when the sweep of received
+        # uploads held the upload's lease just then) by that sweep a moment later.
+        await wait_until(lambda: (vfolder.root / "empty.bin").exists())
+        return url
     part = await vfolder.client.post(
         vfolder.url("uploads"),
         headers={**ALICE, **TUS, **OCTETS, "Upload-Concat": "partial", "Upload-Length": "3"},
