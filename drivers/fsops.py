@@ -538,30 +538,9 @@ class PosixFileOpsSync:
         """Usage of the whole vfolder by walking it (the fallback without FastUsageCapable)."""
         root_fd = self.open_root(vfolder_id)
         try:
-            return self._tree_usage(root_fd, skip=self._reserved)
+            return scan_usage(root_fd, hidden=self._reserved).usage
         finally:
             os.close(root_fd)
-
-    def _tree_usage(self, dir_fd: int, *, skip: frozenset[str] = frozenset()) -> Usage:
-        total = Usage()
-        with os.scandir(dir_fd) as it:
-            names = [e.name for e in it if e.name not in skip]
-        for name in names:
-            try:
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            total += _usage_of_stat(st)
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    child = os.open(name, O_DIR, dir_fd=dir_fd)
-                except OSError:
-                    continue
-                try:
-                    total += self._tree_usage(child)
-                finally:
-                    os.close(child)
-        return total
 
     # -- writing -------------------------------------------------------------------------
 
@@ -879,7 +858,7 @@ class PosixFileOpsSync:
                 os.rename(path.name, trash_name, src_dir_fd=parent_fd, dst_dir_fd=trash_fd)
                 tree_fd = os.open(trash_name, O_DIR, dir_fd=trash_fd)
                 try:
-                    freed = self._tree_usage(tree_fd) + _usage_of_stat(st)
+                    freed = scan_usage(tree_fd).usage + _usage_of_stat(st)
                 finally:
                     os.close(tree_fd)
                 shutil.rmtree(trash_name, dir_fd=trash_fd)
