@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,22 +10,27 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.auth.transfer import TransferMinter
+from app.backendai.auth import MANAGER_AUTH_HEADER, manager_principal
+from app.backendai.client_tokens import ClientTokens
+from app.backendai.files import BackendAIFiles
+from app.backendai.folders import BackendAIFolders
+from app.backendai.transfers import ClientTransfers
+from app.backendai.volumes import BackendAIVolumes
+from app.core import services
 from app.core.runtime import Runtime
-from app.db.session import after_commit, unit_of_work
+from app.db.session import unit_of_work
 from app.errors import TransferTokenMisused, Unauthenticated
 from app.files.service import FilesService
 from app.health.service import HealthService
 from app.observability.context import bind_log_fields
-from app.pagination import cursor_sealer
 from app.permissions.service import GrantService
 from app.quotas.reconcile import Reconciler
 from app.quotas.service import QuotaService
 from app.snapshots.service import SnapshotService
 from app.tasks.service import TaskService
-from app.tasks.upkeep import EVERY_VOLUME, PURGE_TRASH
 from app.uploads.service import TusService
 from app.vfolders.service import VFolderService
+from app.vfolders.usage import UsageReader
 from app.volumes.service import VolumeService
 
 
@@ -105,76 +109,42 @@ VolumeServiceDep = Annotated[VolumeService, Depends(get_volume_service)]
 
 
 def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderService:
-    return VFolderService(
-        session=session,
-        volumes=runtime.volumes,
-        cache=runtime.cache,
-        reader=runtime.vfolder_reader,
-        gate=runtime.access_gate,
-        after_commit=lambda hook: after_commit(session, hook),
-        # Purged now rather than at the next period (a task, once per cluster).
-        on_trashed=lambda: runtime.scheduler.now(PURGE_TRASH, EVERY_VOLUME),
-        cursors=cursor_sealer(runtime.settings),
-    )
+    return services.vfolder_service(runtime, session)
 
 
 VFolderServiceDep = Annotated[VFolderService, Depends(get_vfolder_service)]
 
 
+def get_usage_reader(runtime: RuntimeDep, session: SessionDep) -> UsageReader:
+    return services.usage_reader(runtime, session)
+
+
+UsageReaderDep = Annotated[UsageReader, Depends(get_usage_reader)]
+
+
 def get_files_service(runtime: RuntimeDep) -> FilesService:
-    return FilesService(
-        gate=runtime.access_gate,
-        minter=TransferMinter(
-            secret=runtime.settings.jwt_secret,
-            audience=runtime.authenticator.audience,
-            issuer=runtime.authenticator.issuer,
-        ),
-        quotas=runtime.quota_ledger,
-        cursors=cursor_sealer(runtime.settings),
-    )
+    return services.files_service(runtime)
 
 
 FilesServiceDep = Annotated[FilesService, Depends(get_files_service)]
 
 
 def get_tus_service(runtime: RuntimeDep) -> TusService:
-    return TusService(
-        sessions=runtime.sessions,
-        gate=runtime.access_gate,
-        volumes=runtime.volumes,
-        max_size=runtime.settings.tus_max_size_bytes,
-        expire_after=timedelta(seconds=runtime.settings.upload_expiry_seconds),
-        metrics=runtime.metrics,
-        locks=runtime.upload_locks,
-        quotas=runtime.quota_ledger,
-        collision=runtime.settings.upload_collision,
-    )
+    return services.tus_service(runtime)
 
 
 TusServiceDep = Annotated[TusService, Depends(get_tus_service)]
 
 
 def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
-    return SnapshotService(
-        gate=runtime.access_gate,
-        ledger=runtime.quota_ledger,
-        reconciler=runtime.reconciler,
-        cursors=cursor_sealer(runtime.settings),
-    )
+    return services.snapshot_service(runtime)
 
 
 SnapshotServiceDep = Annotated[SnapshotService, Depends(get_snapshot_service)]
 
 
 def get_quota_service(runtime: RuntimeDep, session: SessionDep) -> QuotaService:
-    return QuotaService(
-        session=session,
-        reader=runtime.vfolder_reader,
-        volumes=runtime.volumes,
-        ledger=runtime.quota_ledger,
-        cache=runtime.cache,
-        after_commit=lambda hook: after_commit(session, hook),
-    )
+    return services.quota_service(runtime, session)
 
 
 QuotaServiceDep = Annotated[QuotaService, Depends(get_quota_service)]
@@ -188,12 +158,7 @@ ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
 
 
 def get_grant_service(runtime: RuntimeDep, session: SessionDep) -> GrantService:
-    return GrantService(
-        session=session,
-        reader=runtime.vfolder_reader,
-        schedule_after_commit=lambda hook: after_commit(session, hook),
-        changes=runtime.metrics.grant_changes,
-    )
+    return services.grant_service(runtime, session)
 
 
 GrantServiceDep = Annotated[GrantService, Depends(get_grant_service)]
@@ -211,3 +176,56 @@ def get_health_service(runtime: RuntimeDep) -> HealthService:
 
 
 HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
+
+
+# -- the Backend.AI layer ---------------------------------------------------------------------
+
+
+def get_manager(request: Request, runtime: RuntimeDep) -> Principal:
+    """The Manager, if the request carries its shared secret (else 403)."""
+    return manager_principal(
+        request.headers.get(MANAGER_AUTH_HEADER), runtime.settings.manager_api_secret
+    )
+
+
+ManagerDep = Annotated[Principal, Depends(get_manager)]
+
+
+def get_backendai_volumes(runtime: RuntimeDep) -> BackendAIVolumes:
+    return BackendAIVolumes(runtime.volumes)
+
+
+BackendAIVolumesDep = Annotated[BackendAIVolumes, Depends(get_backendai_volumes)]
+
+
+def get_backendai_folders(runtime: RuntimeDep) -> BackendAIFolders:
+    return BackendAIFolders(runtime)
+
+
+BackendAIFoldersDep = Annotated[BackendAIFolders, Depends(get_backendai_folders)]
+
+
+def get_backendai_files(runtime: RuntimeDep) -> BackendAIFiles:
+    return BackendAIFiles(
+        sessions=runtime.sessions,
+        reader=runtime.vfolder_reader,
+        files=services.files_service(runtime),
+        tus=services.tus_service(runtime),
+        tokens=ClientTokens.from_settings(runtime.settings),
+    )
+
+
+BackendAIFilesDep = Annotated[BackendAIFiles, Depends(get_backendai_files)]
+
+
+def get_client_transfers(runtime: RuntimeDep) -> ClientTransfers:
+    return ClientTransfers(
+        sessions=runtime.sessions,
+        reader=runtime.vfolder_reader,
+        files=services.files_service(runtime),
+        tus=services.tus_service(runtime),
+        tokens=ClientTokens.from_settings(runtime.settings),
+    )
+
+
+ClientTransfersDep = Annotated[ClientTransfers, Depends(get_client_transfers)]

@@ -20,11 +20,11 @@ from app.backendai.listeners import ListenerDispatch
 from app.cache import build_cache
 from app.config import Settings
 from app.core.runtime import Runtime
+from app.core.services import tus_service
 from app.cors import ProblemCORSMiddleware
 from app.db.engine import create_engine, create_session_factory
 from app.db.migrate import current_revision, head_revision
 from app.db.shutdown import dispose_engine
-from app.deps import get_tus_service
 from app.files.router import router as files_router
 from app.health.router import router as health_router
 from app.observability.body_limit import BodySizeLimitMiddleware
@@ -137,9 +137,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 sessions=sessions,
                 volumes=volumes,
                 # Bound late: the tus service needs the runtime, built below.
-                place=lambda upload_id: get_tus_service(app.state.runtime).finish_received(
-                    upload_id
-                ),
+                place=lambda upload_id: tus_service(app.state.runtime).finish_received(upload_id),
             )
             sweeper = StagingSweeper(
                 sessions=sessions,

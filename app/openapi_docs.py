@@ -29,7 +29,7 @@ _DESCRIPTIONS = {
 }
 
 
-# What reaching a vfolder can answer (``VFolderReader.load_authorized``): not visible to the
+# What reaching a vfolder can answer (``AccessGate.authorize``): not visible to the
 # caller (404), visible but not for this operation (403), still being cloned (409), deleted and
 # waiting in the trash (410).
 VFOLDER_ACCESS = (403, 404, 409, 410)

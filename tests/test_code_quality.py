@@ -80,3 +80,21 @@ def test_the_app_sees_drivers_only_through_the_contract() -> None:
 def test_the_import_rule_sees_an_offender() -> None:
     tree = ast.parse("from drivers.fsops import StagedFile\nimport drivers.xfs\n")
     assert {"drivers.fsops", "drivers.xfs"} <= _imported_modules(tree)
+
+
+def _modules_importing(name: str) -> set[str]:
+    """The app's modules (as paths from the root) that import ``name`` (``module.attr``)."""
+    found = set()
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        if name in _imported_modules(ast.parse(path.read_text(), filename=str(path))):
+            found.add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_every_dependency_alias_lives_in_deps() -> None:
+    assert _modules_importing("fastapi.Depends") == {"app/deps.py"}
+
+
+def test_access_is_decided_only_by_the_gate() -> None:
+    """The rules are applied in one place: every other module asks ``AccessGate``."""
+    assert _modules_importing("app.permissions.policy.authorize") == {"app/permissions/access.py"}

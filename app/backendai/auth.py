@@ -5,16 +5,12 @@ rights: it acts for every user, as it does towards Backend.AI's own proxy."""
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
-
-from fastapi import Depends, Request
 
 from app.auth.principal import Principal, PrincipalKind
-from app.deps import RuntimeDep
 from app.errors import Forbidden
 from app.observability.context import bind_log_fields
 
-AUTH_HEADER = "X-BackendAI-Storage-Auth-Token"
+MANAGER_AUTH_HEADER = "X-BackendAI-Storage-Auth-Token"
 MANAGER_PRINCIPAL = Principal(kind=PrincipalKind.SERVICE, id="backendai-manager")
 
 
@@ -28,15 +24,13 @@ def secret_matches(offered: str, secrets: list[str]) -> bool:
     return found
 
 
-def get_manager(request: Request, runtime: RuntimeDep) -> Principal:
-    offered = request.headers.get(AUTH_HEADER)
-    if offered is None or not secret_matches(offered, runtime.settings.manager_api_secret):
+def manager_principal(offered: str | None, secrets: list[str]) -> Principal:
+    """The Manager, if ``offered`` (the header's value) is one of the configured secrets;
+    else ``Forbidden``."""
+    if offered is None or not secret_matches(offered, secrets):
         state = "missing" if offered is None else "invalid"
-        refusal = Forbidden(f"{state} {AUTH_HEADER}")
+        refusal = Forbidden(f"{state} {MANAGER_AUTH_HEADER}")
         refusal.denial = ("authenticate", f"{state}-manager-token")
         raise refusal
     bind_log_fields(principal=f"service:{MANAGER_PRINCIPAL.id}")
     return MANAGER_PRINCIPAL
-
-
-ManagerDep = Annotated[Principal, Depends(get_manager)]

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from app.backendai.client_tokens import ClientTokens
 from app.backendai.transfers import ClientTransfers
-from app.deps import RuntimeDep, get_files_service, get_tus_service
+from app.deps import ClientTransfersDep, RuntimeDep
 from app.errors import InvalidRequest
 from app.files.download import file_response
 from app.files.router import download_responses, request_body
@@ -27,18 +26,6 @@ Token = Annotated[
 ]
 TusResumable = Annotated[str | None, Header(alias="Tus-Resumable")]
 
-
-def get_client_transfers(runtime: RuntimeDep) -> ClientTransfers:
-    return ClientTransfers(
-        sessions=runtime.sessions,
-        reader=runtime.vfolder_reader,
-        files=get_files_service(runtime),
-        tus=get_tus_service(runtime),
-        tokens=ClientTokens.from_settings(runtime.settings),
-    )
-
-
-ClientTransfersDep = Annotated[ClientTransfers, Depends(get_client_transfers)]
 
 # What a token refusal, a folder gone since the token was minted, or tus can answer.
 _TOKEN_PROBLEMS = (400, 401, 403, 404, 409, 410, 422)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import Field
 from starlette.responses import StreamingResponse
 
-from app.backendai.auth import ManagerDep
-from app.backendai.client_tokens import ClientTokens
-from app.backendai.files import BackendAIFiles
 from app.backendai.schemas import FolderRequest
-from app.deps import RuntimeDep, get_files_service, get_tus_service
+from app.deps import BackendAIFilesDep, ManagerDep
 from app.files.download import FileStream
 from app.files.http_conditions import ByteRange
 from app.problems import problem_response
@@ -54,19 +51,6 @@ class FileUploadRequest(FileRequest):
 class FileDownloadRequest(FileRequest):
     archive: bool = False
     unmanaged_path: str | None = None
-
-
-def get_backendai_files(runtime: RuntimeDep) -> BackendAIFiles:
-    return BackendAIFiles(
-        sessions=runtime.sessions,
-        reader=runtime.vfolder_reader,
-        files=get_files_service(runtime),
-        tus=get_tus_service(runtime),
-        tokens=ClientTokens.from_settings(runtime.settings),
-    )
-
-
-BackendAIFilesDep = Annotated[BackendAIFiles, Depends(get_backendai_files)]
 
 
 def _about(request: Request, *paths: str) -> None:

@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Depends, Response, status
-
-from app.backendai.auth import ManagerDep
-from app.backendai.folders import BackendAIFolders
 from app.backendai.identity import VFolderId
 from app.backendai.schemas import (
     FolderCloneRequest,
@@ -16,22 +12,17 @@ from app.backendai.schemas import (
     FolderMountRequest,
     FolderRequest,
 )
-from app.deps import RuntimeDep
+from app.deps import BackendAIFoldersDep, ManagerDep
 
 router = APIRouter(tags=["backendai"])
-
-
-def get_folders(runtime: RuntimeDep) -> BackendAIFolders:
-    return BackendAIFolders(runtime)
-
-
-FoldersDep = Annotated[BackendAIFolders, Depends(get_folders)]
 
 
 @router.post(
     "/folder/create", operation_id="bai_folder_create", status_code=204, response_class=Response
 )
-async def create(_manager: ManagerDep, folders: FoldersDep, body: FolderCreateRequest) -> Response:
+async def create(
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: FolderCreateRequest
+) -> Response:
     await folders.create(body.volume, VFolderId.parse(body.vfid), body.options)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -39,7 +30,9 @@ async def create(_manager: ManagerDep, folders: FoldersDep, body: FolderCreateRe
 @router.post(
     "/folder/delete", operation_id="bai_folder_delete", status_code=204, response_class=Response
 )
-async def delete(_manager: ManagerDep, folders: FoldersDep, body: FolderRequest) -> Response:
+async def delete(
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: FolderRequest
+) -> Response:
     await folders.delete(body.volume, VFolderId.parse(body.vfid))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -47,7 +40,9 @@ async def delete(_manager: ManagerDep, folders: FoldersDep, body: FolderRequest)
 @router.post(
     "/folder/clone", operation_id="bai_folder_clone", status_code=204, response_class=Response
 )
-async def clone(_manager: ManagerDep, folders: FoldersDep, body: FolderCloneRequest) -> Response:
+async def clone(
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: FolderCloneRequest
+) -> Response:
     await folders.clone(
         body.src_volume,
         VFolderId.parse(body.src_vfid),
@@ -59,21 +54,23 @@ async def clone(_manager: ManagerDep, folders: FoldersDep, body: FolderCloneRequ
 
 @router.get("/folder/mount", operation_id="bai_folder_mount")
 async def mount(
-    _manager: ManagerDep, folders: FoldersDep, body: FolderMountRequest
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: FolderMountRequest
 ) -> dict[str, str]:
     path = await folders.mount_path(body.volume, VFolderId.parse(body.vfid), body.subpath)
     return {"path": path}
 
 
 @router.get("/folder/usage", operation_id="bai_folder_usage")
-async def usage(_manager: ManagerDep, folders: FoldersDep, body: FolderRequest) -> dict[str, int]:
+async def usage(
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: FolderRequest
+) -> dict[str, int]:
     used_bytes, file_count = await folders.usage(body.volume, VFolderId.parse(body.vfid))
     return {"file_count": file_count, "used_bytes": used_bytes}
 
 
 @router.get("/folder/used-bytes", operation_id="bai_folder_used_bytes")
 async def used_bytes(
-    _manager: ManagerDep, folders: FoldersDep, body: FolderRequest
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: FolderRequest
 ) -> dict[str, int]:
     used, _file_count = await folders.usage(body.volume, VFolderId.parse(body.vfid))
     return {"used_bytes": used}

@@ -19,9 +19,9 @@ from app.backendai.auth import MANAGER_PRINCIPAL
 from app.backendai.identity import QuotaScopeId, VFolderId
 from app.backendai.lookup import belongs, find_vfolder
 from app.backendai.quota_scopes import BackendAIQuotaScopes, initial_limit, limit_of
+from app.core import services
 from app.core.runtime import Runtime
 from app.db.session import unit_of_work
-from app.deps import get_quota_service, get_vfolder_service
 from app.errors import (
     OperationFailed,
     OperationStillRunning,
@@ -40,7 +40,6 @@ from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import VFolder, VFolderCreate
 from app.vfolders.service import VFolderService
-from app.vfolders.usage import UsageReader
 from drivers.base import VolumeDriver
 from drivers.errors import NotADirectory, SymlinkNotFollowed
 from drivers.paths import parse_relative_path
@@ -69,10 +68,10 @@ class BackendAIFolders:
     # -- services on one session ------------------------------------------------------------
 
     def _vfolders(self, session: AsyncSession) -> VFolderService:
-        return get_vfolder_service(self._runtime, session)
+        return services.vfolder_service(self._runtime, session)
 
     def _scopes(self, session: AsyncSession) -> BackendAIQuotaScopes:
-        quotas = get_quota_service(self._runtime, session)
+        quotas = services.quota_service(self._runtime, session)
         return BackendAIQuotaScopes(session=session, quotas=quotas)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -140,7 +139,7 @@ class BackendAIFolders:
             MANAGER_PRINCIPAL,
             source.id,
             _create_request(volume, target),
-            reader=self._reader,
+            gate=self._runtime.access_gate,
             volumes=self._volumes,
             ledger=self._runtime.quota_ledger,
         )
@@ -171,7 +170,7 @@ class BackendAIFolders:
             vfolder = await find_vfolder(session, self._reader, volume, vfid)
             if vfolder.status is VFolderStatus.DELETED:  # the /v1 usage shows deleted ones
                 raise VFolderDeleted(f"vfolder {vfid} is deleted", vfid=str(vfid))
-            reader = UsageReader(session=session, reader=self._reader, volumes=self._volumes)
+            reader = services.usage_reader(self._runtime, session)
             usage = await reader.usage(MANAGER_PRINCIPAL, vfolder.id)
         return usage.used_bytes, usage.file_count
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from app.backendai.auth import ManagerDep
-from app.backendai.folder_router import FoldersDep
 from app.backendai.identity import QuotaScopeId, VFolderId
 from app.backendai.schemas import (
     FolderRequest,
@@ -14,6 +12,7 @@ from app.backendai.schemas import (
     QuotaScopeUpdateRequest,
     VolumeQuotaUpdateRequest,
 )
+from app.deps import BackendAIFoldersDep, ManagerDep
 from app.errors import InvalidRequest
 
 router = APIRouter(tags=["backendai"])
@@ -21,7 +20,7 @@ router = APIRouter(tags=["backendai"])
 
 @router.get("/quota-scope", operation_id="bai_quota_scope_get")
 async def get_scope(
-    _manager: ManagerDep, folders: FoldersDep, body: QuotaScopeRequest
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: QuotaScopeRequest
 ) -> dict[str, int | None]:
     return await folders.scope_usage(body.volume, QuotaScopeId.parse(body.qsid))
 
@@ -30,7 +29,7 @@ async def get_scope(
     "/quota-scope", operation_id="bai_quota_scope_update", status_code=204, response_class=Response
 )
 async def update_scope(
-    _manager: ManagerDep, folders: FoldersDep, body: QuotaScopeUpdateRequest
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: QuotaScopeUpdateRequest
 ) -> Response:
     if body.options is None or body.options.limit_bytes is None:
         raise InvalidRequest("options.limit_bytes is required")
@@ -47,7 +46,7 @@ async def update_scope(
     response_class=Response,
 )
 async def unset_scope(
-    _manager: ManagerDep, folders: FoldersDep, body: QuotaScopeRequest
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: QuotaScopeRequest
 ) -> Response:
     await folders.set_scope_limit(body.volume, QuotaScopeId.parse(body.qsid), None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -55,7 +54,7 @@ async def unset_scope(
 
 @router.get("/volume/quota", operation_id="bai_volume_quota_get")
 async def get_vfolder_quota(
-    _manager: ManagerDep, folders: FoldersDep, body: FolderRequest
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: FolderRequest
 ) -> int | None:
     """The vfolder's byte limit as a bare JSON number (null: none), as 22.09 proxies
     answered (``json_response(volume.get_quota(vfid))``)."""
@@ -69,7 +68,7 @@ async def get_vfolder_quota(
     response_class=Response,
 )
 async def update_vfolder_quota(
-    _manager: ManagerDep, folders: FoldersDep, body: VolumeQuotaUpdateRequest
+    _manager: ManagerDep, folders: BackendAIFoldersDep, body: VolumeQuotaUpdateRequest
 ) -> Response:
     await folders.set_vfolder_limit(body.volume, VFolderId.parse(body.vfid), body.size_bytes)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

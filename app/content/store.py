@@ -4,8 +4,9 @@ A write is a staged file made visible by the driver's commit (a rename that neve
 quota boundary: the driver chose where staging lives). Around it, under the vfolder's row
 lock: the change foreseen from the disk, settled in the ledger (which refuses what does not
 fit, before anything moved), the commit, and the correction for whatever a write through a
-mount changed meanwhile. PUT, form uploads, tus completion, clone and single-file snapshot
-restore all come through here, so the ledger stays exact whichever way bytes arrive."""
+mount changed meanwhile. PUT, form uploads, tus completion, clone (``commit_copy``: the
+tree is copied while the vfolder is unreachable) and single-file snapshot restore all come
+through here, so the ledger stays exact whichever way bytes arrive."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.content.foresight import foreseen_store
-from app.quotas.ledger import QuotaLedger
+from app.quotas.ledger import QuotaLedger, VFolderChange
 from drivers.base import Readable, Staged, VFolderFiles
 from drivers.paths import RelativePath
-from drivers.types import Committed, FileVersion
+from drivers.types import Committed, FileVersion, Usage
 
 # Work that must land in the same transaction as the commit (a tus upload marked completed).
 AlsoInTransaction = Callable[[AsyncSession, Committed], Awaitable[None]]
@@ -99,6 +100,23 @@ class ContentStore:
                     if holder is not None:
                         await self._quotas.release(holder)
         return committed
+
+    async def commit_copy(
+        self,
+        files: VFolderFiles,
+        vfolder_id: uuid.UUID,
+        *,
+        holder: str,
+        also: Callable[[VFolderChange], Awaitable[None]],
+    ) -> Usage:
+        """A whole tree copied into a vfolder that nobody can reach yet (a clone's target):
+        its usage walked, settled against ``holder``'s reservation (refused when it no longer
+        fits), and ``also`` (the vfolder made reachable) in the same transaction."""
+        usage = await files.usage(vfolder_id)
+        async with self._quotas.change(vfolder_id) as change:
+            await change.settle(usage, holder=holder)
+            await also(change)
+        return usage
 
     @staticmethod
     async def open_read(files: VFolderFiles, vfolder_id: uuid.UUID, rel: RelativePath) -> Readable:

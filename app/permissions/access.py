@@ -1,9 +1,11 @@
-"""The access gate: every operation on a vfolder's content reaches its volume through here.
+"""The access gate: every operation on a vfolder reaches it through here.
 
-``target`` reads the vfolder (through the cache), checks the caller's access with the rules of
-``app.permissions.policy`` (404 before 403, so existence never leaks; a deleted vfolder 410,
-one still being cloned 409), and only then hands out the volume's driver. It holds no database
-connection past the check: bytes flow afterwards without one."""
+``authorize`` reads the vfolder (through the cache; ``authorize_locked`` from the database,
+under the row's lock, for a change to the vfolder) and checks the caller's access with the
+rules of ``app.permissions.policy``: 404 before 403, so existence never leaks; a deleted
+vfolder 410, one still being cloned 409. ``target`` does that in a short session of its own and
+only then hands out the volume's driver: it holds no database connection past the check, so
+bytes flow afterwards without one."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
+from app.errors import VFolderDeleted, VFolderNotFound, VFolderNotReady
 from app.observability.context import bind_log_fields
-from app.permissions.policy import Access, VFolderOperation
-from app.vfolders.reader import VFolderReader
+from app.permissions.policy import Access, VFolderOperation, authorize
+from app.vfolders.models import VFolderRow, VFolderStatus
+from app.vfolders.reader import VFolderReader, load_rules
+from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import VFolder
 from app.volumes.registry import VolumeRegistry
 from drivers.base import VolumeDriver
@@ -42,15 +47,62 @@ class AccessGate:
         self._reader = reader
         self._volumes = volumes
 
+    async def authorize(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        operation: VFolderOperation,
+        *,
+        live: bool = True,
+    ) -> tuple[VFolder, Access]:
+        """The vfolder and the caller's access, if it allows ``operation`` (else
+        ``VFolderNotFound`` or ``Forbidden``); with ``live``, a deleted vfolder is
+        ``VFolderDeleted`` and one being cloned ``VFolderNotReady``. Read in ``session``,
+        for a caller that acts on the vfolder's rows in the same transaction."""
+        vfolder, rules = await self._reader.load(session, vfolder_id)
+        access = authorize(principal, vfolder_id=vfolder.id, rules=rules, operation=operation)
+        if live and vfolder.status == VFolderStatus.DELETED:
+            raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
+        if live and vfolder.status == VFolderStatus.CLONING:
+            raise VFolderNotReady(
+                f"vfolder {vfolder_id} is still being cloned", vfolder_id=str(vfolder_id)
+            )
+        return vfolder, access
+
+    async def authorize_locked(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        operation: VFolderOperation,
+    ) -> tuple[VFolderRow, Access]:
+        """The vfolder's row, locked for update in ``session``, and the caller's access, read
+        straight from the database: a change to a vfolder never trusts a cache. A deleted
+        vfolder is returned (its status is the caller's to judge)."""
+        row = await VFolderRepository(session).get_for_update(vfolder_id)
+        if row is None:
+            raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
+        rules = await load_rules(session, vfolder_id)
+        access = authorize(principal, vfolder_id=vfolder_id, rules=rules, operation=operation)
+        return row, access
+
+    async def check(
+        self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
+    ) -> VFolder:
+        """``authorize`` in a short session of its own, for a caller that then works in its
+        own transactions (a request's would hold SQLite's write lock against them)."""
+        async with self._sessions() as session:
+            vfolder, _ = await self.authorize(session, principal, vfolder_id, operation)
+        return vfolder
+
     async def target(
         self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
     ) -> Target:
         """The vfolder and its driver, if ``principal`` may do ``operation`` on it; else
         ``VFolderNotFound``, ``Forbidden``, ``VFolderDeleted`` or ``VFolderNotReady``."""
         async with self._sessions() as session:
-            vfolder, access = await self._reader.load_authorized(
-                session, principal, vfolder_id, operation
-            )
+            vfolder, access = await self.authorize(session, principal, vfolder_id, operation)
         driver = self._volumes.get(vfolder.volume)
         bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation=operation.value)
         return Target(vfolder, driver, access)

@@ -11,16 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
 from app.db.session import ScheduleAfterCommit
-from app.errors import GrantNotFound, VFolderDeleted, VFolderNotFound
+from app.errors import GrantNotFound, VFolderDeleted
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
+from app.permissions.access import AccessGate
 from app.permissions.models import GranteeType, Mode
-from app.permissions.policy import VFolderOperation, authorize
+from app.permissions.policy import VFolderOperation
 from app.permissions.repository import GrantRepository
 from app.permissions.schemas import GrantInfo, GrantList
 from app.vfolders.models import VFolderStatus
-from app.vfolders.reader import VFolderReader, load_rules
-from app.vfolders.repository import VFolderRepository
+from app.vfolders.reader import VFolderReader
 
 log = get_logger("storage_proxy.audit")
 
@@ -31,6 +31,7 @@ class GrantService:
         *,
         session: AsyncSession,
         reader: VFolderReader,
+        gate: AccessGate,
         schedule_after_commit: ScheduleAfterCommit,
         changes: Counter,
     ) -> None:
@@ -38,15 +39,14 @@ class GrantService:
         self._session = session
         self._grants = GrantRepository(session)
         self._reader = reader
+        self._gate = gate
         self._schedule = schedule_after_commit
 
     async def _authorize_share(self, principal: Principal, vfolder_id: uuid.UUID) -> None:
         bind_log_fields(vfolder_id=vfolder_id, operation="share")
-        row = await VFolderRepository(self._session).get_for_update(vfolder_id)
-        if row is None:
-            raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
-        rules = await load_rules(self._session, vfolder_id)
-        authorize(principal, vfolder_id=vfolder_id, rules=rules, operation=VFolderOperation.SHARE)
+        row, _access = await self._gate.authorize_locked(
+            self._session, principal, vfolder_id, VFolderOperation.SHARE
+        )
         if row.status == VFolderStatus.DELETED.value:
             raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
 

@@ -110,10 +110,7 @@ async def reconcile_vfolder(
     do the same every `STORAGE_USAGE_SCAN_INTERVAL_SECONDS`, incrementally."""
     # A short session of its own: the scan takes row locks in its own transactions, which
     # the request's transaction (SQLite: the database's write lock) would block.
-    async with runtime.sessions() as session:
-        await runtime.vfolder_reader.load_authorized(
-            session, principal, vfolder_id, VFolderOperation.RECONCILE
-        )
+    await runtime.access_gate.check(principal, vfolder_id, VFolderOperation.RECONCILE)
     return await reconciler.vfolder(vfolder_id)
 
 

@@ -11,6 +11,7 @@ from app.auth.principal import Principal
 from app.cache import Cache
 from app.errors import Forbidden, InvalidRequest, QuotaExceeded, VolumeNotFound
 from app.observability.logging import get_logger
+from app.permissions.access import AccessGate
 from app.permissions.policy import VFolderOperation
 from app.quotas.ledger import QuotaLedger
 from app.quotas.models import QuotaRow, ScopeType
@@ -32,6 +33,7 @@ class QuotaService:
         *,
         session: AsyncSession,
         reader: VFolderReader,
+        gate: AccessGate,
         volumes: VolumeRegistry,
         ledger: QuotaLedger,
         cache: Cache,
@@ -41,6 +43,7 @@ class QuotaService:
         self._after_commit = after_commit
         self._session = session
         self._reader = reader
+        self._gate = gate
         self._volumes = volumes
         self._ledger = ledger
         self._quotas = QuotaRepository(session)
@@ -51,7 +54,7 @@ class QuotaService:
         """The scope named by the request, once the caller may at least see it."""
         if scope_type is ScopeType.VFOLDER:
             vfolder_id = _vfolder_id(scope_id)
-            vfolder, _ = await self._reader.load_authorized(
+            vfolder, _ = await self._gate.authorize(
                 self._session, principal, vfolder_id, VFolderOperation.READ
             )
             if volume is not None and volume != vfolder.volume:
@@ -137,7 +140,7 @@ class QuotaService:
             return
         if scope.type is not ScopeType.VFOLDER:
             raise Forbidden(f"only admins set {scope.type.value} quotas")
-        vfolder, _ = await self._reader.load_authorized(
+        vfolder, _ = await self._gate.authorize(
             self._session, principal, uuid.UUID(scope.id), VFolderOperation.SET_QUOTA
         )
         if vfolder.owner_type != ScopeType.USER.value:

@@ -17,15 +17,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal
+from app.content.store import ContentStore
 from app.errors import InvalidRequest, VFolderIdConflict, VFolderNameConflict, VFolderNotFound
 from app.observability.logging import get_logger
+from app.permissions.access import AccessGate
 from app.permissions.policy import Owner, VFolderOperation, authorize_chosen_id, authorize_create
-from app.quotas.ledger import QuotaLedger
+from app.quotas.ledger import QuotaLedger, VFolderChange
 from app.tasks.models import TaskRow
 from app.tasks.runner import TaskContext, TaskHandler
 from app.tasks.service import owner_of, submit
 from app.vfolders.models import VFolderRow, VFolderStatus
-from app.vfolders.reader import VFolderReader
 from app.vfolders.repository import DuplicateVFolder, VFolderRepository
 from app.vfolders.schemas import VFolderCreate
 from app.vfolders.service import resolve_owner
@@ -61,13 +62,13 @@ async def start_clone(
     source_id: uuid.UUID,
     request: VFolderCreate,
     *,
-    reader: VFolderReader,
+    gate: AccessGate,
     volumes: VolumeRegistry,
     ledger: QuotaLedger,
 ) -> tuple[VFolderRow, TaskRow]:
     """In the request's transaction: the new vfolder (`cloning`), its reservation, its task."""
     authorize_chosen_id(principal, request.id)
-    source, _ = await reader.load_authorized(session, principal, source_id, VFolderOperation.READ)
+    source, _ = await gate.authorize(session, principal, source_id, VFolderOperation.READ)
     volumes.get(request.volume)  # an unknown volume is refused now, not in the task
     owner = resolve_owner(principal, request)
     authorize_create(principal, owner)
@@ -182,12 +183,15 @@ def clone_handler(
         else:
             await _copy_reporting(task, source, target, source_driver, target_driver, progress)
         walked_from = datetime.now(UTC)
-        usage = await target_driver.files.usage(target.id)
-        async with ledger.change(target.id) as change:
-            await change.settle(usage, holder=clone_holder(target.id))
+
+        async def turn_ready(change: VFolderChange) -> None:
             change.vfolder.status = VFolderStatus.READY.value
             # The ledger starts from a walk of the copy: as true as a scan's.
             change.vfolder.usage_scanned_at = walked_from
+
+        usage = await ContentStore(ledger).commit_copy(
+            target_driver.files, target.id, holder=clone_holder(target.id), also=turn_ready
+        )
         await task.report(usage.bytes, usage.bytes, "bytes")
         log.info("clone finished", extra={"vfolder_id": str(target.id), "bytes": usage.bytes})
         return CloneResult(

@@ -45,7 +45,7 @@ async def clone_vfolder(
         principal,
         vfolder_id,
         request,
-        reader=runtime.vfolder_reader,
+        gate=runtime.access_gate,
         volumes=runtime.volumes,
         ledger=runtime.quota_ledger,
     )

@@ -22,20 +22,12 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.principal import Principal
 from app.cache import Cache, CacheUnreachable
 from app.db.session import ScheduleAfterCommit
-from app.errors import AccessChangeUnannounced, VFolderDeleted, VFolderNotFound, VFolderNotReady
+from app.errors import AccessChangeUnannounced, VFolderNotFound
 from app.observability.logging import get_logger
 from app.permissions.models import GranteeType, Mode
-from app.permissions.policy import (
-    Access,
-    AccessRules,
-    Grant,
-    Owner,
-    VFolderOperation,
-    authorize,
-)
+from app.permissions.policy import AccessRules, Grant, Owner
 from app.permissions.repository import GrantRepository
 from app.vfolders.models import VFolderStatus
 from app.vfolders.repository import VFolderRepository
@@ -73,28 +65,6 @@ class VFolderReader:
         if generation is not None and vfolder.status != VFolderStatus.CLONING:
             await self._cache.set(key, _entry_to_json(vfolder, rules), ttl_seconds=self._ttl)
         return vfolder, rules
-
-    async def load_authorized(
-        self,
-        session: AsyncSession,
-        principal: Principal,
-        vfolder_id: uuid.UUID,
-        operation: VFolderOperation,
-        *,
-        live: bool = True,
-    ) -> tuple[VFolder, Access]:
-        """The vfolder and the caller's access, if it allows ``operation`` (else
-        ``VFolderNotFound`` or ``Forbidden``); with ``live``, a deleted vfolder is
-        ``VFolderDeleted``."""
-        vfolder, rules = await self.load(session, vfolder_id)
-        access = authorize(principal, vfolder_id=vfolder.id, rules=rules, operation=operation)
-        if live and vfolder.status == VFolderStatus.DELETED:
-            raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
-        if live and vfolder.status == VFolderStatus.CLONING:
-            raise VFolderNotReady(
-                f"vfolder {vfolder_id} is still being cloned", vfolder_id=str(vfolder_id)
-            )
-        return vfolder, access
 
     async def guard_access_change(
         self, vfolder_id: uuid.UUID, after_commit: ScheduleAfterCommit

@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from app.deps import PrincipalDep, RuntimeDep, SessionDep, VFolderServiceDep
+from app.deps import PrincipalDep, UsageReaderDep, VFolderServiceDep
 from app.openapi_docs import VFOLDER_ACCESS, problem_responses
 from app.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.permissions.models import Mode
@@ -20,7 +20,6 @@ from app.vfolders.schemas import (
     VFolderView,
     VolumeName,
 )
-from app.vfolders.usage import UsageReader
 
 router = APIRouter(prefix="/v1/vfolders", tags=["vfolders"])
 
@@ -126,15 +125,11 @@ async def get_mount_info(
     return await service.mount_info(principal, vfolder_id)
 
 
-def get_usage_reader(runtime: RuntimeDep, session: SessionDep) -> UsageReader:
-    return UsageReader(session=session, reader=runtime.vfolder_reader, volumes=runtime.volumes)
-
-
 @router.get("/{vfolder_id}/usage", operation_id="vfolders-usage", responses=problem_responses(404))
 async def get_usage(
     vfolder_id: UUID,
     principal: PrincipalDep,
-    reader: Annotated[UsageReader, Depends(get_usage_reader)],
+    reader: UsageReaderDep,
 ) -> VFolderUsage:
     """Bytes and entries in the vfolder, where the figure comes from (`source`: `native`,
     `scan` or `ledger`) and as of when (`as_of`)."""

@@ -30,7 +30,6 @@ from app.permissions.policy import (
     Owner,
     VFolderOperation,
     access_of,
-    authorize,
     authorize_chosen_id,
     authorize_create,
     visibility_scope,
@@ -164,7 +163,7 @@ class VFolderService:
 
     async def get(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderView:
         bind_log_fields(vfolder_id=vfolder_id, operation="get")
-        vfolder, access = await self._reader.load_authorized(
+        vfolder, access = await self._gate.authorize(
             self._session, principal, vfolder_id, VFolderOperation.READ, live=False
         )
         return _view(vfolder, access)
@@ -214,7 +213,9 @@ class VFolderService:
         self, principal: Principal, vfolder_id: uuid.UUID, changes: VFolderUpdate
     ) -> VFolderView:
         bind_log_fields(vfolder_id=vfolder_id, operation="update")
-        row, access = await self._get_row_for_update(principal, vfolder_id, VFolderOperation.RENAME)
+        row, access = await self._gate.authorize_locked(
+            self._session, principal, vfolder_id, VFolderOperation.RENAME
+        )
         if row.status == VFolderStatus.DELETED.value:
             raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
         if changes.name is not None and changes.name != row.name:
@@ -237,8 +238,8 @@ class VFolderService:
         """Marks the vfolder deleted and moves its directory to the volume's trash in one
         step; the purge of its files happens in the background. Deleting twice is a no-op."""
         bind_log_fields(vfolder_id=vfolder_id, operation="delete")
-        row, _access = await self._get_row_for_update(
-            principal, vfolder_id, VFolderOperation.DELETE
+        row, _access = await self._gate.authorize_locked(
+            self._session, principal, vfolder_id, VFolderOperation.DELETE
         )
         if row.status == VFolderStatus.DELETED.value:
             return
@@ -278,17 +279,6 @@ class VFolderService:
             read_only=access.mode is not None and not access.mode.covers(Mode.RW),
             extra=info.extra,
         )
-
-    async def _get_row_for_update(
-        self, principal: Principal, vfolder_id: uuid.UUID, operation: VFolderOperation
-    ) -> tuple[VFolderRow, Access]:
-        row = await self._repo.get_for_update(vfolder_id)
-        if row is None:
-            raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
-        # Straight from the database, under the row lock: a write never trusts a cache.
-        rules = await load_rules(self._session, vfolder_id)
-        access = authorize(principal, vfolder_id=vfolder_id, rules=rules, operation=operation)
-        return row, access
 
 
 def resolve_owner(principal: Principal, data: VFolderCreate) -> Owner:

@@ -12,9 +12,9 @@ from app.auth.principal import Principal
 from app.errors import VFolderNotFound
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
+from app.permissions.access import AccessGate
 from app.permissions.policy import VFolderOperation
 from app.vfolders.models import VFolderRow, VFolderStatus
-from app.vfolders.reader import VFolderReader
 from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import UsageSource, VFolderUsage
 from app.volumes.registry import VolumeRegistry
@@ -24,18 +24,16 @@ log = get_logger(__name__)
 
 
 class UsageReader:
-    def __init__(
-        self, *, session: AsyncSession, reader: VFolderReader, volumes: VolumeRegistry
-    ) -> None:
+    def __init__(self, *, session: AsyncSession, gate: AccessGate, volumes: VolumeRegistry) -> None:
         self._session = session
-        self._reader = reader
+        self._gate = gate
         self._volumes = volumes
 
     async def usage(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderUsage:
         """Never cached: the ledger changes with every write, the native figure with every
         write through a mount."""
         bind_log_fields(vfolder_id=vfolder_id, operation="usage")
-        await self._reader.load_authorized(
+        await self._gate.authorize(
             self._session, principal, vfolder_id, VFolderOperation.READ, live=False
         )
         repo = VFolderRepository(self._session)
