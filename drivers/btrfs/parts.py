@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from pathlib import Path
 from uuid import UUID
 
+import anyio
 from anyio import to_thread
 
 from drivers.base import SnapshotInfo
@@ -70,12 +72,36 @@ class BtrfsSubvolumes:
         await to_thread.run_sync(path.chmod, self.dir_mode)
 
 
+class SharedSync:
+    """``btrfs filesystem sync`` of the volume, shared by every caller who asked before it
+    began: a burst of usage reads commits the filesystem at most twice, not once per read,
+    and each read still counts everything written before it asked."""
+
+    def __init__(self, tools: BtrfsTools, root: Path) -> None:
+        self._tools = tools
+        self._root = root
+        self._lock = anyio.Lock()
+        self._last_began = float("-inf")
+        self.syncs = 0
+
+    async def sync(self) -> None:
+        asked = time.monotonic()
+        async with self._lock:
+            if self._last_began >= asked:  # began after we asked, and has finished
+                return
+            began = time.monotonic()
+            await self._tools.run("filesystem", "sync", str(self._root))
+            self._last_began = began
+            self.syncs += 1
+
+
 class BtrfsQgroups:
     """``QuotaCapable`` and ``FastUsageCapable``: the qgroup of the vfolder's subvolume."""
 
     def __init__(self, layout: VFolderLayout, tools: BtrfsTools) -> None:
         self.layout = layout
         self._tools = tools
+        self.shared_sync = SharedSync(tools, layout.root)
 
     async def initialize(self) -> None:
         await self._tools.run("quota", "enable", str(self.layout.root))
@@ -91,14 +117,14 @@ class BtrfsQgroups:
     async def usage_bytes(self, vfolder_id: UUID) -> int:
         # Qgroups are accounted when a transaction commits (every 30 s by default): a sync
         # first, so that what a container wrote a moment ago is counted.
-        return (await self._qgroup(vfolder_id, sync=True))[0]
+        await self.shared_sync.sync()
+        return (await self._qgroup(vfolder_id))[0]
 
-    async def _qgroup(self, vfolder_id: UUID, *, sync: bool = False) -> tuple[int, int | None]:
+    async def _qgroup(self, vfolder_id: UUID) -> tuple[int, int | None]:
         """(referenced bytes, max referenced or None) of the vfolder's own qgroup."""
-        flags = ("--sync",) if sync else ()
         path = await existing_subvolume(self.layout, vfolder_id)
         return parse_qgroup_show(
-            await self._tools.run("qgroup", "show", *flags, "-rfe", "--raw", str(path))
+            await self._tools.run("qgroup", "show", "-rfe", "--raw", str(path))
         )
 
 

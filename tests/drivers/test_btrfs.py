@@ -106,6 +106,27 @@ async def test_a_quota_is_enforced_by_the_kernel(driver: Driver) -> None:
     assert await qgroups(driver).usage_bytes(vfolder_id) >= 20 * MIB
 
 
+async def test_a_burst_of_usage_reads_shares_its_syncs(driver: Driver) -> None:
+    """Each read counts what was written before it, yet twenty at once commit the
+    filesystem at most twice, not twenty times."""
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    write(driver.vfolder_path(vfolder_id) / "through-the-mount", 3 * MIB)
+    before = qgroups(driver).shared_sync.syncs
+    figures: list[int] = []
+
+    async def read() -> None:
+        figures.append(await qgroups(driver).usage_bytes(vfolder_id))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(read)
+    assert len(figures) == 20 and min(figures) >= 3 * MIB
+    assert 1 <= qgroups(driver).shared_sync.syncs - before <= 2
+    write(driver.vfolder_path(vfolder_id) / "one-more", 2 * MIB)
+    assert await qgroups(driver).usage_bytes(vfolder_id) >= 5 * MIB  # a later read syncs again
+
+
 async def test_snapshots_are_read_only_listed_and_deleted(driver: Driver) -> None:
     vfolder_id = uuid.uuid4()
     await driver.create_vfolder(vfolder_id)
