@@ -17,21 +17,24 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from drivers.base import VolumeDriver
 from drivers.errors import InvalidDriverOptions, UnknownDriver
+from drivers.options import DriverOptions
 
 ENTRY_POINT_GROUP = "storage_proxy.drivers"
 
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """One backend: how to build its driver for a volume, and the options it reads (any
-    other is a typo that would silently do nothing). ``aliases``: other names operators
-    already use for it."""
+    """One backend: how to build its driver for a volume, and the model of the options it
+    reads (``drivers.options``: any other option is a typo that would silently do nothing,
+    so it is refused). ``aliases``: other names operators already use for it."""
 
     name: str
-    build: Callable[..., VolumeDriver]  # (root, *, options) -> driver
-    options: frozenset[str]
+    build: Callable[..., VolumeDriver]  # (root, *, options: the validated model) -> driver
+    options: type[DriverOptions]
     aliases: tuple[str, ...] = ()
 
 
@@ -98,14 +101,24 @@ def canonical_driver_name(name: str) -> str:
 
 def build_driver(name: str, *, root: Path, options: dict[str, Any]) -> VolumeDriver:
     backend = backends()[canonical_driver_name(name)]
-    unknown = sorted(set(options) - backend.options)
-    if unknown:
-        accepted = ", ".join(sorted(backend.options))
-        raise InvalidDriverOptions(
-            f"driver {backend.name!r} takes no option {', '.join(map(repr, unknown))} "
-            f"(it takes: {accepted})"
-        )
     try:
-        return backend.build(root, options=options)
+        validated = backend.options.model_validate(options)
+    except ValidationError as exc:
+        raise InvalidDriverOptions(_options_refused(backend, exc)) from None
+    try:
+        return backend.build(root, options=validated)
     except (TypeError, ValueError) as exc:
         raise InvalidDriverOptions(f"driver {backend.name!r}: bad option value: {exc}") from exc
+
+
+def _options_refused(backend: Backend, error: ValidationError) -> str:
+    """One line per refused option, without echoing values (an option may hold a secret)."""
+    problems = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "options"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"no option {where!r}")
+        else:
+            problems.append(f"{where}: {item['msg']}")
+    accepted = ", ".join(sorted(backend.options.model_fields))
+    return f"driver {backend.name!r}: {'; '.join(problems)} (it takes: {accepted})"

@@ -167,12 +167,14 @@ def test_typos_in_the_volumes_file_are_refused(tmp_path: Path, content: str, mes
 @pytest.mark.parametrize(
     ("driver", "options", "message"),
     [
-        ("posix", {"dir_mod": "0o700"}, "takes no option 'dir_mod'"),
-        ("posix", {"quota": True}, "takes no option 'quota'"),
-        ("xfs", {"btrfs": "/sbin/btrfs"}, "takes no option 'btrfs'"),
-        ("btrfs", {"mount_point": "/mnt"}, "takes no option 'mount_point'"),
-        ("posix", {"dir_mode": "rwx"}, "bad option value"),
-        ("posix", {"mount_options": "noatime"}, "mount_options must be a list"),
+        ("posix", {"dir_mod": "0o700"}, "no option 'dir_mod'.*it takes: dir_mode, "),
+        ("posix", {"quota": True}, "no option 'quota'"),
+        ("xfs", {"btrfs": "/sbin/btrfs"}, "no option 'btrfs'"),
+        ("btrfs", {"mount_point": "/mnt"}, "no option 'mount_point'"),
+        ("posix", {"dir_mode": "rwx"}, "dir_mode: .*must be an octal mode"),
+        ("posix", {"mount_options": "noatime"}, "mount_options: .*valid tuple"),
+        ("posix", {"layout": "flat"}, "layout: .*'sharded' or 'backendai'"),
+        ("xfs", {"command_timeout": -1}, "command_timeout: .*greater than 0"),
     ],
 )
 def test_options_a_driver_does_not_take_are_refused(

@@ -7,8 +7,11 @@ shares the data into the vfolder (a reflink) instead of renaming it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
 
 from drivers.btrfs.parts import (
     SNAPSHOTS_DIR,
@@ -23,8 +26,7 @@ from drivers.btrfs.parts import (
 from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandRunner, SubprocessRunner
 from drivers.driver import Driver
 from drivers.fsops import PosixFileOps
-from drivers.posix import OPTIONS as POSIX_OPTIONS
-from drivers.posix import PosixOptions
+from drivers.options import PosixOptions
 from drivers.registry import Backend
 
 __all__ = [
@@ -39,31 +41,36 @@ __all__ = [
     "parse_qgroup_show",
 ]
 
-OPTIONS = POSIX_OPTIONS | {"btrfs", "command_timeout"}
+
+class BtrfsOptions(PosixOptions):
+    btrfs: str = "btrfs"
+    command_timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
 
 
 def btrfs_driver(
-    root: Path, *, options: dict[str, Any] | None = None, runner: CommandRunner | None = None
+    root: Path,
+    *,
+    options: Mapping[str, Any] | BtrfsOptions | None = None,
+    runner: CommandRunner | None = None,
 ) -> Driver:
-    opts = options or {}
-    posix = PosixOptions.parse(root, opts)
-    timeout = float(opts.get("command_timeout", DEFAULT_TIMEOUT_SECONDS))
+    opts = BtrfsOptions.model_validate(options or {})
+    layout = opts.build_layout(root)
     tools = BtrfsTools(
-        runner if runner is not None else SubprocessRunner(timeout=timeout),
-        binary=str(opts.get("btrfs", "btrfs")),
+        runner if runner is not None else SubprocessRunner(timeout=opts.command_timeout),
+        binary=opts.btrfs,
     )
-    qgroups = BtrfsQgroups(posix.layout, tools)
+    qgroups = BtrfsQgroups(layout, tools)
     return Driver(
         backend="btrfs",
-        layout=posix.layout,
-        files=PosixFileOps(posix.layout),
-        directories=BtrfsSubvolumes(tools, dir_mode=posix.dir_mode),
+        layout=layout,
+        files=PosixFileOps(layout),
+        directories=BtrfsSubvolumes(tools, dir_mode=opts.dir_mode),
         quota=qgroups,
         usage=qgroups,
-        snapshots=BtrfsSnapshots(posix.layout, tools, qgroups),
-        clone=BtrfsClones(posix.layout, tools),
-        mount_options=posix.mount_options,
+        snapshots=BtrfsSnapshots(layout, tools, qgroups),
+        clone=BtrfsClones(layout, tools),
+        mount_options=opts.mount_options,
     )
 
 
-BACKEND = Backend(name="btrfs", build=btrfs_driver, options=OPTIONS)
+BACKEND = Backend(name="btrfs", build=btrfs_driver, options=BtrfsOptions)

@@ -3,14 +3,16 @@ XFS project quotas for the quota and usage capabilities (drivers/xfs/quota.py)."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
 
 from drivers.commands import DEFAULT_TIMEOUT_SECONDS, CommandRunner, SubprocessRunner
 from drivers.driver import Driver, PlainDirectories
 from drivers.fsops import PosixFileOps
-from drivers.posix import OPTIONS as POSIX_OPTIONS
-from drivers.posix import PosixOptions
+from drivers.options import PosixOptions
 from drivers.registry import Backend
 from drivers.staging import VFolderStaging
 from drivers.xfs.quota import (
@@ -38,33 +40,42 @@ __all__ = [
     "xfs_driver",
 ]
 
-OPTIONS = POSIX_OPTIONS | {"xfs_quota", "xfs_io", "mount_point", "command_timeout"}
+
+class XfsOptions(PosixOptions):
+    xfs_quota: str = "xfs_quota"
+    xfs_io: str = "xfs_io"
+    mount_point: Path | None = Field(
+        default=None, description="The XFS mount point (default: the volume's path)."
+    )
+    command_timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
 
 
 def xfs_driver(
-    root: Path, *, options: dict[str, Any] | None = None, runner: CommandRunner | None = None
+    root: Path,
+    *,
+    options: Mapping[str, Any] | XfsOptions | None = None,
+    runner: CommandRunner | None = None,
 ) -> Driver:
-    opts = options or {}
-    posix = PosixOptions.parse(root, opts)
-    timeout = float(opts.get("command_timeout", DEFAULT_TIMEOUT_SECONDS))
+    opts = XfsOptions.model_validate(options or {})
+    layout = opts.build_layout(root)
     quota = XfsProjectQuota(
-        posix.layout,
-        mount_point=Path(str(opts.get("mount_point", posix.layout.root))).resolve(),
-        runner=runner if runner is not None else SubprocessRunner(timeout=timeout),
-        xfs_quota=str(opts.get("xfs_quota", "xfs_quota")),
-        xfs_io=str(opts.get("xfs_io", "xfs_io")),
+        layout,
+        mount_point=(opts.mount_point or layout.root).resolve(),
+        runner=runner if runner is not None else SubprocessRunner(timeout=opts.command_timeout),
+        xfs_quota=opts.xfs_quota,
+        xfs_io=opts.xfs_io,
     )
     return Driver(
         backend="xfs",
-        layout=posix.layout,
+        layout=layout,
         # XFS refuses a rename across projects (EXDEV): uploads are staged inside the
         # vfolder's own project, so committing one is a rename within it.
-        files=PosixFileOps(posix.layout, staging=VFolderStaging(posix.layout)),
-        directories=PlainDirectories(posix.dir_mode),
+        files=PosixFileOps(layout, staging=VFolderStaging(layout)),
+        directories=PlainDirectories(opts.dir_mode),
         quota=quota,
         usage=quota,
-        mount_options=posix.mount_options,
+        mount_options=opts.mount_options,
     )
 
 
-BACKEND = Backend(name="xfs", build=xfs_driver, options=OPTIONS)
+BACKEND = Backend(name="xfs", build=xfs_driver, options=XfsOptions)

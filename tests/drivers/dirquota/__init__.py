@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,8 +25,7 @@ from drivers.driver import Driver, PlainDirectories
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
 from drivers.layout import VFolderLayout
-from drivers.posix import OPTIONS as POSIX_OPTIONS
-from drivers.posix import PosixOptions
+from drivers.options import PosixOptions
 from drivers.registry import Backend
 from drivers.staging import VFolderStaging
 
@@ -76,20 +76,23 @@ class DirectoryQuota:
             raise BackendUnavailable(f"cannot read the limit of {path}: {exc}") from exc
 
 
-def dirquota_driver(root: Path, *, options: dict[str, Any] | None = None) -> Driver:
-    posix = PosixOptions.parse(root, options)
+def dirquota_driver(
+    root: Path, *, options: Mapping[str, Any] | PosixOptions | None = None
+) -> Driver:
+    opts = PosixOptions.model_validate(options or {})
+    layout = opts.build_layout(root)
     return Driver(
         backend="dirquota",
-        layout=posix.layout,
+        layout=layout,
         # Staged inside the vfolder directory, the quota boundary: the commit is a rename
         # within it.
-        files=PosixFileOps(posix.layout, staging=VFolderStaging(posix.layout)),
-        directories=PlainDirectories(posix.dir_mode),
-        quota=DirectoryQuota(posix.layout),
-        mount_options=posix.mount_options,
+        files=PosixFileOps(layout, staging=VFolderStaging(layout)),
+        directories=PlainDirectories(opts.dir_mode),
+        quota=DirectoryQuota(layout),
+        mount_options=opts.mount_options,
     )
 
 
 # The one registry line: a package of its own declares it as an entry point instead,
 # ``dirquota = "tests.drivers.dirquota:BACKEND"`` in [project.entry-points."storage_proxy.drivers"].
-BACKEND = Backend(name="dirquota", build=dirquota_driver, options=POSIX_OPTIONS)
+BACKEND = Backend(name="dirquota", build=dirquota_driver, options=PosixOptions)
