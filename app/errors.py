@@ -302,6 +302,12 @@ DRIVER_PROBLEMS: dict[type[driver_errors.DriverError], tuple[str, str, int]] = {
         "A storage backend command failed",
         503,
     ),
+    driver_errors.BackendApiError: (
+        "/problems/storage-api-error",
+        "The storage system's management API failed",
+        502,
+    ),
+    driver_errors.BackendQuotaExceeded: (QuotaExceeded.problem_type, QuotaExceeded.title, 413),
     driver_errors.VFolderDirectoryMissing: (
         "/problems/vfolder-directory-missing",
         "The vfolder's directory is missing on its volume",

@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
                 await app.state.runtime.upload_locks.close()
                 await cache.close()
         finally:
+            await volumes.aclose()
             await dispose_engine(engine)
             metrics.process_exiting()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 from uuid import UUID
@@ -231,8 +232,17 @@ class VolumeDriver(Protocol):
     @property
     def clone(self) -> FastCloneCapable | None: ...
 
+    @property
+    def management(self) -> ManagementApi | None:
+        """The storage system's management API, where the backend has one."""
+        ...
+
     async def initialize(self) -> None:
         """Prepare the volume (its own areas); safe to call on every start."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the driver holds open (API connections); on shutdown."""
         ...
 
     def vfolder_path(self, vfolder_id: UUID) -> Path: ...
@@ -308,6 +318,26 @@ class FastCloneCapable(Protocol):
     """The backend copies a vfolder in (near) constant time: reflinks, snapshots, file clones."""
 
     async def clone_vfolder(self, source_id: UUID, target_id: UUID) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementHealth:
+    reachable: bool
+    detail: str | None
+    checked_at: datetime
+
+
+@runtime_checkable
+class ManagementApi(Protocol):
+    """A storage system's management API (quotas, usage, snapshots go through it; data
+    moves over the mount)."""
+
+    async def check(self) -> ManagementHealth:
+        """Whether it answers with our credentials now; a recent answer may be reused, so
+        that a readiness scrape does not hammer the array."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 @runtime_checkable

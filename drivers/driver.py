@@ -29,6 +29,7 @@ from drivers.base import (
     Capacity,
     FastCloneCapable,
     FastUsageCapable,
+    ManagementApi,
     MountInfo,
     PreparesVFolders,
     QuotaCapable,
@@ -78,6 +79,7 @@ class Driver:
         usage: FastUsageCapable | None = None,
         snapshots: SnapshotCapable | None = None,
         clone: FastCloneCapable | None = None,
+        management: ManagementApi | None = None,
         mount_options: tuple[str, ...] = (),
     ) -> None:
         self.backend = backend
@@ -89,12 +91,21 @@ class Driver:
         self.usage = usage
         self.snapshots = snapshots
         self.clone = clone
+        self.management = management
         self.mount_options = mount_options
 
     def _parts(self) -> Iterator[object]:
         """Every part once (one object may be several strategies: quota and usage)."""
         seen: set[int] = set()
-        for part in (self.directories, self.quota, self.usage, self.snapshots, self.clone):
+        parts = (
+            self.directories,
+            self.quota,
+            self.usage,
+            self.snapshots,
+            self.clone,
+            self.management,
+        )
+        for part in parts:
             if part is not None and id(part) not in seen:
                 seen.add(id(part))
                 yield part
@@ -104,6 +115,10 @@ class Driver:
         for part in self._parts():
             if isinstance(part, StartsWithVolume):
                 await part.initialize()
+
+    async def aclose(self) -> None:
+        if self.management is not None:
+            await self.management.aclose()
 
     def _initialize_sync(self) -> None:
         try:

@@ -29,6 +29,27 @@ class BackendCommandFailed(BackendUnavailable):
         self.stderr = stderr
 
 
+class BackendApiError(BackendUnavailable):
+    """A storage system's management API answered with an error, or with a body the driver
+    cannot read. The vendor's own message is kept, with the HTTP status and the vendor's
+    error code when it gave one."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, vendor_code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.vendor_code = vendor_code
+
+
+class BackendObjectNotFound(BackendApiError):
+    """The management API has no such object (a quota, a snapshot, a job) any more."""
+
+
+class BackendQuotaExceeded(DriverError):
+    """The storage system refused a write or a limit because a quota would be exceeded."""
+
+
 class VFolderDirectoryMissing(DriverError):
     """The vfolder's directory does not exist on the volume."""
 

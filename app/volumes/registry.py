@@ -43,3 +43,7 @@ class VolumeRegistry:
     async def initialize(self) -> None:
         for _name, driver in self.items():
             await driver.initialize()
+
+    async def aclose(self) -> None:
+        for _name, driver in self.items():
+            await driver.aclose()
