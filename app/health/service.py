@@ -1,5 +1,6 @@
 """Readiness: the database answers, every volume takes a write, the cache answers (a missing
-cache only degrades: requests bypass it)."""
+cache only degrades: requests bypass it), and each storage system's management API answers (a
+silent one only degrades too)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from app.cache import CacheStatus
 from app.core.runtime import Runtime
 from app.errors import ServiceNotReady
 from app.health.schemas import Check, CheckStatus, Readiness
+from drivers.base import ManagementApi
 from drivers.errors import DriverError
 
 CHECK_TIMEOUT_SECONDS = 3.0
@@ -41,6 +43,8 @@ class HealthService:
                 checks[f"volume:{name}"] = Check(status=CheckStatus.OK)
             except (DriverError, TimeoutError) as exc:
                 checks[f"volume:{name}"] = Check(status=CheckStatus.FAILED, detail=str(exc))
+            if driver.management is not None:
+                checks[f"management-api:{name}"] = await self._check_management(driver.management)
         statuses = {check.status for check in checks.values()}
         overall = (
             CheckStatus.FAILED
@@ -61,6 +65,18 @@ class HealthService:
         except Exception as exc:  # any driver error means "not ready", whatever its class
             return Check(status=CheckStatus.FAILED, detail=f"{type(exc).__name__}: {exc}")
         return Check(status=CheckStatus.OK)
+
+    @staticmethod
+    async def _check_management(management: ManagementApi) -> Check:
+        """Degraded, not failed, when it does not answer: files still move over the mount;
+        quota, usage and snapshot calls fail until it is back."""
+        try:
+            health = await asyncio.wait_for(management.check(), CHECK_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return Check(status=CheckStatus.DEGRADED, detail="no answer in time")
+        if health.reachable:
+            return Check(status=CheckStatus.OK)
+        return Check(status=CheckStatus.DEGRADED, detail=health.detail)
 
     async def _check_cache(self) -> Check:
         cache = self._runtime.cache

@@ -3,7 +3,7 @@ from __future__ import annotations
 from app.observability.context import bind_log_fields
 from app.observability.logging import get_logger
 from app.volumes.registry import VolumeRegistry
-from app.volumes.schemas import Volume, VolumeCapacity, VolumeList
+from app.volumes.schemas import ManagementApiStatus, Volume, VolumeCapacity, VolumeList
 from drivers.base import VolumeDriver, capabilities_of
 from drivers.errors import BackendUnavailable
 
@@ -30,9 +30,16 @@ class VolumeService:
         except BackendUnavailable as exc:
             log.warning("volume %s capacity unavailable: %s", name, exc)
             capacity = None
+        management = None
+        if driver.management is not None:
+            health = await driver.management.check()
+            management = ManagementApiStatus(
+                reachable=health.reachable, detail=health.detail, checked_at=health.checked_at
+            )
         return Volume(
             name=name,
             backend=driver.backend,
             capabilities=capabilities_of(driver),
             capacity=capacity,
+            management_api=management,
         )
