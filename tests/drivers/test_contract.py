@@ -29,6 +29,7 @@ from drivers.registry import ENTRY_POINT_GROUP, backends, build_driver, forget, 
 from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
+from tests.drivers.purestorage.fake import fake_driver as flashblade_driver
 from tests.drivers.test_xfs import FakeXfsTools
 from tests.support.loop_mounts import btrfs_scratch
 
@@ -54,6 +55,9 @@ RUNNABLE: dict[str, Entry] = {
         ["fast-clone", "fast-usage", "quota", "snapshot"],
         renames=False,
     ),
+    # FlashBlade: its REST API is a respx fake (tests/drivers/purestorage), the files real. No
+    # directory quota and no per-directory usage exist on the array: snapshots only.
+    "purestorage": Entry(lambda root: flashblade_driver(root)[0], ["snapshot"]),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
 }
