@@ -81,6 +81,7 @@ def weka_driver(
     opts = WekaOptions.model_validate(options or {})
     layout = opts.build_layout(root)
     auth = WekaAuth(
+        endpoint=str(opts.endpoint),
         username=opts.username,
         password=read_secret("password", env=opts.password_env, file=opts.password_file),
         org=opts.org,

@@ -56,12 +56,16 @@ class WekaAuth(LoginAuth):
     def __init__(
         self,
         *,
+        endpoint: str,
         username: str,
         password: SecretStr,
         org: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(VENDOR)
+        # The log-in calls leave through the client, but httpx does not join them to its
+        # base URL: they carry the whole URL.
+        self._base = endpoint.rstrip("/")
         self._username = username
         self._password = password
         self._org = org
@@ -76,7 +80,7 @@ class WekaAuth(LoginAuth):
     def login_request(self) -> httpx.Request:
         return httpx.Request(
             "POST",
-            f"{API}/login",
+            f"{self._base}{API}/login",
             json={
                 "username": self._username,
                 "password": self._password.get_secret_value(),
@@ -85,7 +89,9 @@ class WekaAuth(LoginAuth):
         )
 
     def refresh_request(self, refresh_token: str) -> httpx.Request:
-        return httpx.Request("POST", f"{API}/login/refresh", json={"refresh_token": refresh_token})
+        return httpx.Request(
+            "POST", f"{self._base}{API}/login/refresh", json={"refresh_token": refresh_token}
+        )
 
     def session_from(self, response: httpx.Response) -> str:
         try:

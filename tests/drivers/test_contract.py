@@ -30,6 +30,7 @@ from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
 from tests.drivers.test_xfs import FakeXfsTools
+from tests.drivers.weka import contract_driver as weka_contract_driver
 from tests.support.loop_mounts import btrfs_scratch
 
 DriverFactory = Callable[[Path], VolumeDriver]
@@ -56,6 +57,8 @@ RUNNABLE: dict[str, Entry] = {
     ),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
+    # WekaFS: real files on the mount, the management API a stateful respx fake.
+    "weka": Entry(weka_contract_driver, ["fast-usage", "quota", "snapshot"]),
 }
 
 
