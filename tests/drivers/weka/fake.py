@@ -26,8 +26,9 @@ import respx
 ENDPOINT = "https://weka.test:14000"
 FS_UID = "f3c9e1a2-0000-4000-8000-00000000fs01"
 USERNAME = "proxy"
-PASSWORD = "weka-s3cret-pw"  # noqa: S105 (a test fixture)
+PASSWORD = "weka-s3cret-pw"
 ORG = "Root"
+QUOTA_PATH = r"^/api/v2/fileSystems/(?P<fs>[^/]+)/quota/(?P<inode>\d+)$"
 
 
 def _error(status: int, message: str) -> httpx.Response:
@@ -64,6 +65,8 @@ class FakeWeka:
         self.logins = 0
         self.refreshes = 0
         self.calls: list[tuple[str, str]] = []
+        # A quota GET answered as scripted here, by inode (malformed answers, other shapes).
+        self.quota_answers: dict[int, httpx.Response] = {}
         self._counter = itertools.count(1)
         self._routes()
 
@@ -84,7 +87,7 @@ class FakeWeka:
         r.post("/api/v2/login/refresh").mock(side_effect=self._refresh)
         r.get("/api/v2/cluster").mock(side_effect=self._authed(self._cluster))
         r.get("/api/v2/fileSystems").mock(side_effect=self._authed(self._filesystems))
-        quota = r"^/api/v2/fileSystems/(?P<fs>[^/]+)/quota/(?P<inode>\d+)$"
+        quota = QUOTA_PATH
         r.get(path__regex=quota).mock(side_effect=self._authed(self._get_quota))
         r.put(path__regex=quota).mock(side_effect=self._authed(self._put_quota))
         r.delete(path__regex=quota).mock(side_effect=self._authed(self._delete_quota))
@@ -153,6 +156,8 @@ class FakeWeka:
     def _get_quota(self, request: httpx.Request, fs: str, inode: str) -> httpx.Response:
         if (missing := self._check_fs(fs)) is not None:
             return missing
+        if int(inode) in self.quota_answers:
+            return self.quota_answers[int(inode)]
         quota = self.quotas.get(int(inode))
         if quota is None:
             # BAI: {"message":"Directory has no quota","data":{}}
