@@ -31,6 +31,7 @@ from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
 from tests.drivers.purestorage.fake import fake_driver as flashblade_driver
 from tests.drivers.test_xfs import FakeXfsTools
+from tests.drivers.weka import contract_driver as weka_contract_driver
 from tests.support.loop_mounts import btrfs_scratch
 
 DriverFactory = Callable[[Path], VolumeDriver]
@@ -60,6 +61,8 @@ RUNNABLE: dict[str, Entry] = {
     "purestorage": Entry(lambda root: flashblade_driver(root)[0], ["snapshot"]),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
+    # WekaFS: real files on the mount, the management API a stateful respx fake.
+    "weka": Entry(weka_contract_driver, ["fast-usage", "quota", "snapshot"]),
 }
 
 
