@@ -16,6 +16,7 @@ import pytest
 
 from drivers.base import VolumeDriver, capabilities_of
 from drivers.btrfs import btrfs_driver
+from drivers.ddn import ddn_driver
 from drivers.errors import (
     BackendUnavailable,
     UnknownDriver,
@@ -23,12 +24,14 @@ from drivers.errors import (
     VFolderDirectoryMissing,
 )
 from drivers.fsops import staged_file
+from drivers.nfs import nfs_driver
 from drivers.paths import ROOT, RelativePath, parse_relative_path
 from drivers.posix import posix_driver
 from drivers.registry import ENTRY_POINT_GROUP, backends, build_driver, forget, register, unregister
 from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
+from tests.drivers.test_ddn import FakeLfs
 from tests.drivers.test_xfs import FakeXfsTools
 from tests.support.loop_mounts import btrfs_scratch
 
@@ -53,6 +56,13 @@ RUNNABLE: dict[str, Entry] = {
         lambda _root: btrfs_driver(btrfs_scratch() / "volume"),
         ["fast-clone", "fast-usage", "quota", "snapshot"],
         renames=False,
+    ),
+    # No Lustre here: lfs is a double (tests/drivers/test_ddn.py), the files are real.
+    "ddn": Entry(lambda root: ddn_driver(root, runner=FakeLfs()), ["fast-usage", "quota"]),
+    # No NFS client in this kernel: the export is a local directory.
+    "nfs": Entry(
+        lambda root: nfs_driver(root, options={"server": "nfs.example", "export": "/export"}),
+        [],
     ),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
