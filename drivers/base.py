@@ -350,6 +350,14 @@ class VFolderDirectories(Protocol):
 
 
 @runtime_checkable
+class DescribesMounts(Protocol):
+    """A part that tells an Agent how to mount a vfolder itself rather than bind-mount a
+    host path (an NFS export's server and path): ``MountInfo.extra``."""
+
+    def mount_extra(self, host_path: Path) -> dict[str, str]: ...
+
+
+@runtime_checkable
 class StartsWithVolume(Protocol):
     """A strategy with something to check or prepare when its volume starts."""
 

@@ -27,6 +27,7 @@ from anyio import to_thread
 
 from drivers.base import (
     Capacity,
+    DescribesMounts,
     FastCloneCapable,
     FastUsageCapable,
     ManagementApi,
@@ -81,6 +82,7 @@ class Driver:
         clone: FastCloneCapable | None = None,
         management: ManagementApi | None = None,
         mount_options: tuple[str, ...] = (),
+        mounts: DescribesMounts | None = None,
     ) -> None:
         self.backend = backend
         self.layout = layout
@@ -93,6 +95,7 @@ class Driver:
         self.clone = clone
         self.management = management
         self.mount_options = mount_options
+        self.mounts = mounts
 
     def _parts(self) -> Iterator[object]:
         """Every part once (one object may be several strategies: quota and usage)."""
@@ -230,10 +233,12 @@ class Driver:
             shutil.rmtree(path, onerror=lambda f, p, info: on_error(f, p, info[1]))
 
     async def mount_info(self, vfolder_id: UUID) -> MountInfo:
+        host_path = await to_thread.run_sync(self.vfolder_path, vfolder_id)
         return MountInfo(
-            host_path=await to_thread.run_sync(self.vfolder_path, vfolder_id),
+            host_path=host_path,
             backend=self.backend,
             mount_options=self.mount_options,
+            extra=self.mounts.mount_extra(host_path) if self.mounts is not None else {},
         )
 
     async def capacity(self) -> Capacity:

@@ -47,6 +47,8 @@ DRIVER_INTERNALS = (
     "drivers.posix",
     "drivers.xfs",
     "drivers.btrfs",
+    "drivers.ddn",
+    "drivers.nfs",
 )
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from drivers.base import VolumeDriver, capabilities_of
 from drivers.btrfs import btrfs_driver
+from drivers.ddn import ddn_driver
 from drivers.errors import (
     BackendUnavailable,
     UnknownDriver,
@@ -23,6 +24,7 @@ from drivers.errors import (
     VFolderDirectoryMissing,
 )
 from drivers.fsops import staged_file
+from drivers.nfs import nfs_driver
 from drivers.paths import ROOT, RelativePath, parse_relative_path
 from drivers.posix import posix_driver
 from drivers.registry import ENTRY_POINT_GROUP, backends, build_driver, forget, register, unregister
@@ -30,6 +32,7 @@ from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
 from tests.drivers.purestorage.fake import fake_driver as flashblade_driver
+from tests.drivers.test_ddn import FakeLfs
 from tests.drivers.test_xfs import FakeXfsTools
 from tests.drivers.weka import contract_driver as weka_contract_driver
 from tests.support.loop_mounts import btrfs_scratch
@@ -59,6 +62,13 @@ RUNNABLE: dict[str, Entry] = {
     # FlashBlade: its REST API is a respx fake (tests/drivers/purestorage), the files real. No
     # directory quota and no per-directory usage exist on the array: snapshots only.
     "purestorage": Entry(lambda root: flashblade_driver(root)[0], ["snapshot"]),
+    # No Lustre here: lfs is a double (tests/drivers/test_ddn.py), the files are real.
+    "ddn": Entry(lambda root: ddn_driver(root, runner=FakeLfs()), ["fast-usage", "quota"]),
+    # No NFS client in this kernel: the export is a local directory.
+    "nfs": Entry(
+        lambda root: nfs_driver(root, options={"server": "nfs.example", "export": "/export"}),
+        [],
+    ),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
     # WekaFS: real files on the mount, the management API a stateful respx fake.

@@ -1,6 +1,11 @@
-"""The XFS driver against a recording double of xfsprogs (XFS cannot be mounted here): the
-exact commands it issues, how it reads their output, and how their failures surface.
-``SubprocessRunner`` is tested with real processes."""
+"""The XFS driver against a recording double of xfsprogs: the exact commands it issues, how it
+reads their output, and how their failures surface. ``SubprocessRunner`` is tested with real
+processes.
+
+Why a double: a kernel without ``CONFIG_XFS_QUOTA`` (this project's machines) mounts XFS but
+refuses ``prjquota``. ``test_project_quota_on_this_kernel`` tries it once per session and says
+in the test log (skip reason, and the log's header) which way it went; where the kernel has
+XFS quota it runs the driver for real on a loop-mounted image."""
 
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from drivers.xfs import (
     project_id_candidates,
     xfs_driver,
 )
+from tests.support.loop_mounts import xfs_project_quota
 
 GIB = 1024**3
 
@@ -503,3 +509,30 @@ async def test_an_upload_staged_by_an_earlier_release_goes_on(driver: Driver) ->
     assert keys == ["tus-dead"]
     assert await driver.files.remove_abandoned_staged("tus-dead", older_than=time.time() + 60)
     assert list((driver.root / ".staging").iterdir()) == []
+
+
+# -- a real XFS project quota, where the kernel has one --------------------------------
+
+
+async def test_project_quota_on_this_kernel() -> None:
+    """Skipped, with the kernel's reason, on a kernel without XFS quota support."""
+    mount, status = xfs_project_quota()
+    if mount is None:
+        pytest.skip(status)
+    driver = xfs_driver(mount / uuid.uuid4().hex, options={"mount_point": str(mount)})
+    await driver.initialize()
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    await xfs(driver).set_quota(vfolder_id, limit_bytes=1024 * 1024)
+    assert await xfs(driver).get_quota(vfolder_id) == 1024 * 1024
+
+    def overfill() -> None:
+        with (driver.vfolder_path(vfolder_id) / "big").open("wb") as out:
+            for _ in range(4):
+                out.write(b"\0" * 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+
+    with pytest.raises(OSError, match="Disk quota exceeded"):
+        await anyio.to_thread.run_sync(overfill)
+    assert await xfs(driver).usage_bytes(vfolder_id) >= 512 * 1024
