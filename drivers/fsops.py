@@ -855,16 +855,29 @@ class PosixFileOpsSync:
             trash_fd = os.open(self.layout.trash, O_DIR)
             try:
                 trash_name = self.layout.new_file_trash_name(vfolder_id)
-                os.rename(path.name, trash_name, src_dir_fd=parent_fd, dst_dir_fd=trash_fd)
-                tree_fd = os.open(trash_name, O_DIR, dir_fd=trash_fd)
                 try:
-                    freed = scan_usage(tree_fd).usage + _usage_of_stat(st)
-                finally:
-                    os.close(tree_fd)
-                shutil.rmtree(trash_name, dir_fd=trash_fd)
+                    os.rename(path.name, trash_name, src_dir_fd=parent_fd, dst_dir_fd=trash_fd)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    # The vfolder is a quota tree or a subvolume the tree cannot leave by a
+                    # rename (XFS project, btrfs, Weka/NetApp directory quotas): removed
+                    # where it is instead.
+                    return self._remove_tree(parent_fd, path.name, st)
+                return self._remove_tree(trash_fd, trash_name, st)
             finally:
                 os.close(trash_fd)
-            return freed
+
+    @staticmethod
+    def _remove_tree(parent_fd: int, name: str, st: os.stat_result) -> Usage:
+        """Measure the directory ``name`` (whose own stat is ``st``), then remove it."""
+        tree_fd = os.open(name, O_DIR, dir_fd=parent_fd)
+        try:
+            freed = scan_usage(tree_fd).usage + _usage_of_stat(st)
+        finally:
+            os.close(tree_fd)
+        shutil.rmtree(name, dir_fd=parent_fd)
+        return freed
 
 
 # -- the async face --------------------------------------------------------------------------

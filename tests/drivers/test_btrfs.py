@@ -26,6 +26,7 @@ from drivers.btrfs import (
     parse_qgroup_show,
 )
 from drivers.driver import Driver
+from drivers.paths import parse_relative_path
 from tests.support.app import SERVICE, bearer, client_with_volumes, user_token
 from tests.support.loop_mounts import btrfs_scratch
 from tests.support.tasks import finished_task
@@ -268,3 +269,20 @@ async def test_a_vfolder_limit_is_the_backends_a_user_limit_the_proxys(
         "/v1/quotas/user/alice?volume=local", json={"limit_bytes": 64 * MIB}, headers=SERVICE
     )
     assert user.json()["enforced_by"] == "proxy"
+
+
+async def test_a_directory_deleted_inside_a_subvolume_is_removed_where_it_is(
+    driver: Driver,
+) -> None:
+    """A tree cannot leave the vfolder's subvolume by a rename (EXDEV): the recursive delete
+    removes it in place, and says what it freed."""
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    tree = driver.vfolder_path(vfolder_id) / "results" / "run-1"
+    tree.mkdir(parents=True)
+    write(tree / "weights.bin", 3 * MIB)
+    (tree / "log.txt").write_text("done")
+    freed = await driver.files.delete(vfolder_id, parse_relative_path("results"), recursive=True)
+    assert freed.bytes == 3 * MIB + 4 and freed.entries == 4
+    assert list(driver.vfolder_path(vfolder_id).iterdir()) == []
+    assert list(driver.layout.trash.iterdir()) == []
