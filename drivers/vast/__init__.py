@@ -24,6 +24,7 @@ from drivers.fsops import PosixFileOps
 from drivers.options import read_secret
 from drivers.registry import Backend
 from drivers.rest.client import VendorClient
+from drivers.staging import VFolderStaging
 from drivers.rest.health import RestManagement
 from drivers.rest.options import RestApiOptions
 from drivers.vast.api import VastApi, VastApiTokenAuth, VastTokenAuth, vast_message
@@ -33,7 +34,6 @@ from drivers.vast.parts import (
     VastQuota,
     VastSnapshotLayout,
     VastSnapshots,
-    VastStaging,
 )
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "VastQuota",
     "VastSnapshotLayout",
     "VastSnapshots",
-    "VastStaging",
     "vast_driver",
 ]
 
@@ -126,7 +125,12 @@ def vast_driver(
     auth: httpx.Auth
     if opts.username is not None:
         password = read_secret("password", env=opts.password_env, file=opts.password_file)
-        auth = VastTokenAuth(prefix=prefix, username=opts.username, password=password)
+        # The auth flow's own requests are sent as they are: absolute URLs.
+        auth = VastTokenAuth(
+            prefix=str(opts.endpoint).rstrip("/") + prefix,
+            username=opts.username,
+            password=password,
+        )
     else:
         token = read_secret("api_token", env=opts.api_token_env, file=opts.api_token_file)
         auth = VastApiTokenAuth(token)
@@ -140,7 +144,7 @@ def vast_driver(
     )
     api = VastApi(client, prefix=prefix)
     paths = StoragePaths(layout, PurePosixPath(opts.storage_base_path))
-    staging = VastStaging(layout, snapshot_dir=opts.snapshot_dir)
+    staging = VFolderStaging(layout)
     quota = VastQuota(api, paths)
     return Driver(
         backend="vast",

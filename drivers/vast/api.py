@@ -67,6 +67,7 @@ class VastTokenAuth(LoginAuth):
     """JWT log-in once; on 401 the refresh token first, a new log-in when that is refused."""
 
     def __init__(self, *, prefix: str, username: str, password: SecretStr) -> None:
+        """``prefix``: the API's absolute URL, ``https://vms/api/v2``."""
         super().__init__(VENDOR)
         self._prefix = prefix
         self._username = username
@@ -130,11 +131,11 @@ class VastTokenAuth(LoginAuth):
             return
         async with self._lock:
             if self._session == used:  # nobody renewed it meanwhile
-                refresh, self._refresh = self._refresh, None
                 renewed = False
-                if refresh is not None:
-                    renewed = self._take_refreshed((yield self.refresh_request(refresh)))
+                if self._refresh is not None:
+                    renewed = self._take_refreshed((yield self.refresh_request(self._refresh)))
                 if not renewed:
+                    self._refresh = None  # refused: the log-in brings a new one
                     self._accept((yield self.login_request()))
         assert self._session is not None
         self.apply(request, self._session)

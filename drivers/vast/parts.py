@@ -12,9 +12,11 @@ mapping from the local mount to the cluster's namespace.
   (snapshot names are cluster-wide), browsed through the mount's
   ``<vfolder>/.snapshot/<snapshot name>/`` directory; a whole-vfolder restore copies that
   tree back into the vfolder. The snapshot API shapes are unverified (drivers/vast/api.py).
-- ``VastStaging``: uploads staged inside the vfolder (its quota boundary), with the
-  snapshot directory name reserved too, so that it is never listed, walked, copied or
-  written by a client."""
+
+Uploads are staged inside the vfolder (``VFolderStaging``: its quota boundary). The
+``.snapshot`` directory is the cluster's: VAST does not list it in a directory (it is
+reached by name), so walks, listings and clones of a vfolder never see it; a restore leaves
+it alone explicitly."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from drivers.errors import (
 )
 from drivers.fsops import PosixFileOps
 from drivers.layout import VFolderLayout, VolumeLayout
-from drivers.staging import VFOLDER_STAGING_DIR, VFolderStaging
+from drivers.staging import VFolderStaging
 from drivers.types import CloneProgress
 from drivers.vast.api import Quota, Snapshot, VastApi
 
@@ -76,15 +78,6 @@ class StoragePaths:
         if must_exist and not exists:
             raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory on this volume")
         return local, path
-
-
-@dataclass(frozen=True, slots=True)
-class VastStaging(VFolderStaging):
-    snapshot_dir: str = SNAPSHOT_DIR
-
-    @property
-    def reserved(self) -> frozenset[str]:
-        return frozenset({VFOLDER_STAGING_DIR, self.snapshot_dir})
 
 
 class VastQuota:
@@ -190,7 +183,7 @@ class VastSnapshots:
     """``SnapshotCapable``: VMS snapshots of the vfolder's path (see the module docstring)."""
 
     def __init__(
-        self, api: VastApi, paths: StoragePaths, staging: VastStaging, *, snapshot_dir: str
+        self, api: VastApi, paths: StoragePaths, staging: VFolderStaging, *, snapshot_dir: str
     ) -> None:
         self.api = api
         self.paths = paths
@@ -274,7 +267,8 @@ class VastSnapshots:
         source = current / self.snapshot_dir / vast_name
         if not source.is_dir() or source.is_symlink():
             raise SnapshotNotFound(f"no snapshot {name!r}")
-        reserved = self.staging.reserved
+        # The staging area's uploads stay; the cluster's snapshot directory is not ours.
+        reserved = self.staging.reserved | {self.snapshot_dir}
         try:
             area = self.staging.prepare(vfolder_id)
         except OSError as exc:

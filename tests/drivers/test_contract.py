@@ -30,6 +30,7 @@ from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
 from tests.drivers.test_xfs import FakeXfsTools
+from tests.drivers.vast import fake_driver as fake_vast_driver
 from tests.support.loop_mounts import btrfs_scratch
 
 DriverFactory = Callable[[Path], VolumeDriver]
@@ -53,6 +54,10 @@ RUNNABLE: dict[str, Entry] = {
         lambda _root: btrfs_driver(btrfs_scratch() / "volume"),
         ["fast-clone", "fast-usage", "quota", "snapshot"],
         renames=False,
+    ),
+    # VAST against a fake VMS (tests/drivers/vast), its mount a real directory.
+    "vast": Entry(
+        lambda root: fake_vast_driver(root)[0], ["fast-usage", "quota", "snapshot"]
     ),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
