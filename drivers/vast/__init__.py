@@ -24,9 +24,9 @@ from drivers.fsops import PosixFileOps
 from drivers.options import read_secret
 from drivers.registry import Backend
 from drivers.rest.client import VendorClient
-from drivers.staging import VFolderStaging
 from drivers.rest.health import RestManagement
 from drivers.rest.options import RestApiOptions
+from drivers.staging import VFolderStaging
 from drivers.vast.api import VastApi, VastApiTokenAuth, VastTokenAuth, vast_message
 from drivers.vast.parts import (
     SNAPSHOT_DIR,

@@ -56,9 +56,7 @@ RUNNABLE: dict[str, Entry] = {
         renames=False,
     ),
     # VAST against a fake VMS (tests/drivers/vast), its mount a real directory.
-    "vast": Entry(
-        lambda root: fake_vast_driver(root)[0], ["fast-usage", "quota", "snapshot"]
-    ),
+    "vast": Entry(lambda root: fake_vast_driver(root)[0], ["fast-usage", "quota", "snapshot"]),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
 }

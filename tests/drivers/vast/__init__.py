@@ -24,14 +24,14 @@ from typing import Any
 import httpx
 import respx
 
-from drivers.vast import vast_driver
 from drivers.driver import Driver
+from drivers.vast import vast_driver
 
 ENDPOINT = "https://vms.example"
 BASE = "/proxy"  # the cluster's path of the mount root
 USERNAME = "sp-admin"
-PASSWORD = "pw-Zq8-very-secret"  # noqa: S105 (a test credential)
-API_TOKEN = "tok-Wm3-very-secret"  # noqa: S105
+PASSWORD = "pw-Zq8-very-secret"
+API_TOKEN = "tok-Wm3-very-secret"
 SNAPSHOT_DIR = ".snapshot"
 STAGING_DIR = ".sp-staging"
 
@@ -60,7 +60,7 @@ class FakeVast:
     # (method, path) → answers given before the fake's own, in order (a response or an
     # exception raised as the transport's).
     injected: dict[tuple[str, str], list[Injected]] = field(default_factory=dict)
-    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
         self.router = respx.Router(base_url=ENDPOINT, assert_all_called=False)
@@ -269,12 +269,16 @@ class FakeVast:
             )
         return snapshot
 
-    def _snapshot_create(self, request: httpx.Request, body: Any, args: list[str]) -> httpx.Response:
+    def _snapshot_create(
+        self, request: httpx.Request, body: Any, args: list[str]
+    ) -> httpx.Response:
         if any(s["name"] == body["name"] for s in self.snapshots.values()):
             return problem(400, {"name": ["snapshot with this name already exists."]})
         return httpx.Response(201, json=self.add_snapshot(body["name"], body["path"]))
 
-    def _snapshot_delete(self, request: httpx.Request, body: Any, args: list[str]) -> httpx.Response:
+    def _snapshot_delete(
+        self, request: httpx.Request, body: Any, args: list[str]
+    ) -> httpx.Response:
         snapshot = self.snapshots.pop(int(args[0]), None)
         if snapshot is None:
             return problem(404, {"detail": "Not found."})

@@ -191,9 +191,7 @@ def test_storage_base_path_maps_the_mount(tmp_path: Path) -> None:
     paths = quota_of(driver).paths
     assert paths.of(driver.vfolder_path(vfolder_id)) == f"/tenants/a/{h[:2]}/{h[2:4]}/{h}"
     with pytest.raises(InvalidDriverOptions, match="absolute"):
-        build_driver(
-            "vast", root=tmp_path, options=options(tmp_path, storage_base_path="relative")
-        )
+        build_driver("vast", root=tmp_path, options=options(tmp_path, storage_base_path="relative"))
 
 
 # --- snapshots ------------------------------------------------------------------------------
@@ -358,9 +356,7 @@ async def test_a_post_with_5xx_is_not_retried(tmp_path: Path) -> None:
 
 async def test_a_timeout_is_backend_unavailable(tmp_path: Path) -> None:
     driver, fake, vfolder_id = await made(tmp_path / "volume", retries=1)
-    fake.inject(
-        "GET", "/quotas/", httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow again")
-    )
+    fake.inject("GET", "/quotas/", httpx.ReadTimeout("slow"), httpx.ReadTimeout("slow again"))
     with pytest.raises(BackendUnavailable, match="timed out") as caught:
         await quota_of(driver).get_quota(vfolder_id)
     assert not isinstance(caught.value, BackendApiError)
