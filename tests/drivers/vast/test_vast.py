@@ -492,3 +492,14 @@ async def test_health_probe(tmp_path: Path) -> None:
     assert not health.reachable and health.detail is not None
     assert "VMS is restarting" in health.detail
     await driver.aclose()
+
+
+async def test_a_paged_list_is_followed(tmp_path: Path) -> None:
+    """A VMS answering with DRF pages (``{"results", "next"}``) instead of a bare list."""
+    driver, fake, vfolder_id = await made(tmp_path / "volume")
+    quota_id = fake.add_quota(storage_path(vfolder_id), 3 * MiB)
+    following = f"{ENDPOINT}/api/v2/quotas/?page=2&path={storage_path(vfolder_id)}"
+    fake.inject("GET", "/quotas/", httpx.Response(200, json={"results": [], "next": following}))
+    assert await quota_of(driver).get_quota(vfolder_id) == 3 * MiB
+    assert fake.count("GET", "/quotas/") == 2
+    assert fake.quotas[quota_id]["hard_limit"] == 3 * MiB
