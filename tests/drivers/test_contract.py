@@ -34,6 +34,7 @@ from tests.drivers import dirquota
 from tests.drivers.purestorage.fake import fake_driver as flashblade_driver
 from tests.drivers.test_ddn import FakeLfs
 from tests.drivers.test_xfs import FakeXfsTools
+from tests.drivers.vast import fake_driver as fake_vast_driver
 from tests.drivers.weka import contract_driver as weka_contract_driver
 from tests.support.loop_mounts import btrfs_scratch
 
@@ -69,6 +70,8 @@ RUNNABLE: dict[str, Entry] = {
         lambda root: nfs_driver(root, options={"server": "nfs.example", "export": "/export"}),
         [],
     ),
+    # VAST against a fake VMS (tests/drivers/vast), its mount a real directory.
+    "vast": Entry(lambda root: fake_vast_driver(root)[0], ["fast-usage", "quota", "snapshot"]),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
     # WekaFS: real files on the mount, the management API a stateful respx fake.
