@@ -152,9 +152,7 @@ def dellemc_driver(
         snapshots=OneFsSnapshots(
             api, paths, prefix=opts.snapshot_prefix, snapshot_dir=opts.snapshot_dir
         ),
-        management=RestManagement(
-            client, api.identity, cache_seconds=opts.health_cache_seconds
-        ),
+        management=RestManagement(client, api.identity, cache_seconds=opts.health_cache_seconds),
         mount_options=opts.mount_options,
     )
 

@@ -71,7 +71,7 @@ def objects(body: Any, key: str, *, method: str, path: str) -> list[dict[str, An
     """``body[key]``, a list of JSON objects, or a ``BackendApiError`` saying what is wrong."""
     if not isinstance(body, dict) or not isinstance(body.get(key), list):
         raise BackendApiError(f"{VENDOR} API {method} {path}: malformed answer: no {key} list")
-    items = body[key]
+    items: list[dict[str, Any]] = body[key]
     if not all(isinstance(item, dict) for item in items):
         raise BackendApiError(
             f"{VENDOR} API {method} {path}: malformed answer: {key} holds a non-object"

@@ -19,7 +19,6 @@ NFS mount.
 from __future__ import annotations
 
 import errno
-import os
 import re
 import secrets
 import shutil
@@ -35,6 +34,7 @@ from drivers.dellemc.client import VENDOR, OneFsApi, as_int, as_optional_int
 from drivers.errors import (
     BackendApiError,
     BackendObjectNotFound,
+    BackendQuotaExceeded,
     BackendUnavailable,
     InvalidSnapshotName,
     PathNotFound,
@@ -201,9 +201,10 @@ class OneFsSnapshots:
             # A POST whose outcome is unknown is never sent again: look whether it was made.
             if isinstance(failure, BackendApiError) and failure.status is not None:
                 raise
-            made = await self._ours(vfolder_id, name, path)
-            if made is None:
+            found = await self._ours(vfolder_id, name, path)
+            if found is None:
                 raise
+            made = found
         return self._info(made, name, default_created=time.time())
 
     async def list_snapshots(self, vfolder_id: UUID) -> list[SnapshotInfo]:
@@ -255,8 +256,11 @@ class OneFsSnapshots:
         token = secrets.token_hex(4)
         try:
             staging = self.staging.prepare(vfolder_id)
-            fresh = staging / f"restore-{token}"
-            retired = staging / f"retired-{token}"
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot restore vfolder {vfolder_id}: {exc}") from exc
+        fresh = staging / f"restore-{token}"
+        retired = staging / f"retired-{token}"
+        try:
             shutil.copytree(
                 source,
                 fresh,
@@ -265,15 +269,27 @@ class OneFsSnapshots:
                     [n for n in names if n in reserved] if Path(directory) == source else []
                 ),
             )
+        except (OSError, shutil.Error) as exc:
+            shutil.rmtree(fresh, ignore_errors=True)  # nothing of the vfolder was touched
+            if isinstance(exc, OSError) and exc.errno == errno.EDQUOT:
+                raise BackendQuotaExceeded(
+                    f"restoring vfolder {vfolder_id} needs room for a second copy of the "
+                    "snapshot's files within its quota"
+                ) from exc
+            raise BackendUnavailable(f"cannot copy the snapshot of {vfolder_id}: {exc}") from exc
+        try:
             retired.mkdir(mode=0o700)
-            for entry in sorted(os.listdir(target)):
-                if entry not in reserved:
-                    os.rename(target / entry, retired / entry)
-            for entry in sorted(os.listdir(fresh)):
-                os.rename(fresh / entry, target / entry)
+            for entry in sorted(target.iterdir()):
+                if entry.name not in reserved:
+                    entry.rename(retired / entry.name)
+            for entry in sorted(fresh.iterdir()):
+                entry.rename(target / entry.name)
             fresh.rmdir()
         except OSError as exc:
-            raise BackendUnavailable(f"cannot restore vfolder {vfolder_id}: {exc}") from exc
+            raise BackendUnavailable(
+                f"the restore of vfolder {vfolder_id} stopped halfway (its files before are "
+                f"in {retired}, the snapshot's in {fresh}): {exc}"
+            ) from exc
         trash = self.layout.trash / self.layout.new_file_trash_name(vfolder_id)
         try:
             retired.rename(trash)

@@ -29,6 +29,7 @@ from drivers.registry import ENTRY_POINT_GROUP, backends, build_driver, forget, 
 from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
+from tests.drivers.dellemc.fake import fake_onefs_driver
 from tests.drivers.test_xfs import FakeXfsTools
 from tests.support.loop_mounts import btrfs_scratch
 
@@ -54,6 +55,8 @@ RUNNABLE: dict[str, Entry] = {
         ["fast-clone", "fast-usage", "quota", "snapshot"],
         renames=False,
     ),
+    # OneFS: its Platform API is a stateful respx fake, the mount a local directory.
+    "dellemc": Entry(fake_onefs_driver, ["fast-usage", "quota", "snapshot"]),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
 }

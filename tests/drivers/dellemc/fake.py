@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -39,10 +40,13 @@ from drivers.dellemc import dellemc_driver
 ENDPOINT = "https://onefs.test:8080"
 IFS_PATH = "/ifs/data/sp"
 USERNAME = "sp-admin"
-PASSWORD = "s3cret-Pa55"  # noqa: S105 (a fake's)
-PASSWORD_ENV = "SP_TEST_ONEFS_PASSWORD"  # noqa: S105 (a variable's name)
+PASSWORD = "s3cret-Pa55"
+PASSWORD_ENV = "SP_TEST_ONEFS_PASSWORD"
 QUOTAS = "/platform/12/quota/quotas"
 SNAPSHOTS = "/platform/1/snapshot/snapshots"
+
+
+Handler = Callable[..., httpx.Response]
 
 
 def error(status: int, code: str, message: str) -> httpx.Response:
@@ -67,28 +71,31 @@ class FakeOneFs:
 
     def __post_init__(self) -> None:
         self.router = respx.Router(base_url=ENDPOINT, assert_all_called=False)
-        r = self.router
-        r.post("/session/1/session", name="login").mock(side_effect=self._login)
-        r.get("/platform/1/cluster/identity", name="identity").mock(side_effect=self._guard(self._identity))
-        r.get(QUOTAS, name="list_quotas").mock(side_effect=self._guard(self._list_quotas))
-        r.post(QUOTAS, name="create_quota").mock(side_effect=self._guard(self._create_quota))
-        r.route(method="GET", path__regex=rf"^{QUOTAS}/(?P<qid>[^/]+)$").mock(
-            side_effect=self._guard(self._get_quota)
-        )
-        r.route(method="PUT", path__regex=rf"^{QUOTAS}/(?P<qid>[^/]+)$").mock(
-            side_effect=self._guard(self._put_quota)
-        )
-        r.route(method="DELETE", path__regex=rf"^{QUOTAS}/(?P<qid>[^/]+)$").mock(
-            side_effect=self._guard(self._delete_quota)
-        )
-        r.get(SNAPSHOTS, name="list_snapshots").mock(side_effect=self._guard(self._list_snapshots))
-        r.post(SNAPSHOTS, name="create_snapshot").mock(side_effect=self._guard(self._create_snapshot))
-        r.route(method="GET", path__regex=rf"^{SNAPSHOTS}/(?P<sid>[^/]+)$").mock(
-            side_effect=self._guard(self._get_snapshot)
-        )
-        r.route(method="DELETE", path__regex=rf"^{SNAPSHOTS}/(?P<sid>[^/]+)$").mock(
-            side_effect=self._guard(self._delete_snapshot)
-        )
+        guarded: dict[str, tuple[str, str, Any]] = {
+            "identity": ("GET", "/platform/1/cluster/identity", self._identity),
+            "list_quotas": ("GET", QUOTAS, self._list_quotas),
+            "create_quota": ("POST", QUOTAS, self._create_quota),
+            "get_quota": ("GET", rf"{QUOTAS}/(?P<qid>[^/]+)", self._get_quota),
+            "put_quota": ("PUT", rf"{QUOTAS}/(?P<qid>[^/]+)", self._put_quota),
+            "delete_quota": ("DELETE", rf"{QUOTAS}/(?P<qid>[^/]+)", self._delete_quota),
+            "list_snapshots": ("GET", SNAPSHOTS, self._list_snapshots),
+            "create_snapshot": ("POST", SNAPSHOTS, self._create_snapshot),
+            "get_snapshot": ("GET", rf"{SNAPSHOTS}/(?P<sid>[^/]+)", self._get_snapshot),
+            "delete_snapshot": ("DELETE", rf"{SNAPSHOTS}/(?P<sid>[^/]+)", self._delete_snapshot),
+        }
+        self.router.post("/session/1/session", name="login").mock(side_effect=self._login)
+        self.handlers: dict[str, Handler] = {}
+        for name, (method, pattern, handler) in guarded.items():
+            self.handlers[name] = self._guard(handler)
+            self.router.route(method=method, path__regex=f"^{pattern}$", name=name).mock(
+                side_effect=self.handlers[name]
+            )
+
+    def replace(self, name: str, handler: Handler) -> respx.Route:
+        """The endpoint ``name`` answered by ``handler`` (the original: ``handlers[name]``)."""
+        route = self.router.routes[name]
+        route.side_effect = handler
+        return route
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -100,17 +107,18 @@ class FakeOneFs:
         if self.session_auth:
             cookie = request.headers.get("Cookie", "")
             session = cookie.removeprefix("isisessid=")
-            csrf = request.headers.get("X-CSRF-Token")
+            csrf: str | None = request.headers.get("X-CSRF-Token")
             return session in self.sessions and csrf == f"csrf-{session}"
         expected = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
-        return request.headers.get("Authorization") == f"Basic {expected}"
+        sent: str | None = request.headers.get("Authorization")
+        return sent == f"Basic {expected}"
 
-    def _guard(self, handler: Any) -> Any:
+    def _guard(self, handler: Handler) -> Handler:
         def guarded(request: httpx.Request, **kwargs: str) -> httpx.Response:
             self.requests.append(request)
             if not self._authorized(request):
                 return error(401, "AEC_UNAUTHORIZED", "Authorization required")
-            return handler(request, **kwargs)  # type: ignore[no-any-return]
+            return handler(request, **kwargs)
 
         return guarded
 
@@ -138,7 +146,7 @@ class FakeOneFs:
 
     def local(self, ifs: str) -> Path:
         rel = PurePosixPath(ifs).relative_to(self.ifs_path)
-        return self.root / rel
+        return self.root / str(rel)
 
     def _number(self, value: int | None) -> int | str | None:
         return str(value) if self.string_numbers and value is not None else value
@@ -173,7 +181,9 @@ class FakeOneFs:
             },
         }
 
-    def _page(self, key: str, items: list[dict[str, Any]], request: httpx.Request) -> Any:
+    def _page(
+        self, key: str, items: list[dict[str, Any]], request: httpx.Request
+    ) -> httpx.Response:
         start = int(request.url.params.get("resume") or 0)
         page = items[start : start + self.page_size]
         after = start + self.page_size
@@ -243,7 +253,7 @@ class FakeOneFs:
 
     def snapshot_dir(self, snapshot: dict[str, Any]) -> Path:
         rel = PurePosixPath(snapshot["path"]).relative_to(self.ifs_path)
-        return self.root / ".snapshot" / snapshot["name"] / rel
+        return self.root / ".snapshot" / str(snapshot["name"]) / str(rel)
 
     def _create_snapshot(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)

@@ -22,6 +22,7 @@ from drivers.errors import (
     BackendUnavailable,
     InvalidDriverOptions,
     InvalidSnapshotName,
+    PathNotFound,
     SnapshotNotFound,
 )
 from drivers.paths import ROOT, parse_relative_path
@@ -178,7 +179,7 @@ async def test_a_lost_quota_is_made_again_and_one_made_elsewhere_is_adopted(
     other = uuid.uuid4()
     await driver.create_vfolder(other)
     fake.quotas.clear()
-    real_list = fake.router.routes["list_quotas"].side_effect
+    real_list = fake.handlers["list_quotas"]
     calls = {"n": 0}
 
     def list_hiding_once(request: httpx.Request) -> httpx.Response:
@@ -197,9 +198,9 @@ async def test_a_lost_quota_is_made_again_and_one_made_elsewhere_is_adopted(
                 "thresholds": {},
             }
             return httpx.Response(200, json={"quotas": [], "resume": None, "total": 0})
-        return real_list(request)  # type: ignore[no-any-return]
+        return real_list(request)
 
-    fake.router.routes["list_quotas"].side_effect = list_hiding_once
+    fake.replace("list_quotas", list_hiding_once)
     await driver.quota.set_quota(other, limit_bytes=8192)
     assert fake.quotas["OTHER"]["thresholds"]["hard"] == 8192
     assert fake.quotas["OTHER"]["enforced"] is True
@@ -207,7 +208,7 @@ async def test_a_lost_quota_is_made_again_and_one_made_elsewhere_is_adopted(
 
 async def test_quota_of_a_missing_vfolder(driver: Driver) -> None:
     assert driver.quota is not None
-    with pytest.raises(BackendUnavailable.__mro__[1]):  # DriverError: PathNotFound
+    with pytest.raises(PathNotFound):
         await driver.quota.set_quota(uuid.uuid4(), limit_bytes=1)
 
 
@@ -267,14 +268,14 @@ async def test_a_malformed_answer_is_a_clear_api_error(
     vfolder_id = uuid.uuid4()
     await driver.create_vfolder(vfolder_id)
     text = json.dumps(answer).replace("%s", ifs_of(driver, vfolder_id))
-    fake.router.routes["list_quotas"].side_effect = lambda request: httpx.Response(200, text=text)
+    fake.replace("list_quotas", lambda request: httpx.Response(200, text=text))
     with pytest.raises(BackendApiError, match="malformed answer"):
         await driver.usage.usage_bytes(vfolder_id)
 
 
 async def test_an_answer_that_is_not_json_is_an_api_error(driver: Driver, fake: FakeOneFs) -> None:
     assert driver.management is not None
-    fake.router.routes["identity"].side_effect = lambda request: httpx.Response(200, text="<html>")
+    fake.replace("identity", lambda request: httpx.Response(200, text="<html>"))
     health = await driver.management.check()
     assert not health.reachable and "not JSON" in (health.detail or "")
 
@@ -447,18 +448,18 @@ async def test_a_get_is_retried_on_5xx_and_a_post_is_not(driver: Driver, fake: F
     assert driver.usage is not None and driver.snapshots is not None
     vfolder_id = uuid.uuid4()
     await driver.create_vfolder(vfolder_id)
-    route = fake.router.routes["list_quotas"]  # GET quotas
-    real = route.side_effect
+    real = fake.handlers["list_quotas"]
     answers = iter([error(503, "AEC_SYSTEM_INTERNAL_ERROR", "busy")])
 
     def flaky(request: httpx.Request, **kwargs: str) -> httpx.Response:
-        return next(answers, None) or real(request)  # type: ignore[no-any-return]
+        return next(answers, None) or real(request)
 
-    route.side_effect = flaky
+    fake.replace("list_quotas", flaky)
     assert await driver.usage.usage_bytes(vfolder_id) == 0
 
-    posts = fake.router.routes["create_snapshot"]  # POST snapshots
-    posts.side_effect = lambda request: error(500, "AEC_SYSTEM_INTERNAL_ERROR", "snap failed")
+    posts = fake.replace(
+        "create_snapshot", lambda request: error(500, "AEC_SYSTEM_INTERNAL_ERROR", "snap failed")
+    )
     before = posts.call_count
     with pytest.raises(BackendApiError, match="snap failed") as caught:
         await driver.snapshots.create_snapshot(vfolder_id, name="s1")
@@ -474,8 +475,7 @@ async def test_a_timeout_is_backend_unavailable(driver: Driver, fake: FakeOneFs)
     def hang(request: httpx.Request, **kwargs: str) -> httpx.Response:
         raise httpx.ReadTimeout("timed out", request=request)
 
-    route = fake.router.routes["list_quotas"]
-    route.side_effect = hang
+    route = fake.replace("list_quotas", hang)
     before = route.call_count
     with pytest.raises(BackendUnavailable, match="timed out"):
         await driver.quota.get_quota(vfolder_id)
@@ -488,14 +488,13 @@ async def test_a_snapshot_post_that_timed_out_but_was_made_is_adopted(
     assert driver.snapshots is not None
     vfolder_id = uuid.uuid4()
     await driver.create_vfolder(vfolder_id)
-    route = fake.router.routes["create_snapshot"]
-    real = route.side_effect
+    real = fake.handlers["create_snapshot"]
 
     def made_then_lost(request: httpx.Request) -> httpx.Response:
         real(request)
         raise httpx.ReadTimeout("timed out", request=request)
 
-    route.side_effect = made_then_lost
+    route = fake.replace("create_snapshot", made_then_lost)
     info = await driver.snapshots.create_snapshot(vfolder_id, name="s1")
     assert info.name == "s1" and route.call_count == 1 and len(fake.snapshots) == 1
 
@@ -530,9 +529,7 @@ def test_tls_verified_by_default_and_a_ca_bundle_is_used(fake: FakeOneFs, tmp_pa
         )
 
 
-async def test_credentials_never_logged(
-    fake: FakeOneFs, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_credentials_never_logged(fake: FakeOneFs, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     fake.session_auth = True
     driver = build(fake, auth="session")
