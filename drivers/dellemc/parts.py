@@ -19,6 +19,7 @@ NFS mount.
 from __future__ import annotations
 
 import errno
+import logging
 import re
 import secrets
 import shutil
@@ -44,6 +45,7 @@ from drivers.fsops import PosixFileOps
 from drivers.layout import SnapshotLayout, VFolderLayout
 from drivers.staging import VFolderStaging
 
+log = logging.getLogger(__name__)
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -82,7 +84,17 @@ class OneFsQuota:
         self.paths = paths
 
     async def vfolder_created(self, vfolder_id: UUID) -> None:
-        await self._ensure(await self.paths.existing(vfolder_id))
+        """An accounting quota, so that the usage is known (and exact) from the start. The
+        vfolder is usable without one: when PAPI fails now, the first usage read or quota
+        set makes it instead."""
+        path = await self.paths.existing(vfolder_id)
+        try:
+            await self._ensure(path)
+        except BackendUnavailable as exc:
+            log.warning(
+                "no accounting quota made for a new vfolder; it will be made on first use",
+                extra={"vfolder_id": str(vfolder_id), "error": str(exc)},
+            )
 
     async def set_quota(self, vfolder_id: UUID, *, limit_bytes: int | None) -> None:
         if limit_bytes is not None and limit_bytes < 0:
@@ -146,7 +158,10 @@ class OneFsQuota:
             existing = await self.api.find_directory_quota(path)
             if existing is None:
                 raise
-            await self.api.update_hard_threshold(_quota_id(existing), hard=hard)
+            # Adopted: given our limit, but an accounting quota wanted for the usage never
+            # clears the limit another caller has just set on it.
+            if hard is not None:
+                await self.api.update_hard_threshold(_quota_id(existing), hard=hard)
 
 
 def _quota_id(quota: dict[str, Any]) -> str:

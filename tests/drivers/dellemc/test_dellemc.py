@@ -206,6 +206,40 @@ async def test_a_lost_quota_is_made_again_and_one_made_elsewhere_is_adopted(
     assert fake.quotas["OTHER"]["enforced"] is True
 
 
+async def test_a_vfolder_is_made_while_papi_fails_and_gets_its_quota_later(
+    driver: Driver, fake: FakeOneFs
+) -> None:
+    assert driver.usage is not None
+    fake.replace("create_quota", lambda request: error(503, "AEC_UNAVAILABLE", "busy"))
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    assert await driver.vfolder_exists(vfolder_id) and fake.quotas == {}
+    fake.replace("create_quota", fake.handlers["create_quota"])
+    assert await driver.usage.usage_bytes(vfolder_id) == 0
+    assert quota_at(fake, ifs_of(driver, vfolder_id))["enforced"] is False
+
+
+async def test_an_accounting_quota_adopted_in_a_race_keeps_the_limit_set_meanwhile(
+    driver: Driver, fake: FakeOneFs
+) -> None:
+    assert driver.usage is not None
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    (limited,) = fake.quotas.values()
+    limited["thresholds"]["hard"], limited["enforced"] = 4096, True
+    hidden = {"once": True}
+    real_list = fake.handlers["list_quotas"]
+
+    def list_missing_once(request: httpx.Request) -> httpx.Response:
+        if hidden.pop("once", False):  # our lookup ran before the other node's POST
+            return httpx.Response(200, json={"quotas": [], "resume": None, "total": 0})
+        return real_list(request)
+
+    fake.replace("list_quotas", list_missing_once)
+    assert await driver.usage.usage_bytes(vfolder_id) == 0  # POST answered 409: adopted
+    assert limited["thresholds"]["hard"] == 4096 and limited["enforced"] is True
+
+
 async def test_quota_of_a_missing_vfolder(driver: Driver) -> None:
     assert driver.quota is not None
     with pytest.raises(PathNotFound):
