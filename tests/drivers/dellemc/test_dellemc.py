@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import ssl
 import uuid
 from pathlib import Path
@@ -574,3 +575,30 @@ async def test_credentials_never_logged(fake: FakeOneFs, caplog: pytest.LogCaptu
     await driver.management.check()
     assert PASSWORD not in caplog.text
     assert PASSWORD not in repr(driver.quota.api.client.http._auth)  # type: ignore[union-attr]
+
+
+async def test_a_duplicate_snapshot_name_keeps_the_vendors_message(
+    driver: Driver, fake: FakeOneFs
+) -> None:
+    assert driver.snapshots is not None
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    await driver.snapshots.create_snapshot(vfolder_id, name="s1")
+    with pytest.raises(BackendApiError, match="already in use") as caught:
+        await driver.snapshots.create_snapshot(vfolder_id, name="s1")
+    assert caught.value.status == 409 and len(fake.snapshots) == 1
+
+
+async def test_restore_needs_the_snapshot_visible_on_the_mount(
+    driver: Driver, fake: FakeOneFs
+) -> None:
+    assert driver.snapshots is not None
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    (driver.vfolder_path(vfolder_id) / "f").write_text("now")
+    await driver.snapshots.create_snapshot(vfolder_id, name="s1")
+    (made,) = fake.snapshots.values()
+    shutil.rmtree(fake.snapshot_dir(made))  # an export that hides .snapshot
+    with pytest.raises(BackendUnavailable, match="not visible"):
+        await driver.snapshots.restore_snapshot(vfolder_id, name="s1")
+    assert (driver.vfolder_path(vfolder_id) / "f").read_text() == "now"
