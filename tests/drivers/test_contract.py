@@ -31,6 +31,7 @@ from drivers.registry import ENTRY_POINT_GROUP, backends, build_driver, forget, 
 from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
+from tests.drivers.dellemc.fake import fake_onefs_driver
 from tests.drivers.purestorage.fake import fake_driver as flashblade_driver
 from tests.drivers.test_ddn import FakeLfs
 from tests.drivers.test_xfs import FakeXfsTools
@@ -72,6 +73,8 @@ RUNNABLE: dict[str, Entry] = {
     ),
     # VAST against a fake VMS (tests/drivers/vast), its mount a real directory.
     "vast": Entry(lambda root: fake_vast_driver(root)[0], ["fast-usage", "quota", "snapshot"]),
+    # OneFS: its Platform API is a stateful respx fake, the mount a local directory.
+    "dellemc": Entry(fake_onefs_driver, ["fast-usage", "quota", "snapshot"]),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
     # WekaFS: real files on the mount, the management API a stateful respx fake.
