@@ -14,7 +14,14 @@ from drivers.errors import DriverError
 log = get_logger(__name__)
 
 # Backend.AI's names for our drivers, where it has one ("vfs" is its generic POSIX driver).
-BACKEND_NAMES = {"posix": "vfs", "nfs": "vfs", "btrfs": "vfs"}
+# Our driver names as Backend.AI's Manager knows its backends (the rest are spelled alike).
+BACKEND_NAMES = {
+    "posix": "vfs",
+    "nfs": "vfs",
+    "btrfs": "vfs",
+    "ddn": "exascaler",
+    "dellemc": "dellemc-onefs",
+}
 # Backend.AI's capability names (ai.backend.storage.abc): every volume here enforces quota
 # scopes through the usage ledger, and knows a vfolder's usage without walking it.
 ALWAYS = ("vfolder", "quota", "fast-size")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import httpx
 import pytest
 
+from app.backendai.volumes import backend_name
 from tests.backendai.conftest import AUTH_HEADER, Target
 
 
@@ -64,3 +67,11 @@ def test_an_unknown_volume_is_a_msg_not_a_500(target: Target) -> None:
 def test_the_manager_api_is_not_on_the_main_port(target: Target) -> None:
     reply = httpx.get(target.client_url + "/volumes", headers={AUTH_HEADER: target.secret})
     assert reply.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [("posix", "vfs"), ("ddn", "exascaler"), ("dellemc", "dellemc-onefs"), ("weka", "weka")],
+)
+def test_backends_are_named_as_the_manager_knows_them(ours: str, theirs: str) -> None:
+    assert backend_name(SimpleNamespace(backend=ours)) == theirs  # type: ignore[arg-type]
