@@ -74,4 +74,4 @@ def test_the_manager_api_is_not_on_the_main_port(target: Target) -> None:
     [("posix", "vfs"), ("ddn", "exascaler"), ("dellemc", "dellemc-onefs"), ("weka", "weka")],
 )
 def test_backends_are_named_as_the_manager_knows_them(ours: str, theirs: str) -> None:
-    assert backend_name(SimpleNamespace(backend=ours)) == theirs  # type: ignore[arg-type]
+    assert backend_name(SimpleNamespace(backend=ours)) == theirs
