@@ -371,6 +371,14 @@ class PreparesVFolders(Protocol):
     async def vfolder_created(self, vfolder_id: UUID) -> None: ...
 
 
+@runtime_checkable
+class PreparesPurge(Protocol):
+    """A strategy with something to undo before a trashed directory can be removed (CephFS
+    refuses to remove a directory that still has snapshots)."""
+
+    async def before_purge(self, path: Path) -> None: ...
+
+
 # Capability name: (the driver's attribute holding the strategy, the protocol it implements).
 CAPABILITY_PROTOCOLS: dict[str, tuple[str, type]] = {
     "quota": ("quota", QuotaCapable),

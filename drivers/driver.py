@@ -9,8 +9,9 @@ the parts a backend is made of. A backend is a set of parts, not a subclass:
         usage=...,  snapshots=...,  clone=...,
     )
 
-Parts with something to do when the volume starts (``StartsWithVolume``) or when a vfolder
-has just been made (``PreparesVFolders``) are called then, each once."""
+Parts with something to do when the volume starts (``StartsWithVolume``), when a vfolder
+has just been made (``PreparesVFolders``) or before a trashed directory is removed
+(``PreparesPurge``) are called then, each once."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from drivers.base import (
     FastUsageCapable,
     ManagementApi,
     MountInfo,
+    PreparesPurge,
     PreparesVFolders,
     QuotaCapable,
     SnapshotCapable,
@@ -208,6 +210,9 @@ class Driver:
             raise BackendUnavailable(f"cannot restore {entry.name}: {exc}") from exc
 
     async def purge(self, entry: TrashEntry) -> None:
+        for part in self._parts():
+            if isinstance(part, PreparesPurge):
+                await part.before_purge(self.layout.trash / entry.name)
         await to_thread.run_sync(self._purge_sync, entry)
 
     def _purge_sync(self, entry: TrashEntry) -> None:

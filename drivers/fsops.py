@@ -294,18 +294,31 @@ class SortedNamesCache:
 class PosixFileOpsSync:
     """The blocking implementation."""
 
-    def __init__(self, layout: VFolderLayout, *, staging: StagingPlacement | None = None) -> None:
+    def __init__(
+        self,
+        layout: VFolderLayout,
+        *,
+        staging: StagingPlacement | None = None,
+        reserved_everywhere: frozenset[str] = frozenset(),
+    ) -> None:
         self.layout = layout
         # The driver decides where uploads are staged: inside the vfolder's quota boundary
         # when a rename out of the volume's area would cross one (drivers/staging.py).
         self.staging: StagingPlacement = staging or VolumeStaging(layout)
-        self._reserved = self.staging.reserved
+        # Names the filesystem itself gives every directory (CephFS's virtual ``.snap``):
+        # refused at any depth, never listed.
+        self.reserved_everywhere = reserved_everywhere
+        self._reserved = self.staging.reserved | reserved_everywhere
         self._names_cache = SortedNamesCache()
 
     def _refuse_reserved(self, path: RelativePath) -> None:
-        """The proxy's own names at a vfolder's root are nobody's to read or write."""
+        """The proxy's own names at a vfolder's root, and the filesystem's own names at any
+        depth, are nobody's to read or write."""
         if path.parts and path.parts[0] in self._reserved:
             raise UnsafePath(f"{path.parts[0]} is reserved for the storage proxy's own use")
+        for name in path.parts[1:]:
+            if name in self.reserved_everywhere:
+                raise UnsafePath(f"{name} is reserved: the filesystem's own, in every directory")
 
     # -- walking -------------------------------------------------------------------------
 
@@ -463,7 +476,7 @@ class PosixFileOpsSync:
         after: tuple[str, ...] | None,
         recursive: bool,
     ) -> Iterator[FileEntry]:
-        hidden = self._reserved if base.is_root else frozenset()
+        hidden = self._reserved if base.is_root else self.reserved_everywhere
         resume_after = None
         if after:
             resume_after = after[0]
@@ -861,7 +874,8 @@ class PosixFileOpsSync:
                     if exc.errno != errno.EXDEV:
                         raise
                     # The vfolder is a quota tree or a subvolume the tree cannot leave by a
-                    # rename (XFS project, btrfs, Weka/NetApp directory quotas): removed
+                    # rename (XFS project, btrfs, Weka/NetApp directory quotas, a CephFS
+                    # quota realm): removed
                     # where it is instead.
                     return self._remove_tree(parent_fd, path.name, st)
                 return self._remove_tree(trash_fd, trash_name, st)
@@ -877,6 +891,17 @@ class PosixFileOpsSync:
         finally:
             os.close(tree_fd)
         shutil.rmtree(name, dir_fd=parent_fd)
+        return freed
+
+
+    @staticmethod
+    def _delete_in_place(parent_fd: int, path: RelativePath, st: os.stat_result) -> Usage:
+        tree_fd = os.open(path.name, O_DIR, dir_fd=parent_fd)
+        try:
+            freed = scan_usage(tree_fd).usage + _usage_of_stat(st)
+        finally:
+            os.close(tree_fd)
+        shutil.rmtree(path.name, dir_fd=parent_fd)
         return freed
 
 
@@ -947,8 +972,16 @@ def open_file(readable: object) -> OpenFile:
 class PosixFileOps:
     """File operations for the services layer: every blocking call runs in the thread pool."""
 
-    def __init__(self, layout: VFolderLayout, *, staging: StagingPlacement | None = None) -> None:
-        self.sync = PosixFileOpsSync(layout, staging=staging)
+    def __init__(
+        self,
+        layout: VFolderLayout,
+        *,
+        staging: StagingPlacement | None = None,
+        reserved_everywhere: frozenset[str] = frozenset(),
+    ) -> None:
+        self.sync = PosixFileOpsSync(
+            layout, staging=staging, reserved_everywhere=reserved_everywhere
+        )
         self._scanned = UsageMemory()
 
     async def scan_usage(self, vfolder_id: UUID, *, full: bool) -> UsageScan:
@@ -982,8 +1015,9 @@ class PosixFileOps:
 
     @property
     def reserved_names(self) -> frozenset[str]:
-        """Names at a vfolder's root that are the proxy's own (in-vfolder staging)."""
-        return self.sync.staging.reserved
+        """Names at a vfolder's root that are the proxy's own (in-vfolder staging), or the
+        filesystem's (CephFS's ``.snap``)."""
+        return self.sync.staging.reserved | self.sync.reserved_everywhere
 
     async def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
         return await to_thread.run_sync(self.sync.stat, vfolder_id, path)
