@@ -16,6 +16,7 @@ import pytest
 
 from drivers.base import VolumeDriver, capabilities_of
 from drivers.btrfs import btrfs_driver
+from drivers.cephfs import cephfs_driver
 from drivers.ddn import ddn_driver
 from drivers.errors import (
     BackendUnavailable,
@@ -37,6 +38,7 @@ from tests.drivers.test_ddn import FakeLfs
 from tests.drivers.test_xfs import FakeXfsTools
 from tests.drivers.vast import fake_driver as fake_vast_driver
 from tests.drivers.weka import contract_driver as weka_contract_driver
+from tests.support.cephfs import cephfs_scratch
 from tests.support.loop_mounts import btrfs_scratch
 
 DriverFactory = Callable[[Path], VolumeDriver]
@@ -75,6 +77,12 @@ RUNNABLE: dict[str, Entry] = {
     "vast": Entry(lambda root: fake_vast_driver(root)[0], ["fast-usage", "quota", "snapshot"]),
     # OneFS: its Platform API is a stateful respx fake, the mount a local directory.
     "dellemc": Entry(fake_onefs_driver, ["fast-usage", "quota", "snapshot"]),
+    # CephFS runs for real, on a single-node cluster the session starts (skipped where the
+    # machine cannot run one): the vfolder directory is the quota realm, staging inside it.
+    "cephfs": Entry(
+        lambda _root: cephfs_driver(cephfs_scratch() / "volume"),
+        ["fast-usage", "quota", "snapshot"],
+    ),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
     # WekaFS: real files on the mount, the management API a stateful respx fake.

@@ -1,5 +1,7 @@
 """A real, throw-away single-node CephFS for the tests: 1 mon, 1 OSD on ``memstore`` (the
-data lives in RAM), 1 MDS, no mgr, all on 127.0.0.1, mounted with ``ceph-fuse``. Started
+data lives in RAM), 1 MDS and 1 mgr, all on 127.0.0.1, mounted with ``ceph-fuse``. The mgr
+is there for ``statfs``: without one the mount reports 0 bytes of capacity (the mon has no
+pool statistics), and the proxy would refuse every upload as not fitting. Started
 once per test session (per xdist worker) by the first test that needs it, torn down at exit.
 
 It needs root, ``/dev/fuse`` and Debian's Ceph packages; the packages are installed with
@@ -14,6 +16,7 @@ What the bootstrap has to get right (each learnt the hard way):
 - the OSD and MDS keys must be registered with the mon before ``ceph-osd --mkfs``;
 - the OSD and log directories must exist before ``--mkfs`` (memstore asserts otherwise);
 - ``ceph-fuse`` fails at once until the MDS is ``up:active``;
+- ``statfs`` on the mount reads 0 until the mgr has reported pool statistics (seconds);
 - every command is bounded (``timeout`` and ``--connect-timeout``), and the mount is never
   ``stat``-ed to find whether it is mounted: with the MDS gone that blocks for ever, so
   ``/proc/self/mountinfo`` is read instead and the unmount is ``umount -c`` (``-l`` last).
@@ -48,7 +51,7 @@ MEMSTORE_BYTES = 1024 * 1024 * 1024
 PACKAGES = ("ceph-mon", "ceph-mgr", "ceph-osd", "ceph-mds", "ceph-fuse", "ceph-common")
 COMMANDS = ("ceph", "ceph-mon", "ceph-osd", "ceph-mds", "ceph-fuse", "ceph-authtool")
 COMMANDS += ("monmaptool",)
-DAEMONS = ("client.admin", "mds.a", "osd.0", "mon.a")  # in the order they are stopped
+STATFS_TIMEOUT = 60.0
 INSTALL_LOCK = Path(tempfile.gettempdir()) / "storage-proxy-tests-ceph-install.lock"
 
 
@@ -260,8 +263,12 @@ client mount timeout = {COMMAND_TIMEOUT}
 mon data = {state}/mon
 [osd.0]
 osd data = {state}/osd0
+mgr stats period = 1
+mon mgr digest period = 1
 [mds.a]
 mds data = {state}/mds
+[mgr.x]
+mgr data = {state}/mgr
 """
 
 
@@ -279,7 +286,7 @@ def up(state: Path, *, deadline: float | None = None) -> Cluster:
     if any(state.iterdir()):
         raise RuntimeError(f"{state} is not empty")
     conf = state / "ceph.conf"
-    for sub in ("run", "log", "pids", "mon", "osd0", "mds", "mnt"):
+    for sub in ("run", "log", "pids", "mon", "osd0", "mds", "mgr", "mnt"):
         (state / sub).mkdir()
     port, fsid = _free_port(), str(uuid.uuid4())
     conf.write_text(_config(state, port, fsid))
@@ -309,6 +316,10 @@ def up(state: Path, *, deadline: float | None = None) -> Cluster:
             keys.write(run(*ceph, "auth", "get-or-create", "mds.a", "mon", "allow profile mds",
                            "osd", "allow *", "mds", "allow *", "mgr",
                            "allow profile mds"))  # fmt: skip
+            keys.write(run(*ceph, "auth", "get-or-create", "mgr.x", "mon", "allow profile mgr",
+                           "osd", "allow *", "mds", "allow *"))  # fmt: skip
+        run("ceph-mgr", "-c", str(conf), "-i", "x", daemon=True)
+        _record_pid(state, "mgr.x")
         osd_id = run(*ceph, "osd", "create").strip()
         if osd_id != "0":
             raise RuntimeError(f"osd create gave {osd_id!r}, not 0")
@@ -334,6 +345,11 @@ def up(state: Path, *, deadline: float | None = None) -> Cluster:
         probe = state / "mnt" / ".probe"
         probe.write_bytes(b"ok")
         probe.unlink()
+        statfs_by = min(deadline, time.monotonic() + STATFS_TIMEOUT)
+        while os.statvfs(state / "mnt").f_blocks == 0:
+            if time.monotonic() > statfs_by:
+                raise RuntimeError("the mount reports no capacity (no pool statistics)")
+            time.sleep(0.5)
     except BaseException as exc:
         tails = _log_tails(state)
         down(state)
@@ -369,7 +385,8 @@ def down(state: Path) -> None:
         while _alive(fuse) and time.monotonic() < end:
             time.sleep(0.05)
     # The data is throw-away: the MDS need not shut down cleanly (that takes 5 s).
-    for daemon, grace in (("client.admin", 1.0), ("mds.a", 1.0), ("osd.0", 4.0), ("mon.a", 4.0)):
+    stopping = (("client.admin", 1.0), ("mds.a", 1.0), ("mgr.x", 1.0), ("osd.0", 4.0))
+    for daemon, grace in (*stopping, ("mon.a", 4.0)):
         pid = _our_pid(state, daemon)
         if pid is not None:
             _stop(pid, grace)
