@@ -893,7 +893,6 @@ class PosixFileOpsSync:
         shutil.rmtree(name, dir_fd=parent_fd)
         return freed
 
-
     @staticmethod
     def _delete_in_place(parent_fd: int, path: RelativePath, st: os.stat_result) -> Usage:
         tree_fd = os.open(path.name, O_DIR, dir_fd=parent_fd)

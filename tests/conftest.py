@@ -10,13 +10,20 @@ import pytest
 from app.config import Settings
 from app.db.engine import create_engine
 from tests.support.app import client_for, make_settings
+from tests.support.cephfs import cephfs_status, session_status_line
 from tests.support.loop_mounts import loop_mount_status
 from tests.support.services import postgres_schema, redis_url
 from tests.support.sqlite_template import migrate, migrated_sqlite
 
 
 def pytest_report_header() -> list[str]:
-    return loop_mount_status()
+    return [*loop_mount_status(), cephfs_status()]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    line = session_status_line()  # None where this process started no cluster (xdist)
+    if line is not None:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -180,9 +180,7 @@ class CephSnapshotLayout(VolumeLayout):
 class CephSnapshots:
     """``SnapshotCapable`` through the vfolder directory's virtual ``.snap``."""
 
-    def __init__(
-        self, layout: VFolderLayout, quota: CephQuota, *, dir_mode: int = 0o755
-    ) -> None:
+    def __init__(self, layout: VFolderLayout, quota: CephQuota, *, dir_mode: int = 0o755) -> None:
         self.layout = layout
         self._quota = quota  # a restore lifts the vfolder's limit for the swap
         self.dir_mode = dir_mode
@@ -212,11 +210,9 @@ class CephSnapshots:
             raw = self._quota.xattrs.get(path, SNAP_BTIME_XATTR)
             created_at = float(raw.strip().rstrip(b"\0").decode("ascii"))
         except (OSError, ValueError, UnicodeDecodeError):
-            created_at = os.stat(path, follow_symlinks=False).st_mtime
+            created_at = path.lstat().st_mtime
         try:
-            size: int | None = parse_count(
-                RBYTES_XATTR, self._quota.xattrs.get(path, RBYTES_XATTR)
-            )
+            size: int | None = parse_count(RBYTES_XATTR, self._quota.xattrs.get(path, RBYTES_XATTR))
         except (OSError, BackendUnavailable):
             size = None
         return SnapshotInfo(name=path.name, created_at=created_at, size_bytes=size)
@@ -224,7 +220,7 @@ class CephSnapshots:
     def create_sync(self, vfolder_id: UUID, name: str) -> SnapshotInfo:
         path = self._snap_dir(vfolder_id) / self.check_name(name)
         try:
-            os.mkdir(path)
+            path.mkdir()
         except FileExistsError:
             raise PathExists(f"a snapshot named {name!r} exists") from None
         except FileNotFoundError as exc:
@@ -236,7 +232,7 @@ class CephSnapshots:
     def list_sync(self, vfolder_id: UUID) -> list[SnapshotInfo]:
         snap_dir = self._snap_dir(vfolder_id)
         try:
-            names = os.listdir(snap_dir)
+            names = [p.name for p in snap_dir.iterdir()]
         except FileNotFoundError as exc:
             raise VFolderDirectoryMissing(f"vfolder {vfolder_id} has no directory") from exc
         except OSError as exc:
@@ -254,7 +250,7 @@ class CephSnapshots:
     def delete_sync(self, vfolder_id: UUID, name: str) -> None:
         path = self._snap_dir(vfolder_id) / self.check_name(name)
         try:
-            os.rmdir(path)
+            path.rmdir()
         except FileNotFoundError:
             raise SnapshotNotFound(f"no snapshot {name!r}") from None
         except OSError as exc:
@@ -267,7 +263,7 @@ class CephSnapshots:
         quota realm is refused (EXDEV), so the limit is lifted for the swap and set again
         after it, whatever happened."""
         snapshot = self._snap_dir(vfolder_id) / self.check_name(name)
-        if not os.path.isdir(snapshot):
+        if not snapshot.is_dir():
             raise SnapshotNotFound(f"no snapshot {name!r}")
         current = self.layout.vfolder_path(vfolder_id)
         reserved = frozenset({SNAP_DIR, *VFolderStaging(self.layout).reserved})
@@ -279,11 +275,11 @@ class CephSnapshots:
             if limit is not None:
                 self._quota.set_quota_sync(vfolder_id, None)
             retired.mkdir(mode=0o700)
-            for entry in os.listdir(current):
-                if entry not in reserved:
-                    os.rename(current / entry, retired / entry)
-            for entry in os.listdir(fresh):
-                os.rename(fresh / entry, current / entry)
+            for entry in list(current.iterdir()):
+                if entry.name not in reserved:
+                    entry.rename(retired / entry.name)
+            for entry in list(fresh.iterdir()):
+                entry.rename(current / entry.name)
             fresh.rmdir()
         except OSError as exc:
             raise BackendUnavailable(f"cannot restore snapshot {name!r}: {exc}") from exc
@@ -296,13 +292,13 @@ class CephSnapshots:
         """Every snapshot of the directory at ``path`` (a trashed vfolder), so it can go."""
         snap_dir = path / SNAP_DIR
         try:
-            names = os.listdir(snap_dir)
+            names = [p.name for p in snap_dir.iterdir()]
         except OSError:
             return  # gone, or not a directory CephFS snapshots
         for name in names:
             if SNAPSHOT_NAME.match(name):
                 try:
-                    os.rmdir(snap_dir / name)
+                    (snap_dir / name).rmdir()
                 except FileNotFoundError:
                     continue
                 except OSError as exc:

@@ -49,10 +49,11 @@ COMMAND_TIMEOUT = 20  # seconds, each ceph command
 MDS_ACTIVE_TIMEOUT = 60.0
 MEMSTORE_BYTES = 1024 * 1024 * 1024
 PACKAGES = ("ceph-mon", "ceph-mgr", "ceph-osd", "ceph-mds", "ceph-fuse", "ceph-common")
-COMMANDS = ("ceph", "ceph-mon", "ceph-osd", "ceph-mds", "ceph-fuse", "ceph-authtool")
-COMMANDS += ("monmaptool",)
+COMMANDS: tuple[str, ...] = ("ceph", "ceph-mon", "ceph-osd", "ceph-mds", "ceph-mgr", "ceph-fuse")
+COMMANDS += ("ceph-authtool", "monmaptool")
 STATFS_TIMEOUT = 60.0
 INSTALL_LOCK = Path(tempfile.gettempdir()) / "storage-proxy-tests-ceph-install.lock"
+PORT_LOCK = Path(tempfile.gettempdir()) / "storage-proxy-tests-ceph-port.lock"
 
 
 class CannotRun(Exception):
@@ -77,9 +78,7 @@ def _remaining(deadline: float) -> float:
     return left
 
 
-def _run(
-    argv: list[str], deadline: float, *, daemon_log: Path | None = None
-) -> str:
+def _run(argv: list[str], deadline: float, *, daemon_log: Path | None = None) -> str:
     """Output of a bounded command. A daemon (``daemon_log``) keeps its inherited stdout and
     stderr open after it forks, so it gets a file instead of pipes nobody would close."""
     timeout = min(COMMAND_TIMEOUT + 6, _remaining(deadline))
@@ -93,22 +92,23 @@ def _run(
                 check=False,
                 stdin=subprocess.DEVNULL,
             )
-            stdout, stderr = done.stdout, done.stderr
+            stdout, stderr, returncode = done.stdout, done.stderr, done.returncode
         else:
             with daemon_log.open("a") as out:
-                done = subprocess.run(
+                returncode = subprocess.run(
                     argv,
                     stdout=out,
                     stderr=out,
                     timeout=timeout,
                     check=False,
                     stdin=subprocess.DEVNULL,
-                )
+                ).returncode
             stdout, stderr = "", daemon_log.read_text(errors="replace")
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{argv[3] if argv[0] == 'timeout' else argv[0]} timed out") from None
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[3:6])} failed: {stderr.strip()[-500:]}")
+        raise RuntimeError(f"{' '.join(argv[4:7])} timed out") from None
+    if returncode != 0:
+        last = stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"{' '.join(argv[4:7])} failed: {last[0][-300:]}")
     return stdout
 
 
@@ -288,8 +288,7 @@ def up(state: Path, *, deadline: float | None = None) -> Cluster:
     conf = state / "ceph.conf"
     for sub in ("run", "log", "pids", "mon", "osd0", "mds", "mgr", "mnt"):
         (state / sub).mkdir()
-    port, fsid = _free_port(), str(uuid.uuid4())
-    conf.write_text(_config(state, port, fsid))
+    fsid = str(uuid.uuid4())
     keyring = state / "keyring"
     ceph = ["ceph", "-c", str(conf), "--connect-timeout", str(COMMAND_TIMEOUT)]
 
@@ -298,7 +297,13 @@ def up(state: Path, *, deadline: float | None = None) -> Cluster:
         bounded = ["timeout", "-k", "5", str(COMMAND_TIMEOUT), *argv]
         return _run(bounded, deadline, daemon_log=daemon_log)
 
+    # Clusters of parallel sessions (xdist workers) each pick a free port: one at a time,
+    # from the pick until the mon holds it.
+    port_lock = PORT_LOCK.open("w")
     try:
+        fcntl.flock(port_lock, fcntl.LOCK_EX)
+        port = _free_port()
+        conf.write_text(_config(state, port, fsid))
         run("ceph-authtool", "--create-keyring", str(keyring), "--gen-key", "-n", "mon.",
             "--cap", "mon", "allow *")  # fmt: skip
         run("ceph-authtool", str(keyring), "--gen-key", "-n", "client.admin", "--cap", "mon",
@@ -318,6 +323,7 @@ def up(state: Path, *, deadline: float | None = None) -> Cluster:
                            "allow profile mds"))  # fmt: skip
             keys.write(run(*ceph, "auth", "get-or-create", "mgr.x", "mon", "allow profile mgr",
                            "osd", "allow *", "mds", "allow *"))  # fmt: skip
+        port_lock.close()  # the mon answered: it holds its port
         run("ceph-mgr", "-c", str(conf), "-i", "x", daemon=True)
         _record_pid(state, "mgr.x")
         osd_id = run(*ceph, "osd", "create").strip()
@@ -351,6 +357,7 @@ def up(state: Path, *, deadline: float | None = None) -> Cluster:
                 raise RuntimeError("the mount reports no capacity (no pool statistics)")
             time.sleep(0.5)
     except BaseException as exc:
+        port_lock.close()
         tails = _log_tails(state)
         down(state)
         if isinstance(exc, RuntimeError):
@@ -363,7 +370,7 @@ def _log_tails(state: Path) -> str:
     lines = []
     for path in sorted((state / "log").glob("*.log")):
         with contextlib.suppress(OSError):
-            tail = path.read_text(errors="replace").strip().splitlines()[-3:]
+            tail = path.read_text(errors="replace").strip().splitlines()[-1:]
             lines += [f"  {path.name}: {line}" for line in tail]
     return ("\n" + "\n".join(lines)) if lines else ""
 
@@ -426,8 +433,15 @@ def session_cluster() -> Cluster | str:
             _cluster = cluster
         line = _status_line(_cluster)
         log.warning("%s", line)
-        print(f"\n{line}", file=sys.__stderr__, flush=True)
+        if sys.__stderr__ is not None:  # seen even with the output captured
+            sys.__stderr__.write(f"\n{line}\n")
+            sys.__stderr__.flush()
     return _cluster
+
+
+def session_status_line() -> str | None:
+    """Which way it went in this process, if a test here asked for the cluster."""
+    return None if _cluster is None else _status_line(_cluster)
 
 
 def cephfs_status() -> str:
@@ -458,7 +472,7 @@ def cephfs_scratch() -> Path:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("up", "down"):
-        print("usage: python -m tests.support.cephfs up|down DIR", file=sys.stderr)
+        sys.stderr.write("usage: python -m tests.support.cephfs up|down DIR\n")
         return 2
     state = Path(argv[1]).resolve()
     if argv[0] == "down":
@@ -467,12 +481,12 @@ def main(argv: list[str]) -> int:
     try:
         cluster = up(state)
     except CannotRun as exc:
-        print(f"cannot run here: {exc}", file=sys.stderr)
+        sys.stderr.write(f"cannot run here: {exc}\n")
         return 3
     except RuntimeError as exc:
-        print(f"failed: {exc}", file=sys.stderr)
+        sys.stderr.write(f"failed: {exc}\n")
         return 1
-    print(cluster.mount)
+    sys.stdout.write(f"{cluster.mount}\n")
     return 0
 
 

@@ -49,7 +49,7 @@ class FakeCephXattrs:
         for parent, dirs, files in os.walk(path):
             rentries += len(dirs) + len(files)
             for name in files:
-                st = os.lstat(os.path.join(parent, name))
+                st = (Path(parent) / name).lstat()
                 rfiles += 1
                 rbytes += st.st_size
         return {"rbytes": rbytes, "rfiles": rfiles, "rentries": rentries}

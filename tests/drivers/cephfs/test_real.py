@@ -181,14 +181,14 @@ async def test_snapshots_through_the_api_create_browse_restore_and_delete(
     assert (await client.get(f"{base}/files/d/inner.txt", headers=ALICE)).content == b"inner"
     # The vfolder directory stayed: its quota and its snapshots are still there.
     assert os.getxattr(host_path, QUOTA_XATTR) == str(limit).encode()
-    assert [s["name"] for s in (await client.get(f"{base}/snapshots", headers=ALICE)).json()[
-        "items"
-    ]] == ["s1"]
+    assert [
+        s["name"] for s in (await client.get(f"{base}/snapshots", headers=ALICE)).json()["items"]
+    ] == ["s1"]
 
     gone = await client.delete(f"{base}/snapshots/s1", headers=ALICE)
     assert gone.status_code == 204, gone.text
     assert (await client.get(f"{base}/snapshots", headers=ALICE)).json()["items"] == []
-    assert os.listdir(host_path / ".snap") == []
+    assert list((host_path / ".snap").iterdir()) == []
 
 
 async def test_a_directory_deleted_inside_a_quota_realm_is_removed(
@@ -198,7 +198,9 @@ async def test_a_directory_deleted_inside_a_quota_realm_is_removed(
     client, _settings = ceph_client
     vfolder_id, host_path = await new_vfolder(client, "d")
     base = f"/v1/vfolders/{vfolder_id}"
-    await client.put(f"/v1/quotas/vfolder/{vfolder_id}", json={"limit_bytes": 32 * MIB}, headers=ALICE)
+    await client.put(
+        f"/v1/quotas/vfolder/{vfolder_id}", json={"limit_bytes": 32 * MIB}, headers=ALICE
+    )
     await client.put(f"{base}/files/tree/a/b.bin", content=os.urandom(MIB), headers=ALICE)
     deleted = await client.post(
         f"{base}/delete", json={"paths": ["tree"], "recursive": True}, headers=ALICE
@@ -229,5 +231,5 @@ async def test_snap_paths_are_refused_on_the_real_mount(driver: Driver) -> None:
             await driver.files.mkdir(
                 vfolder_id, parse_relative_path(path), parents=False, exist_ok=False
             )
-    assert os.listdir(driver.vfolder_path(vfolder_id) / ".snap") == []
-    assert os.listdir(driver.vfolder_path(vfolder_id) / "d" / ".snap") == []
+    assert list((driver.vfolder_path(vfolder_id) / ".snap").iterdir()) == []
+    assert list((driver.vfolder_path(vfolder_id) / "d" / ".snap").iterdir()) == []

@@ -94,7 +94,7 @@ async def test_an_unreadable_quota_value_is_a_clear_backend_error(
 ) -> None:
     quota, vfolder_id = quota_of(driver), await new_vfolder(driver)
     xattrs.values[(driver.vfolder_path(vfolder_id), QUOTA_XATTR)] = raw
-    with pytest.raises(BackendUnavailable, match="unreadable ceph.quota.max_bytes"):
+    with pytest.raises(BackendUnavailable, match=r"unreadable ceph\.quota\.max_bytes"):
         await quota.get_quota(vfolder_id)
 
 
@@ -135,7 +135,7 @@ async def test_an_unreadable_usage_value_is_a_clear_backend_error(
 ) -> None:
     quota, vfolder_id = quota_of(driver), await new_vfolder(driver)
     xattrs.values[(driver.vfolder_path(vfolder_id), "ceph.dir.rbytes")] = b"-1"
-    with pytest.raises(BackendUnavailable, match="unreadable ceph.dir.rbytes"):
+    with pytest.raises(BackendUnavailable, match=r"unreadable ceph\.dir\.rbytes"):
         await quota.usage_bytes(vfolder_id)
 
 
@@ -168,9 +168,7 @@ async def test_a_volume_that_is_not_cephfs_is_a_backend_error(tmp_path: Path) ->
         await quota.usage_bytes(vfolder_id)
 
 
-@pytest.mark.parametrize(
-    "path", [".snap", ".snap/s1", "a/.snap", "a/.snap/s1", "a/b/.snap/s1/f"]
-)
+@pytest.mark.parametrize("path", [".snap", ".snap/s1", "a/.snap", "a/.snap/s1", "a/b/.snap/s1/f"])
 async def test_snap_is_refused_at_every_depth(driver: Driver, path: str) -> None:
     vfolder_id = await new_vfolder(driver)
     (driver.vfolder_path(vfolder_id) / "a" / "b").mkdir(parents=True)
