@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -226,3 +227,36 @@ async def test_a_purge_drops_the_trashed_directorys_snapshots_first(driver: Driv
     entry = await driver.move_to_trash(vfolder_id)
     await driver.purge(entry)
     assert await driver.list_trash() == []
+
+
+def test_a_machine_that_cannot_run_ceph_skips_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Never a failure, STORAGE_REQUIRE_SERVICES or not: CI must not fail for want of Ceph."""
+    from tests.support import cephfs as support
+
+    def cannot() -> None:
+        raise support.CannotRun("needs root (the Ceph daemons and the ceph-fuse mount)")
+
+    monkeypatch.setenv("STORAGE_REQUIRE_SERVICES", "1")
+    monkeypatch.setattr(support, "_cluster", None)
+    monkeypatch.setattr(support, "preflight", cannot)
+    assert "SKIPPED" in support.cephfs_status() and "needs root" in support.cephfs_status()
+    with pytest.raises(pytest.skip.Exception, match=r"no CephFS here \(needs root"):
+        support.cephfs_scratch()
+    assert support.session_status_line() == (
+        "cephfs: tests SKIPPED, no CephFS here "
+        "(needs root (the Ceph daemons and the ceph-fuse mount))"
+    )
+
+
+def test_setup_past_its_time_budget_gives_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.support import cephfs as support
+
+    monkeypatch.setattr(support, "preflight", lambda: None)
+    monkeypatch.setattr(support, "missing_commands", list)
+    with pytest.raises(support.CannotRun, match="setup took over 180s"):
+        support.up(tmp_path / "state", deadline=time.monotonic() - 1)
+    assert not (tmp_path / "state").exists()  # what it made is gone
