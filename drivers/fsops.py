@@ -875,8 +875,7 @@ class PosixFileOpsSync:
                         raise
                     # The vfolder is a quota tree or a subvolume the tree cannot leave by a
                     # rename (XFS project, btrfs, Weka/NetApp directory quotas, a CephFS
-                    # quota realm): removed
-                    # where it is instead.
+                    # quota realm): removed where it is instead.
                     return self._remove_tree(parent_fd, path.name, st)
                 return self._remove_tree(trash_fd, trash_name, st)
             finally:
@@ -891,16 +890,6 @@ class PosixFileOpsSync:
         finally:
             os.close(tree_fd)
         shutil.rmtree(name, dir_fd=parent_fd)
-        return freed
-
-    @staticmethod
-    def _delete_in_place(parent_fd: int, path: RelativePath, st: os.stat_result) -> Usage:
-        tree_fd = os.open(path.name, O_DIR, dir_fd=parent_fd)
-        try:
-            freed = scan_usage(tree_fd).usage + _usage_of_stat(st)
-        finally:
-            os.close(tree_fd)
-        shutil.rmtree(path.name, dir_fd=parent_fd)
         return freed
 
 
