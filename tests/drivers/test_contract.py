@@ -32,6 +32,7 @@ from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
 from tests.drivers.dellemc.fake import fake_onefs_driver
+from tests.drivers.netapp import fake_ontap
 from tests.drivers.purestorage.fake import fake_driver as flashblade_driver
 from tests.drivers.test_ddn import FakeLfs
 from tests.drivers.test_xfs import FakeXfsTools
@@ -48,6 +49,9 @@ class Entry:
     capabilities: list[str]  # what it must advertise
     # Its uploads commit by renaming the staged file (the same inode), never by a copy.
     renames: bool = True
+    # Where a vfolder lives under the root, when not the sharded <hex[0:2]>/<hex[2:4]>/<hex>
+    # (ONTAP makes qtrees only at a volume's root: <hex>).
+    flat: bool = False
 
 
 RUNNABLE: dict[str, Entry] = {
@@ -75,6 +79,12 @@ RUNNABLE: dict[str, Entry] = {
     "vast": Entry(lambda root: fake_vast_driver(root)[0], ["fast-usage", "quota", "snapshot"]),
     # OneFS: its Platform API is a stateful respx fake, the mount a local directory.
     "dellemc": Entry(fake_onefs_driver, ["fast-usage", "quota", "snapshot"]),
+    # NetApp ONTAP: a fake of its REST API serving the real directory (tests/drivers/netapp).
+    "netapp": Entry(
+        lambda root: fake_ontap.fake_driver(root)[0],
+        ["fast-usage", "quota", "snapshot"],
+        flat=True,
+    ),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
     # WekaFS: real files on the mount, the management API a stateful respx fake.
@@ -157,7 +167,8 @@ async def test_sharded_layout_outside_private_areas(driver: VolumeDriver) -> Non
     await driver.create_vfolder(vfolder_id)  # idempotent
     path = driver.vfolder_path(vfolder_id)
     h = vfolder_id.hex
-    assert path == driver.root / h[:2] / h[2:4] / h
+    flat = RUNNABLE[driver.backend].flat
+    assert path == (driver.root / h if flat else driver.root / h[:2] / h[2:4] / h)
     assert path.is_dir() and await driver.vfolder_exists(vfolder_id)
     private = {p.name for p in driver.root.iterdir() if p.name.startswith(".")}
     # Drivers that keep snapshots keep them in a private area of their own.
