@@ -257,7 +257,11 @@ class FakeOntap:
     def rule_delete(self, request: httpx.Request, rule: str) -> httpx.Response:
         if rule not in self.rules:
             return error(404, "entry doesn't exist", "4")
-        return self.job(lambda: self.rules.pop(rule, None) and None)
+
+        def effect() -> None:
+            self.rules.pop(rule, None)
+
+        return self.job(effect)
 
     def reports(self, request: httpx.Request) -> httpx.Response:
         name = request.url.params.get("qtree.name")
@@ -287,15 +291,11 @@ class FakeOntap:
 
     def snap_list(self, request: httpx.Request, vol: str) -> httpx.Response:
         pattern = request.url.params.get("name", "*")
-        records = [
-            {"uuid": u, **s}
-            for u, s in self.snapshots.items()
-            if (
-                s["name"].startswith(pattern[:-1])
-                if pattern.endswith("*")
-                else s["name"] == pattern
-            )
-        ]
+
+        def matches(name: str) -> bool:
+            return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
+
+        records = [{"uuid": u, **s} for u, s in self.snapshots.items() if matches(s["name"])]
         return self.page(request, records)
 
     def snap_post(self, request: httpx.Request, vol: str) -> httpx.Response:
