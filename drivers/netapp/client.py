@@ -92,6 +92,15 @@ class OntapBasicAuth(httpx.Auth):
         yield request
 
 
+def dig(value: Any, *keys: str) -> Any:
+    """``value[k1][k2]…``, or None where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
 def job_state(job: Any) -> tuple[JobState, str | None]:
     """The state of a ``/api/cluster/jobs/{uuid}`` record, with the failure's message."""
     raw = require(job, "state", str, vendor=VENDOR)
@@ -148,7 +157,7 @@ class OntapApi:
                 if not isinstance(record, dict):
                     raise self.client.malformed("GET", path, "a record is not an object")
                 found.append(record)
-            link = body.get("_links", {}).get("next", {}).get("href")
+            link = dig(body, "_links", "next", "href")
             if isinstance(link, str) and link.startswith("/api/"):
                 next_path, next_params = link, None  # the link carries the query
             else:

@@ -51,7 +51,7 @@ from drivers.errors import (
 )
 from drivers.fsops import PosixFileOps
 from drivers.layout import HEX_DIGITS, SnapshotLayout, VolumeLayout
-from drivers.netapp.client import VENDOR, JobFailed, OntapApi
+from drivers.netapp.client import VENDOR, JobFailed, OntapApi, dig
 from drivers.rest.client import require
 from drivers.staging import VFOLDER_STAGING_DIR, VFolderStaging
 
@@ -262,7 +262,7 @@ class QtreeQuota:
             "/api/storage/quota/reports",
             {"type": "tree", "volume.uuid": volume_uuid, "qtree.name": name, "fields": "space"},
         )
-        records = [r for r in records if r.get("qtree", {}).get("name", name) == name]
+        records = [r for r in records if dig(r, "qtree", "name") in (name, None)]
         if not records:
             # 0 would be a lie the quota ledger believes; the caller can measure instead.
             raise BackendUnavailable(
@@ -312,7 +312,7 @@ class QtreeQuota:
                 "fields": "uuid,qtree.name,space",
             },
         )
-        return next((r for r in records if r.get("qtree", {}).get("name") == name), None)
+        return next((r for r in records if dig(r, "qtree", "name") == name), None)
 
     async def _create_rule(self, vfolder_id: UUID, limit: int | None) -> None:
         volume_uuid, svm_uuid = await self.volume.ids()

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import anyio
 import certifi
 import httpx
 import pytest
@@ -116,27 +117,41 @@ async def test_configured_owner_and_mode_go_to_ontap(tmp_path: Path) -> None:
 
 
 async def test_a_new_qtree_is_waited_for_until_it_shows(made: tuple[Driver, FakeOntap]) -> None:
-    """NFS attribute caching hides a new qtree for a moment (Backend.AI #2170, #2696)."""
+    """NFS attribute caching hides a new qtree for a moment (Backend.AI #2170, #2696): the
+    job has ended, the directory shows only later."""
     driver, fake = made
     vfolder_id = uuid.uuid4()
     path = driver.vfolder_path(vfolder_id)
-    real_post = fake.qtree_post
-    scans = 0
+    made_by_ontap = fake.qtree_post
+    recorded = anyio.Event()
 
-    original_is_dir = Path.is_dir
+    def hidden(request: httpx.Request) -> httpx.Response:
+        response = made_by_ontap(request)
+        job = fake.jobs[response.json()["job"]["uuid"]]
+        effect = job.effect
+        assert effect is not None
 
-    def late(self: Path) -> bool:
-        nonlocal scans
-        if self == path:
-            scans += 1
-            if scans < 4:
-                return False
-        return original_is_dir(self)
+        def recorded_only() -> None:
+            effect()
+            path.rmdir()  # ONTAP has it; the NFS client does not show it yet
+            recorded.set()
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Path, "is_dir", late)
+        job.effect = recorded_only
+        return response
+
+    fake.qtree_post = hidden  # type: ignore[method-assign]
+    fake.router.routes.clear()
+    fake._routes()
+
+    async def shows_later() -> None:
+        await recorded.wait()
+        await anyio.sleep(0.3)
+        path.mkdir()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(shows_later)
         await driver.create_vfolder(vfolder_id)
-    assert scans >= 4 and real_post is not None
+    assert path.is_dir()
 
 
 async def test_a_qtree_that_never_shows_is_an_error(tmp_path: Path) -> None:
