@@ -23,11 +23,11 @@ import httpx
 from pydantic import Field
 
 from drivers.driver import Driver
-from drivers.fsops import PosixFileOps
 from drivers.layout import VFolderLayout
 from drivers.netapp.client import VENDOR, OntapApi, OntapBasicAuth, read_ontap_message
 from drivers.netapp.parts import (
     OntapVolume,
+    QtreeFileOps,
     QtreeLayout,
     QtreeQuota,
     Qtrees,
@@ -128,7 +128,7 @@ def netapp_driver(
     return Driver(
         backend="netapp",
         layout=layout,
-        files=PosixFileOps(layout, staging=VFolderStaging(layout)),
+        files=QtreeFileOps(layout, staging=VFolderStaging(layout)),
         directories=Qtrees(
             layout,
             volume,

@@ -41,6 +41,7 @@ import anyio
 from anyio import to_thread
 
 from drivers.base import SnapshotInfo
+from drivers.clone import copy_tree
 from drivers.errors import (
     BackendApiError,
     BackendObjectNotFound,
@@ -54,6 +55,7 @@ from drivers.layout import HEX_DIGITS, SnapshotLayout, VolumeLayout
 from drivers.netapp.client import VENDOR, JobFailed, OntapApi, dig
 from drivers.rest.client import require
 from drivers.staging import VFOLDER_STAGING_DIR, VFolderStaging
+from drivers.types import CloneProgress
 
 SNAPSHOT_DIR = ".snapshot"
 SNAPSHOT_PREFIX = "sp-"
@@ -203,6 +205,71 @@ class Qtrees:
                     "there?)"
                 )
             await anyio.sleep(0.05)
+
+
+class QtreeFileOps(PosixFileOps):
+    """The POSIX file operations, but a clone's copy is made inside the new vfolder's qtree.
+
+    The generic ``receive_copy`` copies into the volume's ``.staging`` and renames the copy
+    to the vfolder's path: that would first remove the qtree the vfolder was made as (an
+    ``rmdir`` of a qtree's root deletes the qtree on ONTAP) and then put a plain directory
+    of qtree 0 in its place, without its quota rule. Here, when the vfolder's qtree exists
+    (the service always makes the vfolder before it copies into it), the copy goes to a
+    private directory in the qtree's hidden staging area and its entries are renamed into
+    the qtree's root (renames within one qtree); the qtree and its rule stay. Where nothing
+    exists yet, the generic way is used."""
+
+    async def receive_copy(
+        self,
+        source_root: Path,
+        vfolder_id: UUID,
+        progress: CloneProgress,
+        *,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
+        target = self.sync.layout.vfolder_path(vfolder_id)
+        if not await to_thread.run_sync(target.is_dir):
+            await super().receive_copy(source_root, vfolder_id, progress, skip=skip)
+            return
+        await to_thread.run_sync(lambda: _copy_into_qtree(source_root, target, progress, skip))
+
+    async def discard_copy(self, vfolder_id: UUID) -> None:
+        """The copy's entries removed; the (empty) qtree stays, as made."""
+        target = self.sync.layout.vfolder_path(vfolder_id)
+        if await to_thread.run_sync(target.is_dir):
+            await to_thread.run_sync(_empty, target)
+        else:
+            await super().discard_copy(vfolder_id)
+
+
+def _copy_into_qtree(
+    source_root: Path, target: Path, progress: CloneProgress, skip: frozenset[str]
+) -> None:
+    try:
+        _empty(target)
+        staging = target / VFOLDER_STAGING_DIR
+        staging.mkdir(mode=0o700)
+        copy = staging / f"copy-{secrets.token_hex(4)}"
+        copy_tree(source_root, copy, progress, skip=skip)
+        for entry in sorted(copy.iterdir()):
+            entry.rename(target / entry.name)
+        target.chmod(stat.S_IMODE(copy.stat().st_mode))
+        copy.rmdir()
+        staging.rmdir()
+    except OSError as exc:
+        raise BackendUnavailable(f"cannot copy {source_root} into {target}: {exc}") from exc
+
+
+def _empty(directory: Path) -> None:
+    """Everything inside ``directory`` removed, never following a symlink; it stays."""
+    with os.scandir(directory) as entries:
+        children = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+    for name, is_dir in children:
+        if is_dir:
+            _remove_tree(directory / name)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
 
 
 def limit_argument(limit_bytes: int) -> int:
@@ -542,6 +609,7 @@ __all__ = [
     "QUOTA_ALREADY_ON",
     "SNAPSHOT_DIR",
     "OntapVolume",
+    "QtreeFileOps",
     "QtreeLayout",
     "QtreeQuota",
     "Qtrees",

@@ -218,6 +218,7 @@ class FakeOntap:
             self.qtrees[name] = {"id": len(self.qtrees) + 1, **body}
             mode = int(str(body.get("unix_permissions", 755)), 8)
             (self.root / name).mkdir(mode=mode)
+            self.qtrees[name]["inode"] = (self.root / name).stat().st_ino
 
         return self.job(effect)
 

@@ -35,6 +35,7 @@ from drivers.netapp.parts import QtreeQuota, VolumeSnapshots
 from drivers.paths import ROOT, parse_relative_path
 from drivers.registry import build_driver
 from drivers.rest.client import VendorClient, tls_verification
+from drivers.types import CloneProgress
 from tests.drivers.netapp.fake_ontap import (
     BASE,
     PASSWORD,
@@ -172,6 +173,41 @@ async def test_options_are_checked(tmp_path: Path) -> None:
     built = build_driver("netapp", root=tmp_path, options=options())
     assert isinstance(built, Driver) and built.backend == "netapp"
     await built.aclose()
+
+
+async def test_a_clone_is_copied_into_the_new_vfolders_qtree(
+    made: tuple[Driver, FakeOntap],
+) -> None:
+    """The service makes the target vfolder (a qtree with its rule), then copies into it: the
+    copy must not replace the qtree with a plain directory of qtree 0."""
+    driver, fake = made
+    source, target = uuid.uuid4(), uuid.uuid4()
+    for vfolder_id in (source, target):
+        await driver.create_vfolder(vfolder_id)
+    src = driver.vfolder_path(source)
+    (src / "a.txt").write_text("a")
+    (src / "dir").mkdir()
+    (src / "dir" / "b.txt").write_text("b")
+    (src / "link").symlink_to("/etc/passwd")
+    staged = await driver.files.create_staged(source)
+    dst = driver.vfolder_path(target)
+    (dst / "leftover").write_text("from an earlier attempt")
+    progress = CloneProgress()
+    await driver.files.receive_copy(src, target, progress, skip=driver.files.reserved_names)
+    await staged.discard()
+    assert sorted(p.name for p in dst.iterdir()) == ["a.txt", "dir", "link"]
+    assert (dst / "dir" / "b.txt").read_text() == "b"
+    assert (dst / "link").is_symlink() and progress.bytes_done == 2
+    assert dst.stat().st_ino == fake_inode(fake, target)  # the very qtree ONTAP made
+    assert len(fake.rules) == 2
+
+    await driver.files.discard_copy(target)
+    assert dst.is_dir() and list(dst.iterdir()) == []
+
+
+def fake_inode(fake: FakeOntap, vfolder_id: uuid.UUID) -> int:
+    inode: int = fake.qtrees[vfolder_id.hex]["inode"]
+    return inode
 
 
 # -- quota --------------------------------------------------------------------------------------
