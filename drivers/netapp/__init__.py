@@ -31,6 +31,7 @@ from drivers.netapp.parts import (
     QtreeLayout,
     QtreeQuota,
     Qtrees,
+    QtreeTrash,
     VolumeSnapshots,
 )
 from drivers.options import read_secret
@@ -121,6 +122,14 @@ def netapp_driver(
     )
     volume = OntapVolume(api, name=opts.volume, svm=opts.svm)
     quota = QtreeQuota(layout, volume)
+    qtrees = Qtrees(
+        layout,
+        volume,
+        dir_mode=opts.dir_mode,
+        user_id=os.getuid() if opts.qtree_user_id is None else opts.qtree_user_id,
+        group_id=os.getgid() if opts.qtree_group_id is None else opts.qtree_group_id,
+        visibility_timeout_seconds=opts.visibility_timeout_seconds,
+    )
 
     async def probe() -> object:
         return await api.get("/api/cluster", {"fields": "version"})
@@ -129,18 +138,12 @@ def netapp_driver(
         backend="netapp",
         layout=layout,
         files=QtreeFileOps(layout, staging=VFolderStaging(layout)),
-        directories=Qtrees(
-            layout,
-            volume,
-            dir_mode=opts.dir_mode,
-            user_id=os.getuid() if opts.qtree_user_id is None else opts.qtree_user_id,
-            group_id=os.getgid() if opts.qtree_group_id is None else opts.qtree_group_id,
-            visibility_timeout_seconds=opts.visibility_timeout_seconds,
-        ),
+        directories=qtrees,
         quota=quota,
         usage=quota,
         snapshots=VolumeSnapshots(layout, volume),
         management=RestManagement(client, probe, cache_seconds=opts.health_cache_seconds),
+        trash=QtreeTrash(qtrees),
         mount_options=opts.mount_options,
     )
 

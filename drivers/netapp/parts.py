@@ -40,7 +40,7 @@ from uuid import UUID
 import anyio
 from anyio import to_thread
 
-from drivers.base import SnapshotInfo
+from drivers.base import SnapshotInfo, TrashEntry
 from drivers.clone import copy_tree
 from drivers.errors import (
     BackendApiError,
@@ -205,6 +205,112 @@ class Qtrees:
                     "there?)"
                 )
             await anyio.sleep(0.05)
+
+
+TRASH_PREFIX = "sptrash_"
+_TRASH_NAME = re.compile(r"^sptrash_([0-9a-f]{32})_[0-9a-f]{8}$")
+
+
+class QtreeTrash:
+    """``VFolderTrash``: a deleted vfolder's qtree renamed through the API to
+    ``sptrash_<hex>_<random>``, still at the volume's root (NFS cannot move a qtree, nor
+    any directory out of one, so the generic rename into ``.trash`` fails on ONTAP). Its
+    quota rule goes with it (ONTAP renames a qtree's rules with it). Restoring renames it
+    back; purging empties it over NFS (never following a symlink), then deletes its rule
+    and the qtree through the API."""
+
+    def __init__(self, qtrees: Qtrees) -> None:
+        self.qtrees = qtrees
+        self.volume = qtrees.volume
+        self.api = qtrees.api
+        self.root = qtrees.layout.root
+
+    def holds(self, entry: TrashEntry) -> bool:
+        return entry.name.startswith(TRASH_PREFIX)
+
+    async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
+        name = qtree_name(vfolder_id)
+        qtree = await self.qtrees.find(name)
+        if qtree is None:
+            raise VFolderDirectoryMissing(str(vfolder_id))
+        trash_name = f"{TRASH_PREFIX}{name}_{secrets.token_hex(4)}"
+        await self._rename(qtree, trash_name)
+        return TrashEntry(name=trash_name, vfolder_id=vfolder_id)
+
+    async def list_trash(self) -> list[TrashEntry]:
+        volume_uuid, _ = await self.volume.ids()
+        records = await self.api.records(
+            "/api/storage/qtrees",
+            {"volume.uuid": volume_uuid, "name": f"{TRASH_PREFIX}*", "fields": "id,name"},
+        )
+        entries = []
+        for record in records:
+            name = record.get("name")
+            match = _TRASH_NAME.match(name) if isinstance(name, str) else None
+            if match is not None:
+                entries.append(TrashEntry(name=match.group(0), vfolder_id=UUID(match.group(1))))
+        return sorted(entries, key=lambda e: e.name)
+
+    async def restore_from_trash(self, entry: TrashEntry) -> None:
+        qtree = await self.qtrees.find(entry.name)
+        if qtree is None:
+            raise BackendUnavailable(f"cannot restore {entry.name}: ONTAP has no such qtree")
+        name = qtree_name(entry.vfolder_id)
+        if await self.qtrees.find(name) is not None:
+            raise BackendUnavailable(f"cannot restore {entry.name}: qtree {name} exists")
+        await self._rename(qtree, name)
+
+    async def purge(self, entry: TrashEntry) -> None:
+        qtree = await self.qtrees.find(entry.name)
+        if qtree is None:
+            return  # purged already (another node got there first)
+        path = self.root / entry.name
+        if await to_thread.run_sync(path.is_dir):
+            try:
+                await to_thread.run_sync(_empty, path)
+            except OSError as exc:
+                raise BackendUnavailable(f"cannot empty {path}: {exc}") from exc
+        volume_uuid, _ = await self.volume.ids()
+        rules = await self.api.records(
+            "/api/storage/quota/rules",
+            {
+                "volume.uuid": volume_uuid,
+                "type": "tree",
+                "qtree.name": entry.name,
+                "fields": "uuid,qtree.name",
+            },
+        )
+        for rule in rules:
+            if dig(rule, "qtree", "name") == entry.name:
+                with contextlib.suppress(BackendObjectNotFound):
+                    await self.api.run(
+                        "DELETE",
+                        f"/api/storage/quota/rules/{_rule_uuid(rule)}",
+                        what=f"removing the quota rule of qtree {entry.name}",
+                    )
+        qtree_id = require(qtree, "id", int, vendor=VENDOR)
+        with contextlib.suppress(BackendObjectNotFound):
+            await self.api.run(
+                "DELETE",
+                f"/api/storage/qtrees/{volume_uuid}/{qtree_id}",
+                what=f"deleting qtree {entry.name}",
+            )
+
+    async def _rename(self, qtree: dict[str, Any], new_name: str) -> None:
+        volume_uuid, _ = await self.volume.ids()
+        qtree_id = require(qtree, "id", int, vendor=VENDOR)
+
+        async def renamed() -> bool:
+            return await self.qtrees.find(new_name) is not None
+
+        await self.api.run(
+            "PATCH",
+            f"/api/storage/qtrees/{volume_uuid}/{qtree_id}",
+            json={"name": new_name},
+            what=f"renaming qtree {qtree.get('name')} to {new_name}",
+            confirm=renamed,
+        )
+        await self.qtrees.wait_visible(self.root / new_name)
 
 
 class QtreeFileOps(PosixFileOps):
@@ -612,6 +718,7 @@ __all__ = [
     "QtreeFileOps",
     "QtreeLayout",
     "QtreeQuota",
+    "QtreeTrash",
     "Qtrees",
     "VolumeSnapshots",
     "limit_argument",

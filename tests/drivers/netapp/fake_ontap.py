@@ -89,6 +89,9 @@ class FakeOntap:
         r.route(method="POST", path="/api/storage/qtrees").mock(
             side_effect=self._guard(self.qtree_post)
         )
+        qtree = r"^/api/storage/qtrees/[^/]+/(?P<qtree_id>\d+)$"
+        r.route(method="PATCH", path__regex=qtree).mock(side_effect=self._guard(self.qtree_patch))
+        r.route(method="DELETE", path__regex=qtree).mock(side_effect=self._guard(self.qtree_delete))
         r.route(method="GET", path="/api/storage/quota/rules").mock(
             side_effect=self._guard(self.rule_list)
         )
@@ -200,13 +203,43 @@ class FakeOntap:
         return self.job(effect)
 
     def qtree_list(self, request: httpx.Request) -> httpx.Response:
-        name = request.url.params.get("name")
+        pattern = request.url.params.get("name", "*")
         records = [
             {"id": q["id"], "name": n, "volume": {"uuid": self.volume_uuid}}
             for n, q in self.qtrees.items()
-            if name in (None, n)
+            if matches(n, pattern)
         ]
         return self.page(request, records)
+
+    def qtree_by_id(self, qtree_id: str) -> str | None:
+        return next((n for n, q in self.qtrees.items() if str(q["id"]) == qtree_id), None)
+
+    def qtree_patch(self, request: httpx.Request, qtree_id: str) -> httpx.Response:
+        old = self.qtree_by_id(qtree_id)
+        if old is None:
+            return error(404, "entry doesn't exist", "4")
+        new = json.loads(request.content)["name"]
+
+        def effect() -> None:
+            # A rename keeps the qtree's id and moves its rules with it (inferred).
+            self.qtrees[new] = self.qtrees.pop(old)
+            (self.root / old).rename(self.root / new)
+            for rule in self.rules.values():
+                if rule["qtree"]["name"] == old:
+                    rule["qtree"]["name"] = new
+
+        return self.job(effect)
+
+    def qtree_delete(self, request: httpx.Request, qtree_id: str) -> httpx.Response:
+        name = self.qtree_by_id(qtree_id)
+        if name is None:
+            return error(404, "entry doesn't exist", "4")
+
+        def effect() -> None:
+            del self.qtrees[name]
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
+        return self.job(effect)
 
     def qtree_post(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -292,11 +325,9 @@ class FakeOntap:
 
     def snap_list(self, request: httpx.Request, vol: str) -> httpx.Response:
         pattern = request.url.params.get("name", "*")
-
-        def matches(name: str) -> bool:
-            return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
-
-        records = [{"uuid": u, **s} for u, s in self.snapshots.items() if matches(s["name"])]
+        records = [
+            {"uuid": u, **s} for u, s in self.snapshots.items() if matches(s["name"], pattern)
+        ]
         return self.page(request, records)
 
     def snap_post(self, request: httpx.Request, vol: str) -> httpx.Response:
@@ -329,6 +360,11 @@ class FakeOntap:
             del self.snapshots[snap]
 
         return self.job(effect)
+
+
+def matches(name: str, pattern: str) -> bool:
+    """ONTAP's query match: a trailing ``*`` is a prefix match."""
+    return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
 
 
 def error(status: int, message: str, code: str) -> httpx.Response:

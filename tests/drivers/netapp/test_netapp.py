@@ -210,6 +210,42 @@ def fake_inode(fake: FakeOntap, vfolder_id: uuid.UUID) -> int:
     return inode
 
 
+async def test_a_deleted_vfolders_qtree_is_renamed_by_the_api_and_purged_by_it(
+    made: tuple[Driver, FakeOntap],
+) -> None:
+    """NFS cannot move a qtree (nor a directory out of one): the trash is an API rename."""
+    driver, fake = made
+    vfolder_id, other = uuid.uuid4(), uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    await driver.create_vfolder(other)
+    await quota_of(driver).set_quota(vfolder_id, limit_bytes=MIB)
+    (driver.vfolder_path(vfolder_id) / "f").write_text("x")
+
+    entry = await driver.move_to_trash(vfolder_id)
+    assert entry.name.startswith(f"sptrash_{vfolder_id.hex}_")
+    [(_, _, _, body)] = [c for c in fake.calls if c[0] == "PATCH" and "qtrees" in c[1]]
+    assert body == {"name": entry.name}
+    assert (driver.root / entry.name / "f").read_text() == "x"
+    assert await driver.list_trash() == [entry]
+    assert await driver.vfolder_ids() == [other]
+
+    await driver.restore_from_trash(entry)
+    assert await quota_of(driver).get_quota(vfolder_id) == MIB  # the rule came back with it
+    entry = await driver.move_to_trash(vfolder_id)
+    await driver.create_vfolder(vfolder_id)  # the id made again meanwhile
+    with pytest.raises(BackendUnavailable, match="exists"):
+        await driver.restore_from_trash(entry)
+    await driver.move_to_trash(vfolder_id)
+
+    for trashed in await driver.list_trash():
+        await driver.purge(trashed)
+        await driver.purge(trashed)  # twice: another node got there first
+    assert await driver.list_trash() == []
+    assert list(fake.qtrees) == [other.hex]
+    assert [r["qtree"]["name"] for r in fake.rules.values()] == [other.hex]
+    assert sorted(p.name for p in driver.root.iterdir()) == [".staging", ".trash", other.hex]
+
+
 # -- quota --------------------------------------------------------------------------------------
 
 
