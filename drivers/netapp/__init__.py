@@ -5,8 +5,11 @@ mount of its junction path, not a directory below it, because ONTAP makes qtrees
 volume's root. A vfolder is the qtree named by its id's hex, ``<path>/<hex>``; its quota
 is a tree quota rule on that qtree, its usage the qtree's quota report, its snapshots
 snapshots of the volume named after it (drivers/netapp/parts.py). Data moves over the
-mount; the management API (drivers/netapp/client.py) does the rest. Uploads are staged
-inside the qtree (``VFolderStaging``): ONTAP refuses a rename from one qtree into another.
+mount; the management API (drivers/netapp/client.py) does the rest. ONTAP refuses a
+rename from one qtree into another, so nothing here crosses a qtree's edge by a rename:
+uploads are staged inside the qtree (``VFolderStaging``), a directory deleted from a vfolder
+goes out of sight inside it (``QtreeFileOps``), a clone is copied into the new qtree, and a
+deleted vfolder's qtree is renamed through the API (``QtreeTrash``).
 
 Capabilities: quota, fast-usage, snapshot. No fast clone: ONTAP clones single files
 (FlexClone licence) or whole volumes, not a qtree, so a clone is a copy over the mount.

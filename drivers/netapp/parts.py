@@ -18,6 +18,9 @@ read through the mount's ``.snapshot`` directory.
   at ``<root>/.snapshot/<snapshot>/<hex>`` (the volume's snapshot directory must be
   reachable over NFS: ``-snapdir-access true``, the default); a restore copies that tree
   back into the qtree.
+- ``QtreeTrash``: a deleted vfolder's qtree renamed through the API, then purged through it.
+- ``QtreeFileOps``: the POSIX file operations, with deletes and clone copies kept inside the
+  qtree (ONTAP refuses a rename across qtrees).
 """
 
 from __future__ import annotations
@@ -50,12 +53,13 @@ from drivers.errors import (
     SnapshotNotFound,
     VFolderDirectoryMissing,
 )
-from drivers.fsops import PosixFileOps
+from drivers.fsops import PosixFileOps, PosixFileOpsSync
 from drivers.layout import HEX_DIGITS, SnapshotLayout, VolumeLayout
 from drivers.netapp.client import VENDOR, JobFailed, OntapApi, dig
+from drivers.paths import RelativePath
 from drivers.rest.client import require
 from drivers.staging import VFOLDER_STAGING_DIR, VFolderStaging
-from drivers.types import CloneProgress
+from drivers.types import CloneProgress, Usage
 
 SNAPSHOT_DIR = ".snapshot"
 SNAPSHOT_PREFIX = "sp-"
@@ -313,8 +317,25 @@ class QtreeTrash:
         await self.qtrees.wait_visible(self.root / new_name)
 
 
+@dataclass(frozen=True, slots=True)
+class _InQtreeTrashLayout(QtreeLayout):
+    """The layout, but the trash a deleted directory goes through is inside its qtree."""
+
+    trash_dir: Path = Path()
+
+    @property
+    def trash(self) -> Path:
+        return self.trash_dir
+
+
 class QtreeFileOps(PosixFileOps):
-    """The POSIX file operations, but a clone's copy is made inside the new vfolder's qtree.
+    """The POSIX file operations, but a directory deleted from a vfolder goes through a trash
+    inside its qtree, and a clone's copy is made inside the new vfolder's qtree.
+
+    A recursive delete renames the directory out of sight first, then removes it; the
+    generic rename into the volume's ``.trash`` crosses qtrees, which ONTAP refuses (EXDEV).
+    Here it goes into the qtree's hidden staging area instead (a rename within the qtree),
+    and is removed from there at once.
 
     The generic ``receive_copy`` copies into the volume's ``.staging`` and renames the copy
     to the vfolder's path: that would first remove the qtree the vfolder was made as (an
@@ -324,6 +345,24 @@ class QtreeFileOps(PosixFileOps):
     private directory in the qtree's hidden staging area and its entries are renamed into
     the qtree's root (renames within one qtree); the qtree and its rule stay. Where nothing
     exists yet, the generic way is used."""
+
+    async def delete(self, vfolder_id: UUID, path: RelativePath, *, recursive: bool) -> Usage:
+        vfolder = self.sync.layout.vfolder_path(vfolder_id)
+        if not recursive or not await to_thread.run_sync(vfolder.is_dir):
+            return await super().delete(vfolder_id, path, recursive=recursive)
+
+        def in_qtree() -> Usage:
+            try:
+                trash = self.sync.staging.prepare(vfolder_id)
+            except FileNotFoundError:
+                raise VFolderDirectoryMissing(str(vfolder_id)) from None
+            except OSError as exc:
+                raise BackendUnavailable(f"cannot prepare {vfolder}: {exc}") from exc
+            layout = _InQtreeTrashLayout(self.sync.layout.root, trash_dir=trash)
+            ops = PosixFileOpsSync(layout, staging=VFolderStaging(layout))
+            return ops.delete(vfolder_id, path, recursive=True)
+
+        return await to_thread.run_sync(in_qtree)
 
     async def receive_copy(
         self,

@@ -246,6 +246,29 @@ async def test_a_deleted_vfolders_qtree_is_renamed_by_the_api_and_purged_by_it(
     assert sorted(p.name for p in driver.root.iterdir()) == [".staging", ".trash", other.hex]
 
 
+async def test_a_directory_deleted_from_a_vfolder_never_leaves_its_qtree(
+    made: tuple[Driver, FakeOntap],
+) -> None:
+    """ONTAP refuses a rename from one qtree into another (the volume's .trash is in qtree
+    0): the deleted directory goes out of sight inside the qtree, then is removed."""
+    driver, _ = made
+    vfolder_id = uuid.uuid4()
+    await driver.create_vfolder(vfolder_id)
+    root = driver.vfolder_path(vfolder_id)
+    (root / "d" / "e").mkdir(parents=True)
+    (root / "d" / "e" / "f").write_bytes(b"12345")
+    (root / "d" / "link").symlink_to("/etc")
+    freed = await driver.files.delete(vfolder_id, parse_relative_path("d"), recursive=True)
+    assert freed.bytes == 5
+    assert sorted(p.name for p in root.iterdir()) == [".sp-staging"]
+    assert list((root / ".sp-staging").iterdir()) == []
+    assert list((driver.root / ".trash").iterdir()) == []
+    (root / "plain").write_text("x")
+    await driver.files.delete(vfolder_id, parse_relative_path("plain"), recursive=False)
+    with pytest.raises(VFolderDirectoryMissing):
+        await driver.files.delete(uuid.uuid4(), parse_relative_path("x"), recursive=True)
+
+
 # -- quota --------------------------------------------------------------------------------------
 
 
