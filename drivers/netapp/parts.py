@@ -184,8 +184,14 @@ class Qtrees:
                 confirm=made,
             )
         await self.wait_visible(path)
+        await to_thread.run_sync(self._settle_mode, path)
+
+    def _settle_mode(self, path: Path) -> None:
+        """The configured mode, set over NFS only where ONTAP did not already (whether it
+        reads ``unix_permissions`` as octal digits, as its samples show, is not certain)."""
         try:
-            await to_thread.run_sync(path.chmod, self.dir_mode)
+            if stat.S_IMODE(path.stat().st_mode) != self.dir_mode:
+                path.chmod(self.dir_mode)
         except OSError as exc:
             raise BackendUnavailable(f"cannot set the mode of {path}: {exc}") from exc
 
