@@ -26,6 +26,7 @@ read through the mount's ``.snapshot`` directory.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -48,6 +49,7 @@ from drivers.clone import copy_tree
 from drivers.errors import (
     BackendApiError,
     BackendObjectNotFound,
+    BackendQuotaExceeded,
     BackendUnavailable,
     InvalidSnapshotName,
     SnapshotNotFound,
@@ -408,6 +410,8 @@ def _copy_into_qtree(
         copy.rmdir()
         staging.rmdir()
     except OSError as exc:
+        if exc.errno == errno.EDQUOT:
+            raise BackendQuotaExceeded(f"copying into {target} exceeds its quota") from exc
         raise BackendUnavailable(f"cannot copy {source_root} into {target}: {exc}") from exc
 
 
@@ -722,6 +726,8 @@ def _replace_content(source: Path, target: Path) -> None:
         _remove_tree(retired)
         _copy_tree(source, target, top=True)
     except OSError as exc:
+        if exc.errno == errno.EDQUOT:
+            raise BackendQuotaExceeded(f"restoring {source} exceeds the qtree's quota") from exc
         raise BackendUnavailable(f"cannot restore {target} from {source}: {exc}") from exc
 
 
