@@ -341,6 +341,30 @@ class ManagementApi(Protocol):
 
 
 @runtime_checkable
+class VFolderTrash(Protocol):
+    """Where a deleted vfolder waits, for a backend whose vfolder directory cannot be renamed
+    into the volume's ``.trash`` (an ONTAP qtree: only the API renames it). Its entries are
+    listed, restored and purged beside those of ``.trash`` (directories deleted from inside
+    a live vfolder), which stay the driver's own."""
+
+    async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
+        """Out of sight in one step; ``VFolderDirectoryMissing`` when there is nothing."""
+        ...
+
+    async def list_trash(self) -> list[TrashEntry]: ...
+
+    def holds(self, entry: TrashEntry) -> bool:
+        """Whether ``entry`` is one of this strategy's (else it is in ``.trash``)."""
+        ...
+
+    async def restore_from_trash(self, entry: TrashEntry) -> None: ...
+
+    async def purge(self, entry: TrashEntry) -> None:
+        """Gone for good; a missing entry is not an error."""
+        ...
+
+
+@runtime_checkable
 class VFolderDirectories(Protocol):
     """How a vfolder's directory is made: a plain directory, a btrfs subvolume…"""
 

@@ -40,6 +40,7 @@ from drivers.base import (
     StartsWithVolume,
     TrashEntry,
     VFolderDirectories,
+    VFolderTrash,
 )
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
@@ -83,6 +84,7 @@ class Driver:
         snapshots: SnapshotCapable | None = None,
         clone: FastCloneCapable | None = None,
         management: ManagementApi | None = None,
+        trash: VFolderTrash | None = None,
         mount_options: tuple[str, ...] = (),
         mounts: DescribesMounts | None = None,
     ) -> None:
@@ -96,6 +98,8 @@ class Driver:
         self.snapshots = snapshots
         self.clone = clone
         self.management = management
+        # Deleted vfolders go there instead of into .trash (ONTAP qtrees); None: .trash.
+        self.trash = trash
         self.mount_options = mount_options
         self.mounts = mounts
 
@@ -109,6 +113,7 @@ class Driver:
             self.snapshots,
             self.clone,
             self.management,
+            self.trash,
         )
         for part in parts:
             if part is not None and id(part) not in seen:
@@ -161,6 +166,8 @@ class Driver:
         return await to_thread.run_sync(lambda: list(self.layout.vfolder_ids()))
 
     async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
+        if self.trash is not None:
+            return await self.trash.move_to_trash(vfolder_id)
         return await to_thread.run_sync(self._move_to_trash_sync, vfolder_id)
 
     def _move_to_trash_sync(self, vfolder_id: UUID) -> TrashEntry:
@@ -174,7 +181,10 @@ class Driver:
         return TrashEntry(name=name, vfolder_id=vfolder_id)
 
     async def list_trash(self) -> list[TrashEntry]:
-        return await to_thread.run_sync(self._list_trash_sync)
+        entries = await to_thread.run_sync(self._list_trash_sync)
+        if self.trash is not None:
+            entries += await self.trash.list_trash()
+        return entries
 
     def _list_trash_sync(self) -> list[TrashEntry]:
         entries = []
@@ -196,6 +206,9 @@ class Driver:
         return entries
 
     async def restore_from_trash(self, entry: TrashEntry) -> None:
+        if self.trash is not None and self.trash.holds(entry):
+            await self.trash.restore_from_trash(entry)
+            return
         await to_thread.run_sync(self._restore_sync, entry)
 
     def _restore_sync(self, entry: TrashEntry) -> None:
@@ -210,6 +223,9 @@ class Driver:
             raise BackendUnavailable(f"cannot restore {entry.name}: {exc}") from exc
 
     async def purge(self, entry: TrashEntry) -> None:
+        if self.trash is not None and self.trash.holds(entry):
+            await self.trash.purge(entry)
+            return
         for part in self._parts():
             if isinstance(part, PreparesPurge):
                 await part.before_purge(self.layout.trash / entry.name)

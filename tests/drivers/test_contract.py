@@ -33,6 +33,7 @@ from drivers.types import CloneProgress, Usage
 from drivers.xfs import xfs_driver
 from tests.drivers import dirquota
 from tests.drivers.dellemc.fake import fake_onefs_driver
+from tests.drivers.netapp import fake_ontap
 from tests.drivers.purestorage.fake import fake_driver as flashblade_driver
 from tests.drivers.test_ddn import FakeLfs
 from tests.drivers.test_xfs import FakeXfsTools
@@ -50,6 +51,9 @@ class Entry:
     capabilities: list[str]  # what it must advertise
     # Its uploads commit by renaming the staged file (the same inode), never by a copy.
     renames: bool = True
+    # Where a vfolder lives under the root, when not the sharded <hex[0:2]>/<hex[2:4]>/<hex>
+    # (ONTAP makes qtrees only at a volume's root: <hex>).
+    flat: bool = False
 
 
 RUNNABLE: dict[str, Entry] = {
@@ -82,6 +86,12 @@ RUNNABLE: dict[str, Entry] = {
     "cephfs": Entry(
         lambda _root: cephfs_driver(cephfs_scratch() / "volume"),
         ["fast-usage", "quota", "snapshot"],
+    ),
+    # NetApp ONTAP: a fake of its REST API serving the real directory (tests/drivers/netapp).
+    "netapp": Entry(
+        lambda root: fake_ontap.fake_driver(root)[0],
+        ["fast-usage", "quota", "snapshot"],
+        flat=True,
     ),
     # The example of CONTRIBUTING.md, defined in the test package.
     "dirquota": Entry(lambda root: dirquota.dirquota_driver(root), ["quota"]),
@@ -165,7 +175,8 @@ async def test_sharded_layout_outside_private_areas(driver: VolumeDriver) -> Non
     await driver.create_vfolder(vfolder_id)  # idempotent
     path = driver.vfolder_path(vfolder_id)
     h = vfolder_id.hex
-    assert path == driver.root / h[:2] / h[2:4] / h
+    flat = RUNNABLE[driver.backend].flat
+    assert path == (driver.root / h if flat else driver.root / h[:2] / h[2:4] / h)
     assert path.is_dir() and await driver.vfolder_exists(vfolder_id)
     private = {p.name for p in driver.root.iterdir() if p.name.startswith(".")}
     # Drivers that keep snapshots keep them in a private area of their own.
