@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from app.config import ConfigurationError, Settings, VolumeConfig
 from app.main import create_app
 from app.volumes.registry import VolumeRegistry
+from drivers.registry import backends, canonical_driver_name
 
 
 @pytest.fixture(autouse=True)
@@ -265,3 +268,27 @@ def test_the_usage_scan_interval_is_minutes_and_keeps_its_old_name(
     assert Settings(_env_file=None).usage_scan_interval_seconds == 120
     monkeypatch.setenv("STORAGE_USAGE_SCAN_INTERVAL_SECONDS", "60")
     assert Settings(_env_file=None).usage_scan_interval_seconds == 60
+
+
+def _readme_volume_examples() -> list[tuple[str, str, dict[str, Any]]]:
+    """(volume, driver, options) of every ``[volumes.*]`` TOML example in the README."""
+    found = []
+    readme = (ROOT / "README.md").read_text()
+    for block in re.findall(r"```toml\n(.*?)```", readme, flags=re.S):
+        if "[volumes." not in block:
+            continue
+        for name, volume in tomllib.loads(block).get("volumes", {}).items():
+            found.append((name, volume.get("driver", volume.get("backend")), volume))
+    return found
+
+
+def test_every_drivers_readme_example_is_a_valid_configuration() -> None:
+    """The examples an operator copies name real drivers and options of the right types."""
+    examples = _readme_volume_examples()
+    assert {canonical_driver_name(driver) for _, driver, _ in examples} >= set(backends())
+    for name, driver, volume in examples:
+        backend = backends()[canonical_driver_name(driver)]
+        try:
+            backend.options.model_validate(volume.get("options", {}))
+        except ValidationError as exc:
+            pytest.fail(f"README example [volumes.{name}] ({driver}): {exc}")
