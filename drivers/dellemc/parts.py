@@ -45,6 +45,7 @@ from drivers.fsops import PosixFileOps
 from drivers.layout import SnapshotLayout, VFolderLayout
 from drivers.staging import VFolderStaging
 
+# Drivers know nothing of the app's structured logger: plain messages, no extra= fields.
 log = logging.getLogger(__name__)
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -92,8 +93,9 @@ class OneFsQuota:
             await self._ensure(path)
         except BackendUnavailable as exc:
             log.warning(
-                "no accounting quota made for a new vfolder; it will be made on first use",
-                extra={"vfolder_id": str(vfolder_id), "error": str(exc)},
+                "no accounting quota made for new vfolder %s; it will be made on first use: %s",
+                vfolder_id,
+                exc,
             )
 
     async def set_quota(self, vfolder_id: UUID, *, limit_bytes: int | None) -> None:
