@@ -49,18 +49,25 @@ def generic_message(body: Any) -> tuple[str | None, str | None]:
 class LoginAuth(httpx.Auth):
     """A session obtained by logging in, reused by every call and renewed on 401.
 
-    A subclass says how to log in (``login_request``), what to keep from the answer
-    (``session_from``, raising ``BackendApiError`` on a malformed one) and how a call carries
-    it (``apply``). Concurrent calls that find no session wait for one log-in, not one each;
-    a call answered 401 logs in again once, unless another call already renewed the session."""
+    A subclass says how to log in (``login_request``), what to keep from a log-in or refresh
+    answer (``session_from``, raising ``BackendApiError`` on a malformed one) and how a call
+    carries it (``apply``). Where the vendor has refresh tokens, ``refresh_request`` renews
+    the session without the password (a refused refresh falls back to a log-in), and where
+    sessions carry a lifetime, ``expired`` renews it before a call fails.
+
+    Concurrent calls that find no session wait for one log-in, not one each; a call answered
+    401 renews the session once, unless another call already did, and is sent again once: a
+    second 401 is the answer, never a loop."""
 
     requires_response_body = True
 
-    def __init__(self, vendor: str) -> None:
+    def __init__(self, vendor: str, *, read_message: MessageReader = generic_message) -> None:
         self.vendor = vendor
+        self._read_message = read_message
         self._session: str | None = None
         self._lock = anyio.Lock()
         self.logins = 0
+        self.refreshes = 0
 
     def login_request(self) -> httpx.Request:
         raise NotImplementedError
@@ -71,6 +78,14 @@ class LoginAuth(httpx.Auth):
     def apply(self, request: httpx.Request, session: str) -> None:
         raise NotImplementedError
 
+    def refresh_request(self) -> httpx.Request | None:
+        """A renewal without the password, or None (log in again)."""
+        return None
+
+    def expired(self) -> bool:
+        """Whether the session is known to be (about to be) out of date."""
+        return False
+
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         raise RuntimeError("vendor clients are async")
 
@@ -78,26 +93,42 @@ class LoginAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         used = self._session
-        if used is None:
-            async with self._lock:
-                if self._session is None:
-                    self._accept((yield self.login_request()))
-            used = self._session
-        assert used is not None
-        self.apply(request, used)
-        response = yield request
-        if response.status_code != 401:
-            return
-        async with self._lock:
-            if self._session == used:  # nobody renewed it meanwhile
-                self._accept((yield self.login_request()))
-        assert self._session is not None
-        self.apply(request, self._session)
-        yield request
+        renew = used is None or self.expired()
+        for answered_401 in (False, True):
+            if renew:
+                async with self._lock:
+                    # Another call may have renewed it while this one waited.
+                    if self._session is None or (
+                        self._session == used and (answered_401 or self.expired())
+                    ):
+                        refresh = self.refresh_request() if self._session is not None else None
+                        renewed = False
+                        if refresh is not None:
+                            renewed = self._take_refreshed((yield refresh))
+                        if not renewed:
+                            self._accept((yield self.login_request()))
+                used = self._session
+            assert used is not None
+            self.apply(request, used)
+            response = yield request
+            if response.status_code != 401 or answered_401:
+                return
+            renew = True
+
+    def _take_refreshed(self, response: httpx.Response) -> bool:
+        if not response.is_success:
+            return False
+        try:
+            self._session = self.session_from(response)
+        except BackendApiError:
+            return False
+        self.refreshes += 1
+        return True
 
     def _accept(self, response: httpx.Response) -> None:
         if not response.is_success:
-            message, code = generic_message(_json_or_none(response))
+            self._session = None
+            message, code = self._read_message(_json_or_none(response))
             raise BackendApiError(
                 f"{self.vendor}: log-in refused ({response.status_code})"
                 + (f": {message}" if message else ""),

@@ -25,7 +25,7 @@ are read, the pages followed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,6 @@ class VastTokenAuth(LoginAuth):
         self._username = username
         self._password = password
         self._refresh: str | None = None
-        self.refreshes = 0
 
     def __repr__(self) -> str:
         return f"VastTokenAuth(username={self._username!r}, password=**********)"
@@ -89,57 +88,19 @@ class VastTokenAuth(LoginAuth):
         body = _json(response)
         access = require(body, "access", str, vendor=VENDOR)
         refresh = body.get("refresh") if isinstance(body, dict) else None
-        self._refresh = refresh if isinstance(refresh, str) and refresh else None
+        if isinstance(refresh, str) and refresh:  # a refresh answer may keep the old one
+            self._refresh = refresh
         return str(access)
 
     def apply(self, request: httpx.Request, session: str) -> None:
         request.headers["Authorization"] = f"Bearer {session}"
 
-    def refresh_request(self, refresh: str) -> httpx.Request:
-        return httpx.Request("POST", f"{self._prefix}/token/refresh/", json={"refresh": refresh})
-
-    def _take_refreshed(self, response: httpx.Response) -> bool:
-        """Keep a refreshed access token; False when the refresh was refused or unreadable
-        (a new log-in follows)."""
-        if not response.is_success:
-            return False
-        body = _json(response)
-        access = body.get("access") if isinstance(body, dict) else None
-        if not isinstance(access, str) or not access:
-            return False
-        rotated = body.get("refresh")
-        if isinstance(rotated, str) and rotated:
-            self._refresh = rotated
-        self._session = access
-        self.refreshes += 1
-        return True
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        # The base class's flow, with the refresh token tried before a new log-in.
-        used = self._session
-        if used is None:
-            async with self._lock:
-                if self._session is None:
-                    self._accept((yield self.login_request()))
-            used = self._session
-        assert used is not None
-        self.apply(request, used)
-        response = yield request
-        if response.status_code != 401:
-            return
-        async with self._lock:
-            if self._session == used:  # nobody renewed it meanwhile
-                renewed = False
-                if self._refresh is not None:
-                    renewed = self._take_refreshed((yield self.refresh_request(self._refresh)))
-                if not renewed:
-                    self._refresh = None  # refused: the log-in brings a new one
-                    self._accept((yield self.login_request()))
-        assert self._session is not None
-        self.apply(request, self._session)
-        yield request
+    def refresh_request(self) -> httpx.Request | None:
+        if self._refresh is None:
+            return None
+        return httpx.Request(
+            "POST", f"{self._prefix}/token/refresh/", json={"refresh": self._refresh}
+        )
 
 
 class VastApiTokenAuth(httpx.Auth):

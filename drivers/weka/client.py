@@ -16,7 +16,7 @@ shape, and the few calls the driver makes.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +62,7 @@ class WekaAuth(LoginAuth):
         org: str,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(VENDOR)
+        super().__init__(VENDOR, read_message=weka_message)
         # The log-in calls leave through the client, but httpx does not join them to its
         # base URL: they carry the whole URL.
         self._base = endpoint.rstrip("/")
@@ -72,7 +72,6 @@ class WekaAuth(LoginAuth):
         self._clock = clock
         self._refresh_token: str | None = None
         self._renew_at = float("inf")
-        self.refreshes = 0
 
     def __repr__(self) -> str:
         return f"WekaAuth(username={self._username!r}, org={self._org!r})"
@@ -86,11 +85,6 @@ class WekaAuth(LoginAuth):
                 "password": self._password.get_secret_value(),
                 "org": self._org,
             },
-        )
-
-    def refresh_request(self, refresh_token: str) -> httpx.Request:
-        return httpx.Request(
-            "POST", f"{self._base}{API}/login/refresh", json={"refresh_token": refresh_token}
         )
 
     def session_from(self, response: httpx.Response) -> str:
@@ -112,58 +106,17 @@ class WekaAuth(LoginAuth):
     def apply(self, request: httpx.Request, session: str) -> None:
         request.headers["Authorization"] = f"Bearer {session}"
 
-    def _stale(self) -> bool:
-        return self._clock() >= self._renew_at
-
-    def _refused(self, response: httpx.Response, what: str) -> BackendApiError:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        message, code = weka_message(body)
-        return BackendApiError(
-            f"{VENDOR}: {what} refused ({response.status_code})"
-            + (f": {message}" if message else ""),
-            status=response.status_code,
-            vendor_code=code,
+    def refresh_request(self) -> httpx.Request | None:
+        if self._refresh_token is None:
+            return None
+        return httpx.Request(
+            "POST",
+            f"{self._base}{API}/login/refresh",
+            json={"refresh_token": self._refresh_token},
         )
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        used = self._session
-        renew = used is None or self._stale()
-        for answered_401 in (False, True):
-            if renew:
-                async with self._lock:
-                    # Another call may have renewed it while this one waited.
-                    if self._session is None or (
-                        self._session == used and (answered_401 or self._stale())
-                    ):
-                        renewed = False
-                        if self._session is not None and self._refresh_token is not None:
-                            response = yield self.refresh_request(self._refresh_token)
-                            if response.is_success:
-                                try:
-                                    self._session = self.session_from(response)
-                                    self.refreshes += 1
-                                    renewed = True
-                                except BackendApiError:
-                                    pass
-                        if not renewed:
-                            response = yield self.login_request()
-                            if not response.is_success:
-                                self._session = None
-                                raise self._refused(response, "log-in")
-                            self._session = self.session_from(response)
-                            self.logins += 1
-                used = self._session
-            assert used is not None
-            self.apply(request, used)
-            response = yield request
-            if response.status_code != 401 or answered_401:
-                return
-            renew = True
+    def expired(self) -> bool:
+        return self._clock() >= self._renew_at
 
 
 def iso_timestamp(value: Any) -> float | None:
