@@ -2,8 +2,7 @@
 ``/download`` against our own ``/v1`` tus upload and ``/v1`` download of the same bytes, in
 the same run (the order of the paths turns from run to run), beside ``dd conv=fsync``; and,
 with ``--reference``, the same two transfers on the reference Backend.AI storage proxy
-23.9.10 (start it first with ``../shared/reference/backendai-23.09/start.sh``). curl is the
-client everywhere.
+23.9.10 (start it first, on loopback). curl is the client everywhere.
 
     .venv/bin/python bench/backendai_transfer.py [--size-mib 512] [--runs 6] [--reference]
 

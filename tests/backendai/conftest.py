@@ -1,6 +1,6 @@
 """The Backend.AI contract suite: real HTTP against our server's two listeners, on SQLite and on
 PostgreSQL, or (``STORAGE_TEST_BACKENDAI_REFERENCE=1``) against the reference Backend.AI
-storage proxy 23.9.10 started by ``../shared/reference/backendai-23.09/start.sh``.
+storage proxy 23.9.10, started beside this project on loopback.
 
 Against the reference, tests marked ``ours_better`` (where ours is deliberately better: no
 listing cap, quotas that hold…) and ``ours_only`` (they look through our own ``/v1`` API) are

@@ -1,6 +1,6 @@
 """A small stateful fake of the OneFS Platform API, for respx.
 
-Shapes, with their origin (as vendor-storage-apis.md §4.3 marks them):
+Shapes, with their origin:
 - quota create body and ``{"id": …}`` answer, quota GET ``{"quotas": [...]}`` with
   ``thresholds``, ``usage.fslogical``/``fslogical_ready``, ``ready``: BAI + SDK
   (isilon-sdk ``QuotaQuotaCreateParams``/``QuotaQuota``);

@@ -2,8 +2,7 @@
 the NFS mount of the volume: qtrees are directories at its root, snapshots copies under its
 ``.snapshot``, quota reports the bytes really there.
 
-Shapes follow the reference (/work/shared/reference/vendor-storage-apis.md §4.1) and the
-ONTAP REST docs / netapp-ontap SDK models:
+Shapes follow the ONTAP REST documentation and the netapp-ontap SDK models:
 - volumes, qtrees, quota rules and reports, snapshots, jobs: SDK/doc (field names exact,
   values illustrative);
 - error body ``{"error": {"message", "code", "target"}}``: doc; the flat job failure shape

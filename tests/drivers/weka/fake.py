@@ -1,6 +1,6 @@
 """A small stateful fake of the WekaFS REST API v2, served by a respx router.
 
-Shapes (see /work/shared/reference/vendor-storage-apis.md §4.4):
+Shapes, with their origin:
 - log-in and refresh envelopes, ``fileSystems`` records, quota records and the "Directory
   has no quota" answer: SDK/doc (``wekarestapi`` models) and BAI;
 - the error body ``{"message": …, "data": null}`` for other errors: inferred;
