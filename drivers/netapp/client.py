@@ -22,6 +22,7 @@ import base64
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from typing import Any
 
+import anyio
 import httpx
 from pydantic import SecretStr
 
@@ -81,7 +82,8 @@ class OntapBasicAuth(httpx.Auth):
         if response.status_code != 401:
             return
         try:
-            fresh = self._reread()
+            # A file read (or the environment): off the event loop.
+            fresh = await anyio.to_thread.run_sync(self._reread)
         except ValueError:
             return  # the secret is gone: the 401 stands
         self.rereads += 1

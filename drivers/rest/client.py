@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import abc
 import random
 import ssl
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
@@ -46,7 +47,7 @@ def generic_message(body: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
-class LoginAuth(httpx.Auth):
+class LoginAuth(httpx.Auth, abc.ABC):
     """A session obtained by logging in, reused by every call and renewed on 401.
 
     A subclass says how to log in (``login_request``), what to keep from a log-in or refresh
@@ -69,14 +70,14 @@ class LoginAuth(httpx.Auth):
         self.logins = 0
         self.refreshes = 0
 
-    def login_request(self) -> httpx.Request:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def login_request(self) -> httpx.Request: ...
 
-    def session_from(self, response: httpx.Response) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def session_from(self, response: httpx.Response) -> str: ...
 
-    def apply(self, request: httpx.Request, session: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def apply(self, request: httpx.Request, session: str) -> None: ...
 
     def refresh_request(self) -> httpx.Request | None:
         """A renewal without the password, or None (log in again)."""
