@@ -18,11 +18,8 @@ NFS mount.
 
 from __future__ import annotations
 
-import errno
 import logging
 import re
-import secrets
-import shutil
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,7 +32,6 @@ from drivers.dellemc.client import VENDOR, OneFsApi, as_int, as_optional_int
 from drivers.errors import (
     BackendApiError,
     BackendObjectNotFound,
-    BackendQuotaExceeded,
     BackendUnavailable,
     InvalidSnapshotName,
     PathNotFound,
@@ -43,6 +39,7 @@ from drivers.errors import (
 )
 from drivers.fsops import PosixFileOps
 from drivers.layout import SnapshotLayout, VFolderLayout
+from drivers.restore import restore_in_place
 from drivers.staging import VFolderStaging
 
 # Drivers know nothing of the app's structured logger: plain messages, no extra= fields.
@@ -268,52 +265,11 @@ class OneFsSnapshots:
                 f"the snapshot is not visible at {source}: is the {self.snapshot_dir} "
                 "directory exposed to the NFS export?"
             )
-        reserved = self.staging.reserved
-        target = self.layout.vfolder_path(vfolder_id)
-        token = secrets.token_hex(4)
         try:
-            staging = self.staging.prepare(vfolder_id)
+            area = self.staging.prepare(vfolder_id)
         except OSError as exc:
             raise BackendUnavailable(f"cannot restore vfolder {vfolder_id}: {exc}") from exc
-        fresh = staging / f"restore-{token}"
-        retired = staging / f"retired-{token}"
-        try:
-            shutil.copytree(
-                source,
-                fresh,
-                symlinks=True,
-                ignore=lambda directory, names: (
-                    [n for n in names if n in reserved] if Path(directory) == source else []
-                ),
-            )
-        except (OSError, shutil.Error) as exc:
-            shutil.rmtree(fresh, ignore_errors=True)  # nothing of the vfolder was touched
-            if isinstance(exc, OSError) and exc.errno == errno.EDQUOT:
-                raise BackendQuotaExceeded(
-                    f"restoring vfolder {vfolder_id} needs room for a second copy of the "
-                    "snapshot's files within its quota"
-                ) from exc
-            raise BackendUnavailable(f"cannot copy the snapshot of {vfolder_id}: {exc}") from exc
-        try:
-            retired.mkdir(mode=0o700)
-            for entry in sorted(target.iterdir()):
-                if entry.name not in reserved:
-                    entry.rename(retired / entry.name)
-            for entry in sorted(fresh.iterdir()):
-                entry.rename(target / entry.name)
-            fresh.rmdir()
-        except OSError as exc:
-            raise BackendUnavailable(
-                f"the restore of vfolder {vfolder_id} stopped halfway (its files before are "
-                f"in {retired}, the snapshot's in {fresh}): {exc}"
-            ) from exc
-        trash = self.layout.trash / self.layout.new_file_trash_name(vfolder_id)
-        try:
-            retired.rename(trash)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:  # a rename out of the quota domain may be refused
-                raise BackendUnavailable(f"cannot move {retired} to the trash: {exc}") from exc
-            shutil.rmtree(retired, ignore_errors=True)
+        restore_in_place(self.layout, vfolder_id, source, area, reserved=self.staging.reserved)
 
     async def _ours(self, vfolder_id: UUID, name: str, path: str) -> dict[str, Any] | None:
         """The OneFS snapshot behind ``name`` of this vfolder, or None (none of that name,

@@ -21,9 +21,7 @@ it alone explicitly."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -32,11 +30,9 @@ from uuid import UUID
 from anyio import to_thread
 
 from drivers.base import SnapshotInfo
-from drivers.clone import copy_tree, remove_tree
 from drivers.errors import (
     BackendApiError,
     BackendObjectNotFound,
-    BackendQuotaExceeded,
     BackendUnavailable,
     InvalidSnapshotName,
     SnapshotNotFound,
@@ -44,8 +40,8 @@ from drivers.errors import (
 )
 from drivers.fsops import PosixFileOps
 from drivers.layout import VFolderLayout, VolumeLayout
+from drivers.restore import restore_in_place
 from drivers.staging import VFolderStaging
-from drivers.types import CloneProgress
 from drivers.vast.api import Quota, Snapshot, VastApi
 
 SNAPSHOT_DIR = ".snapshot"
@@ -273,54 +269,7 @@ class VastSnapshots:
             area = self.staging.prepare(vfolder_id)
         except OSError as exc:
             raise BackendUnavailable(f"cannot restore {name!r}: {exc}") from exc
-        token = secrets.token_hex(4)
-        fresh, retired = area / f"restore-{token}", area / f"retired-{token}"
-        try:
-            copy_tree(source, fresh, CloneProgress(), skip=reserved)
-        except OSError as exc:
-            remove_tree(fresh)
-            if exc.errno in (errno.EDQUOT, errno.ENOSPC):
-                raise BackendQuotaExceeded(
-                    f"restoring snapshot {name!r} needs room for a copy beside the current "
-                    f"files: {exc.strerror}"
-                ) from exc
-            raise BackendUnavailable(f"cannot copy snapshot {name!r}: {exc}") from exc
-        _swap(current, fresh, retired, reserved)
-        with contextlib.suppress(FileNotFoundError):
-            fresh.rmdir()
-        trash = self.layout.trash / self.layout.new_file_trash_name(vfolder_id)
-        try:
-            retired.rename(trash)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise BackendUnavailable(f"cannot move the replaced files away: {exc}") from exc
-            remove_tree(retired)  # the cluster keeps renames inside a quota directory
-
-
-def _swap(current: Path, fresh: Path, retired: Path, reserved: frozenset[str]) -> None:
-    """The current entries (reserved names left alone) into ``retired``, then ``fresh``'s
-    into the vfolder; undone as far as it went when a rename fails."""
-    moved_out: list[str] = []
-    moved_in: list[str] = []
-    try:
-        retired.mkdir(mode=0o700)
-        for entry in sorted(current.iterdir()):
-            if entry.name not in reserved:
-                entry.rename(retired / entry.name)
-                moved_out.append(entry.name)
-        for entry in sorted(fresh.iterdir()):
-            entry.rename(current / entry.name)
-            moved_in.append(entry.name)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            for name in moved_in:
-                (current / name).rename(fresh / name)
-            for name in moved_out:
-                (retired / name).rename(current / name)
-        remove_tree(fresh)
-        with contextlib.suppress(OSError):
-            retired.rmdir()
-        raise BackendUnavailable(f"cannot put the snapshot's files in place: {exc}") from exc
+        restore_in_place(self.layout, vfolder_id, source, area, reserved=reserved)
 
 
 def _timestamp(text: str | None) -> float | None:

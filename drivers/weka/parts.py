@@ -13,10 +13,7 @@
 
 from __future__ import annotations
 
-import errno
 import re
-import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,7 +22,6 @@ import anyio
 from anyio import to_thread
 
 from drivers.base import SnapshotInfo
-from drivers.clone import copy_tree, remove_tree
 from drivers.errors import (
     BackendApiError,
     BackendObjectNotFound,
@@ -36,13 +32,12 @@ from drivers.errors import (
 )
 from drivers.fsops import PosixFileOps
 from drivers.layout import SnapshotLayout, VFolderLayout
-from drivers.types import CloneProgress
+from drivers.restore import restore_in_place
 from drivers.weka.client import VENDOR, WekaApi, iso_timestamp
 
 SNAPSHOT_PREFIX = "sp-"
 # A snapshot name as clients give it; the Weka name adds ``sp-`` and 33 characters.
 SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-RESTORE_DIR_PREFIX = "restore-"
 
 
 class WekaFilesystem:
@@ -246,25 +241,7 @@ class WekaSnapshots:
         staging = sorted(self.reserved)
         area = current / staging[0] if staging else self.layout.staging
         area.mkdir(mode=0o700, exist_ok=True)
-        work = area / f"{RESTORE_DIR_PREFIX}{secrets.token_hex(4)}"
-        work.mkdir(mode=0o700)
-        fresh, retired = work / "fresh", work / "retired"
-        try:
-            copy_tree(snapshot, fresh, CloneProgress(), skip=self.reserved)
-            retired.mkdir(mode=0o700)
-            for entry in sorted(current.iterdir()):
-                if entry.name not in self.reserved:
-                    entry.rename(retired / entry.name)
-            for entry in sorted(fresh.iterdir()):
-                entry.rename(current / entry.name)
-            try:
-                retired.rename(self.layout.trash / self.layout.new_file_trash_name(vfolder_id))
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                shutil.rmtree(retired)
-        finally:
-            remove_tree(work)
+        restore_in_place(self.layout, vfolder_id, snapshot, area, reserved=self.reserved)
 
     async def _info(self, vfolder_id: UUID, name: str, item: dict[str, Any]) -> SnapshotInfo:
         created = None
