@@ -34,7 +34,7 @@ from app.vfolders.usage import UsageReader
 from app.volumes.service import VolumeService
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -63,7 +63,7 @@ _bearer_scheme = HTTPBearer(
 )
 
 
-def get_any_principal(
+async def get_any_principal(
     request: Request,
     runtime: RuntimeDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
@@ -89,7 +89,7 @@ def get_any_principal(
     return principal
 
 
-def get_principal(principal: Annotated[Principal, Depends(get_any_principal)]) -> Principal:
+async def get_principal(principal: Annotated[Principal, Depends(get_any_principal)]) -> Principal:
     """Any caller but a transfer token, which only downloads or uploads files."""
     if principal.transfer is not None:
         raise TransferTokenMisused("a transfer token only downloads or uploads files")
@@ -101,77 +101,77 @@ TransferablePrincipalDep = Annotated[Principal, Depends(get_any_principal)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def get_volume_service(runtime: RuntimeDep) -> VolumeService:
+async def get_volume_service(runtime: RuntimeDep) -> VolumeService:
     return VolumeService(runtime.volumes)
 
 
 VolumeServiceDep = Annotated[VolumeService, Depends(get_volume_service)]
 
 
-def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderService:
+async def get_vfolder_service(runtime: RuntimeDep, session: SessionDep) -> VFolderService:
     return services.vfolder_service(runtime, session)
 
 
 VFolderServiceDep = Annotated[VFolderService, Depends(get_vfolder_service)]
 
 
-def get_usage_reader(runtime: RuntimeDep, session: SessionDep) -> UsageReader:
+async def get_usage_reader(runtime: RuntimeDep, session: SessionDep) -> UsageReader:
     return services.usage_reader(runtime, session)
 
 
 UsageReaderDep = Annotated[UsageReader, Depends(get_usage_reader)]
 
 
-def get_files_service(runtime: RuntimeDep) -> FilesService:
+async def get_files_service(runtime: RuntimeDep) -> FilesService:
     return services.files_service(runtime)
 
 
 FilesServiceDep = Annotated[FilesService, Depends(get_files_service)]
 
 
-def get_tus_service(runtime: RuntimeDep) -> TusService:
+async def get_tus_service(runtime: RuntimeDep) -> TusService:
     return services.tus_service(runtime)
 
 
 TusServiceDep = Annotated[TusService, Depends(get_tus_service)]
 
 
-def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
+async def get_snapshot_service(runtime: RuntimeDep) -> SnapshotService:
     return services.snapshot_service(runtime)
 
 
 SnapshotServiceDep = Annotated[SnapshotService, Depends(get_snapshot_service)]
 
 
-def get_quota_service(runtime: RuntimeDep, session: SessionDep) -> QuotaService:
+async def get_quota_service(runtime: RuntimeDep, session: SessionDep) -> QuotaService:
     return services.quota_service(runtime, session)
 
 
 QuotaServiceDep = Annotated[QuotaService, Depends(get_quota_service)]
 
 
-def get_reconciler(runtime: RuntimeDep) -> Reconciler:
+async def get_reconciler(runtime: RuntimeDep) -> Reconciler:
     return runtime.reconciler
 
 
 ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
 
 
-def get_grant_service(runtime: RuntimeDep, session: SessionDep) -> GrantService:
+async def get_grant_service(runtime: RuntimeDep, session: SessionDep) -> GrantService:
     return services.grant_service(runtime, session)
 
 
 GrantServiceDep = Annotated[GrantService, Depends(get_grant_service)]
 
 
-def get_task_service(session: SessionDep) -> TaskService:
+async def get_task_service(session: SessionDep) -> TaskService:
     return TaskService(session)
 
 
 TaskServiceDep = Annotated[TaskService, Depends(get_task_service)]
 
 
-def get_health_service(runtime: RuntimeDep) -> HealthService:
+async def get_health_service(runtime: RuntimeDep) -> HealthService:
     return HealthService(runtime)
 
 
@@ -181,7 +181,7 @@ HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 # -- the Backend.AI layer ---------------------------------------------------------------------
 
 
-def get_manager(request: Request, runtime: RuntimeDep) -> Principal:
+async def get_manager(request: Request, runtime: RuntimeDep) -> Principal:
     """The Manager, if the request carries its shared secret (else 403)."""
     return manager_principal(
         request.headers.get(MANAGER_AUTH_HEADER), runtime.settings.manager_api_secret
@@ -191,21 +191,21 @@ def get_manager(request: Request, runtime: RuntimeDep) -> Principal:
 ManagerDep = Annotated[Principal, Depends(get_manager)]
 
 
-def get_backendai_volumes(runtime: RuntimeDep) -> BackendAIVolumes:
+async def get_backendai_volumes(runtime: RuntimeDep) -> BackendAIVolumes:
     return BackendAIVolumes(runtime.volumes)
 
 
 BackendAIVolumesDep = Annotated[BackendAIVolumes, Depends(get_backendai_volumes)]
 
 
-def get_backendai_folders(runtime: RuntimeDep) -> BackendAIFolders:
+async def get_backendai_folders(runtime: RuntimeDep) -> BackendAIFolders:
     return BackendAIFolders(runtime)
 
 
 BackendAIFoldersDep = Annotated[BackendAIFolders, Depends(get_backendai_folders)]
 
 
-def get_backendai_files(runtime: RuntimeDep) -> BackendAIFiles:
+async def get_backendai_files(runtime: RuntimeDep) -> BackendAIFiles:
     return BackendAIFiles(
         sessions=runtime.sessions,
         reader=runtime.vfolder_reader,
@@ -218,7 +218,7 @@ def get_backendai_files(runtime: RuntimeDep) -> BackendAIFiles:
 BackendAIFilesDep = Annotated[BackendAIFiles, Depends(get_backendai_files)]
 
 
-def get_client_transfers(runtime: RuntimeDep) -> ClientTransfers:
+async def get_client_transfers(runtime: RuntimeDep) -> ClientTransfers:
     return ClientTransfers(
         sessions=runtime.sessions,
         reader=runtime.vfolder_reader,

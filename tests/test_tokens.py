@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from app.auth.principal import PrincipalKind
+from app.auth.principal import Principal, PrincipalKind
 from app.auth.tokens import Authenticator
+from app.auth.verified_tokens import VerifiedTokens
 from app.errors import Unauthenticated
 from tests.support.app import AUDIENCE, JWT_SECRET, SERVICE, SERVICE_KEY
 
@@ -134,6 +135,45 @@ def _alg_none() -> str:
 def test_refused(token: str, reason: str) -> None:
     with pytest.raises(Unauthenticated, match=reason):
         authenticator().authenticate(f"Bearer {token}")
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    auth = Authenticator(
+        service_keys=[SERVICE_KEY], jwt_secrets=[JWT_SECRET], audience=AUDIENCE, leeway_seconds=0
+    )
+    expires = int(time.time()) + 1
+    token = jwt.encode(claims(iss=None, exp=expires), JWT_SECRET)
+    first = auth.authenticate(f"Bearer {token}")
+    assert auth.authenticate(f"Bearer {token}") == first  # the second from what it remembers
+    time.sleep(max(0.0, expires - time.time()) + 0.05)
+    with pytest.raises(Unauthenticated, match="expired"):
+        auth.authenticate(f"Bearer {token}")
+
+
+def test_a_tampered_copy_of_a_remembered_token_is_still_refused() -> None:
+    auth = authenticator()
+    good = jwt.encode(claims(), JWT_SECRET, algorithm="HS256")
+    assert auth.authenticate(f"Bearer {good}").role.value == "user"
+    header, payload, signature = good.split(".")
+    forged = jwt.utils.base64url_encode(
+        jwt.utils.base64url_decode(payload).replace(b'"user"', b'"admin"')
+    ).decode()
+    with pytest.raises(Unauthenticated, match="signature"):
+        auth.authenticate(f"Bearer {header}.{forged}.{signature}")
+
+
+def test_what_is_remembered_is_bounded_least_recently_used_first() -> None:
+    remembered = VerifiedTokens(capacity=2)
+    alice, bob, carol = (Principal(kind=PrincipalKind.USER, id=n) for n in ("a", "b", "c"))
+    remembered.put("t-alice", alice, valid_until=100.0)
+    remembered.put("t-bob", bob, valid_until=100.0)
+    assert remembered.get("t-alice", now=1.0) == alice  # alice is now the most recent
+    remembered.put("t-carol", carol, valid_until=100.0)
+    assert len(remembered) == 2
+    assert remembered.get("t-bob", now=1.0) is None
+    assert remembered.get("t-alice", now=1.0) == alice
+    assert remembered.get("t-carol", now=100.0) is None  # valid until, not through
+    assert len(remembered) == 1
 
 
 def test_act_as_headers_are_for_service_keys_only() -> None:

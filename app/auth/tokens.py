@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.auth.principal import Principal, PrincipalKind, Role
 from app.auth.transfer import principal_from_transfer_claims, transfer_audience
+from app.auth.verified_tokens import VerifiedTokens
 from app.config import ConfigurationError, Settings
 from app.errors import Unauthenticated
 
@@ -52,6 +53,7 @@ class Authenticator:
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway_seconds
+        self._verified = VerifiedTokens()
 
     @property
     def audience(self) -> str:
@@ -89,11 +91,7 @@ class Authenticator:
             raise Unauthenticated("Authorization must use the Bearer scheme")
         service = self._match_service_key(credential.encode())
         if service is None:
-            if _audience_of(credential) == transfer_audience(self._audience):
-                return principal_from_transfer_claims(
-                    self.decode(credential, audience=transfer_audience(self._audience))
-                )
-            return self.decode_user_token(credential)
+            return self._token_principal(credential)
         if act_as_user:
             groups = [g.strip() for g in (act_as_groups or "").split(",") if g.strip()]
             return _principal_from_claims(
@@ -111,6 +109,21 @@ class Authenticator:
         if matched is None:
             return None
         return Principal(kind=PrincipalKind.SERVICE, id=f"service-key-{matched + 1}")
+
+    def _token_principal(self, token: str) -> Principal:
+        now = time.time()
+        known = self._verified.get(token, now=now)
+        if known is not None:
+            return known
+        if _audience_of(token) == transfer_audience(self._audience):
+            claims = self.decode(token, audience=transfer_audience(self._audience))
+            principal = principal_from_transfer_claims(claims)
+        else:
+            claims = self.decode(token)
+            principal = _principal_from_claims(claims)
+        # decode() required a numeric exp and checked it against now - leeway.
+        self._verified.put(token, principal, valid_until=float(claims["exp"]) + self._leeway)
+        return principal
 
     def decode(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
         """Verified claims of any token this proxy accepts; raises ``Unauthenticated``."""
@@ -152,9 +165,6 @@ class Authenticator:
                 raise Unauthenticated("invalid token") from None
             return claims
         raise Unauthenticated("invalid token signature")
-
-    def decode_user_token(self, token: str) -> Principal:
-        return _principal_from_claims(self.decode(token))
 
 
 def _audience_of(token: str) -> object:
