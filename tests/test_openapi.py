@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 from openapi_spec_validator import validate
 
 from app.cli import render_openapi_yaml
+from tests.support.spec import committed_spec, parse_yaml
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml"
 OPERATION_ID = re.compile(r"^[a-z]+(-[a-z]+)+$")
 
 
 def committed() -> dict[str, Any]:
-    spec: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
-    return spec
+    return committed_spec()
 
 
 def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -32,7 +29,7 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 def test_committed_spec_matches_the_app() -> None:
     generated = render_openapi_yaml()
-    assert yaml.safe_load(generated) == committed(), (
+    assert parse_yaml(generated) == committed(), (
         "openapi/openapi.yaml is out of date: run `storage-proxy openapi` and commit it"
     )
 

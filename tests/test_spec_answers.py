@@ -4,15 +4,13 @@ route, the answer is one the committed spec documents for it (status and content
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from tests.support.app import SERVICE
+from tests.support.spec import committed_spec
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml"
 PROBLEM = "application/problem+json"
 
 # A body each JSON operation accepts, so the request gets past validation to the vfolder.
@@ -39,7 +37,7 @@ PATH_VALUES = {
 
 
 def committed_operations() -> list[tuple[str, str, dict[str, Any]]]:
-    spec: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
+    spec = committed_spec()
     return [
         (path, method, operation)
         for path, item in spec["paths"].items()

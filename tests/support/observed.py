@@ -10,13 +10,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
-from typing import Any
 
 import httpx
-import yaml
 
-SPEC = Path(__file__).resolve().parents[2] / "openapi" / "openapi.yaml"
+from tests.support.spec import committed_spec
 
 
 @dataclass
@@ -45,7 +42,7 @@ _active: list[Observations] = []
 
 @cache
 def documented_statuses() -> dict[str, set[str]]:
-    spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    spec = committed_spec()
     found: dict[str, set[str]] = {}
     for path_item in spec["paths"].values():
         for operation in path_item.values():
@@ -67,7 +64,7 @@ def observing() -> Iterator[Observations]:
 def _operations() -> list[tuple[re.Pattern[str], str, str]]:
     """(path pattern, method, operationId) of every documented operation. A ``{path}``
     parameter spans slashes, as the files routes declare it."""
-    spec: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    spec = committed_spec()
     found = []
     for template, path_item in spec["paths"].items():
         pattern = re.sub(
