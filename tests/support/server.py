@@ -13,8 +13,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Protocol
 
 import httpx
+
+from app.observability.metrics import MULTIPROCESS_DIR_ENV
+from tests.support.zygote import zygote
 
 CLI = [sys.executable, "-m", "app.cli"]
 
@@ -43,10 +47,39 @@ def run_cli(
     )
 
 
+class ServerProcess(Protocol):
+    """A server's process: a ``subprocess.Popen``, or one forked by the zygote."""
+
+    pid: int
+    returncode: int | None
+    stdout: IO[str] | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+
+
+# Set to 1 to start every test server as a fresh interpreter instead of a zygote's fork.
+FRESH_SERVERS_ENV = "STORAGE_TEST_FRESH_SERVERS"
+
+
+def _forkable(args: Sequence[str], env: dict[str, str]) -> bool:
+    """What a fork of the zygote serves exactly as a fresh interpreter would: not worker
+    processes (spawned interpreters of their own) nor metrics read from the environment
+    prometheus-client saw at import."""
+    return (
+        os.environ.get(FRESH_SERVERS_ENV) != "1"
+        and "--workers" not in args
+        and MULTIPROCESS_DIR_ENV not in env
+    )
+
+
 @dataclass
 class Server:
     base_url: str
-    process: subprocess.Popen[str]
+    process: ServerProcess
     started_at: float
     ready_after: float
     log_path: Path
@@ -68,22 +101,32 @@ def serving(
     env: dict[str, str],
     extra_args: Sequence[str] = (),
     ready_within: float = 30.0,
+    fresh_interpreter: bool = False,
 ) -> Iterator[Server]:
     """``process.stdout`` reads what the server printed, as a pipe would, but the server
-    writes to a file: at INFO it would fill a pipe nobody reads, and block."""
+    writes to a file: at INFO it would fill a pipe nobody reads, and block. The process is a
+    fork of this test process's zygote (``tests/support/zygote.py``) unless
+    ``fresh_interpreter`` or the arguments need a fresh one."""
     port = free_port()
     started = time.monotonic()
+    args = ["serve", "--port", str(port), *extra_args]
     with tempfile.TemporaryDirectory(prefix="storage-proxy-server-") as logs:
         log_path = Path(logs) / "output.log"
-        with log_path.open("ab") as sink:  # O_APPEND: reading never moves the server's writes
-            process = subprocess.Popen(
-                [*CLI, "serve", "--port", str(port), *extra_args],
-                cwd=cwd,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+        log_path.touch()  # there for reading before the server writes to it
+        process: ServerProcess
+        if not fresh_interpreter and _forkable(args, env):
+            process = zygote().spawn(args, cwd=cwd, env=env, log=log_path)
+        else:
+            # O_APPEND: reading never moves the server's writes.
+            with log_path.open("ab") as sink:
+                process = subprocess.Popen(
+                    [*CLI, *args],
+                    cwd=cwd,
+                    env=env,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
         process.stdout = log_path.open(encoding="utf-8", errors="replace")
         base_url = f"http://127.0.0.1:{port}"
         server: Server | None = None
@@ -108,7 +151,7 @@ def serving(
 
 
 def _wait_ready(
-    base_url: str, process: subprocess.Popen[str], log_path: Path, started: float, within: float
+    base_url: str, process: ServerProcess, log_path: Path, started: float, within: float
 ) -> float:
     while time.monotonic() - started < within:
         if process.poll() is not None:
