@@ -54,7 +54,7 @@ from tests.support.sqlite_template import migrated_sqlite
 pytestmark = pytest.mark.slow
 
 SPEC = Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml"
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 15
 SEED = 20261201
 # Longer than this is a hang (an event stream that never ends, a lock never released).
 REQUEST_TIMEOUT_SECONDS = 10.0
