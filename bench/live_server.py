@@ -57,6 +57,20 @@ def free_port() -> int:
         return port
 
 
+def wait_until_answering(url: str, process: subprocess.Popen[bytes], within: float = 30) -> None:
+    """Until ``url`` answers 200; raises if ``process`` exits first or ``within`` passes."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"{url} did not answer: the server did not start")
+        time.sleep(0.1)
+
+
 @contextmanager
 def live_server(
     workdir: Path, *, redis_url: str | None = None, extra_env: dict[str, str] | None = None
@@ -77,16 +91,7 @@ def live_server(
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base_url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.1)
+        wait_until_answering(f"{base_url}/health/ready", process)
         created = httpx.post(
             f"{base_url}/v1/vfolders",
             json={"name": "bench", "volume": "local", "owner_id": "bench"},

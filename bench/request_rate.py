@@ -26,11 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from live_server import KEY, free_port, live_server
+from live_server import KEY, free_port, live_server, wait_until_answering
 
 HELLO_APP = textwrap.dedent(
     """
@@ -90,16 +88,7 @@ def hello_server(workdir: Path) -> Iterator[tuple[str, int]]:
     process = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/hello"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the hello app did not start")
-            time.sleep(0.1)
+        wait_until_answering(url, process)
         yield url, process.pid
     finally:
         process.terminate()
