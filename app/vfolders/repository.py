@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, false, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, bindparam, false, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,25 @@ class VFolderFilter:
     mode: Mode | None = None  # at least this mode for the visibility scope's caller
 
 
+# The statements of every write's path, built once: building one cost more CPU than running it.
+# populate_existing: a row cached in the session must not hide a concurrent change.
+_GET_FOR_UPDATE = (
+    select(VFolderRow)
+    .where(VFolderRow.id == bindparam("vfolder_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+# In SQL (``x = x + d``), so concurrent writers never lose one.
+_ADD_USAGE = (
+    update(VFolderRow)
+    .where(VFolderRow.id == bindparam("vfolder_id"))
+    .values(
+        used_bytes=VFolderRow.used_bytes + bindparam("bytes_delta"),
+        file_count=VFolderRow.file_count + bindparam("count_delta"),
+    )
+)
+
+
 class VFolderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -44,14 +63,8 @@ class VFolderRepository:
         await self._session.refresh(row)
 
     async def get_for_update(self, vfolder_id: uuid.UUID) -> VFolderRow | None:
-        # populate_existing: a row cached in this session must not hide a concurrent change.
-        stmt = (
-            select(VFolderRow)
-            .where(VFolderRow.id == vfolder_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return (await self._session.execute(stmt)).scalar_one_or_none()
+        found = await self._session.execute(_GET_FOR_UPDATE, {"vfolder_id": vfolder_id})
+        return found.scalar_one_or_none()
 
     async def get_live_by_name(
         self, *, owner_type: OwnerType, owner_id: str, name: str
@@ -87,12 +100,8 @@ class VFolderRepository:
         if bytes_delta == 0 and count_delta == 0:
             return
         await self._session.execute(
-            update(VFolderRow)
-            .where(VFolderRow.id == vfolder_id)
-            .values(
-                used_bytes=VFolderRow.used_bytes + bytes_delta,
-                file_count=VFolderRow.file_count + count_delta,
-            )
+            _ADD_USAGE,
+            {"vfolder_id": vfolder_id, "bytes_delta": bytes_delta, "count_delta": count_delta},
         )
 
     async def mark_scanned(self, vfolder_id: uuid.UUID, at: datetime) -> None:
