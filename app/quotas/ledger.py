@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import QuotaExceeded, VFolderDeleted, VFolderNotFound
@@ -393,17 +393,21 @@ def _refuse_beyond(
         )
 
 
+# Built once: every write runs it.
+_LIVE_VFOLDER_KEY_SHARE = (
+    select(VFolderRow)
+    .where(VFolderRow.id == bindparam("vfolder_id"))
+    .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
+)
+
+
 async def _live_vfolder(session: AsyncSession, vfolder_id: uuid.UUID) -> VFolderRow:
     """The vfolder, key-share locked *before* any limit is: the reservation inserted later
     needs that lock (its foreign key), and a commit holds the vfolder's row lock while it
     locks the limits, so taking the two in the other order could deadlock on PostgreSQL."""
-    stmt = (
-        select(VFolderRow)
-        .where(VFolderRow.id == vfolder_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    vfolder = (await session.execute(stmt)).scalar_one_or_none()
+    found = await session.execute(_LIVE_VFOLDER_KEY_SHARE, {"vfolder_id": vfolder_id})
+    vfolder = found.scalar_one_or_none()
     if vfolder is None:
         raise VFolderNotFound(f"vfolder {vfolder_id} not found")
     if vfolder.status == VFolderStatus.DELETED.value:

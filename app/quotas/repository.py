@@ -109,7 +109,7 @@ def _usages_parameters(scopes: list[Scope]) -> dict[str, object]:
     return parameters
 
 
-# Built once, run by every write (twice): building it cost more CPU than running it.
+# Built once, run by every write: building a statement cost more CPU than running it.
 _LIMITS_FOR_UPDATE = (
     select(QuotaRow)
     .where(
@@ -120,6 +120,8 @@ _LIMITS_FOR_UPDATE = (
     .order_by(QuotaRow.scope_type, QuotaRow.scope_id, QuotaRow.volume)
     .with_for_update()
 )
+_RESERVATION = select(ReservationRow).where(ReservationRow.holder == bindparam("holder"))
+_RESERVATION_FOR_UPDATE = _RESERVATION.with_for_update()
 
 
 class QuotaRepository:
@@ -268,10 +270,8 @@ class QuotaRepository:
     # -- reservations ----------------------------------------------------------------------
 
     async def reservation(self, holder: str, *, for_update: bool = False) -> ReservationRow | None:
-        stmt = select(ReservationRow).where(ReservationRow.holder == holder)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self._session.execute(stmt)).scalar_one_or_none()
+        stmt = _RESERVATION_FOR_UPDATE if for_update else _RESERVATION
+        return (await self._session.execute(stmt, {"holder": holder})).scalar_one_or_none()
 
     async def add_reservation(self, row: ReservationRow) -> None:
         self._session.add(row)
