@@ -71,6 +71,8 @@ log = get_logger(__name__)
 CollisionPolicy = Literal["fail", "replace", "rename"]
 # How many times a renaming upload tries the next free name, as others take them first.
 PLACEMENT_ATTEMPTS = 100
+# How long creating a zero-length upload waits for the sweep that is placing it meanwhile.
+EMPTY_PLACEMENT_WAIT_SECONDS = 10.0
 
 
 P = ParamSpec("P")
@@ -323,9 +325,7 @@ class TusService:
             raise
         log.info("upload created", extra={"upload_id": str(row.id), "length": length})
         if length == 0:
-            # Under the upload's lease, like any placement: the sweep of fully received
-            # uploads may see this one as soon as its row is committed.
-            return await self._finish_received(row, driver)
+            return await self._place_empty(row, driver)
         if body is not None:
             return await self._append(row, driver, offset=0, body=body, checksum=checksum)
         return UploadState.of(row)
@@ -426,6 +426,18 @@ class TusService:
             return False
         state = await self._finish_received(row, self._volumes.get(vfolder.volume))
         return state.completed
+
+    async def _place_empty(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
+        """A zero-length upload is complete at its creation. It is placed under the upload's
+        lease, like any placement, and the sweep of fully received uploads may see its row
+        as soon as it is committed and place it first: then this waits for that placement,
+        so the 201 never comes before the file (bounded: past it, the state as it stands)."""
+        deadline = anyio.current_time() + EMPTY_PLACEMENT_WAIT_SECONDS
+        while True:
+            state = await self._finish_received(row, driver)
+            if state.completed or anyio.current_time() >= deadline:
+                return state
+            await anyio.sleep(0.02)
 
     async def _finish_received(self, row: UploadRow, driver: VolumeDriver) -> UploadState:
         """Under the upload's lease, like a PATCH (a live writer keeps it, and its own PATCH
