@@ -5,11 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.permissions.models import GranteeType, GrantRow, Mode
 from app.permissions.policy import Grant
+
+# Built once: every cold access check reads a vfolder's grants.
+_FOR_VFOLDER = (
+    select(GrantRow)
+    .where(GrantRow.vfolder_id == bindparam("vfolder_id"))
+    .order_by(GrantRow.grantee_type, GrantRow.grantee_id)
+)
 
 
 class GrantRepository:
@@ -17,12 +24,8 @@ class GrantRepository:
         self._session = session
 
     async def for_vfolder(self, vfolder_id: uuid.UUID) -> Sequence[GrantRow]:
-        stmt = (
-            select(GrantRow)
-            .where(GrantRow.vfolder_id == vfolder_id)
-            .order_by(GrantRow.grantee_type, GrantRow.grantee_id)
-        )
-        return (await self._session.execute(stmt)).scalars().all()
+        found = await self._session.execute(_FOR_VFOLDER, {"vfolder_id": vfolder_id})
+        return found.scalars().all()
 
     async def for_vfolders(
         self, vfolder_ids: list[uuid.UUID]

@@ -33,13 +33,20 @@ class VFolderFilter:
     mode: Mode | None = None  # at least this mode for the visibility scope's caller
 
 
-# The statements of every write's path, built once: building one cost more CPU than running it.
+# Statements on every write's (and create's) path, built once: building one cost more CPU than
+# running it.
 # populate_existing: a row cached in the session must not hide a concurrent change.
 _GET_FOR_UPDATE = (
     select(VFolderRow)
     .where(VFolderRow.id == bindparam("vfolder_id"))
     .with_for_update()
     .execution_options(populate_existing=True)
+)
+_LIVE_BY_NAME = select(VFolderRow).where(
+    VFolderRow.owner_type == bindparam("owner_type"),
+    VFolderRow.owner_id == bindparam("owner_id"),
+    VFolderRow.name == bindparam("name"),
+    VFolderRow.status != VFolderStatus.DELETED.value,
 )
 # In SQL (``x = x + d``), so concurrent writers never lose one.
 _ADD_USAGE = (
@@ -69,13 +76,10 @@ class VFolderRepository:
     async def get_live_by_name(
         self, *, owner_type: OwnerType, owner_id: str, name: str
     ) -> VFolderRow | None:
-        stmt = select(VFolderRow).where(
-            VFolderRow.owner_type == owner_type.value,
-            VFolderRow.owner_id == owner_id,
-            VFolderRow.name == name,
-            VFolderRow.status != VFolderStatus.DELETED.value,
+        found = await self._session.execute(
+            _LIVE_BY_NAME, {"owner_type": owner_type.value, "owner_id": owner_id, "name": name}
         )
-        return (await self._session.execute(stmt)).scalar_one_or_none()
+        return found.scalar_one_or_none()
 
     async def add(self, row: VFolderRow) -> None:
         """Raises ``DuplicateVFolder`` when the id or the live name is taken."""
