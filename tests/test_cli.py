@@ -1,4 +1,5 @@
-"""The command line and a real server process, as a new user meets them."""
+"""The command line and a real server process, as a new user meets them: every server here is
+a fresh `python -m app.cli serve`, not a fork of the test zygote."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_prod_with_placeholder_secrets_refuses_to_start(tmp_path: Path) -> None:
 def test_fresh_directory_serves_the_tour(tmp_path: Path) -> None:
     """The README's promise: zero setup, the curl tour works."""
     env = clean_environment()
-    with serving(cwd=tmp_path, env=env) as server:
+    with serving(cwd=tmp_path, env=env, fresh_interpreter=True) as server:
         token = run_cli(["token", "--user", "alice"], cwd=tmp_path, env=env).stdout.strip()
         auth = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=server.base_url, headers=auth) as http:
@@ -72,7 +73,7 @@ def test_fresh_directory_serves_the_tour(tmp_path: Path) -> None:
 
 
 def test_swagger_ui_needs_no_outside_network(tmp_path: Path) -> None:
-    with serving(cwd=tmp_path, env=clean_environment()) as server:
+    with serving(cwd=tmp_path, env=clean_environment(), fresh_interpreter=True) as server:
         page = httpx.get(f"{server.base_url}/docs")
         assert page.status_code == 200
         urls = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: *["']([^"']+)["']""", page.text)
@@ -104,7 +105,7 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
     tour = readme.split("## A 60-second tour", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     (tmp_path / ".venv").symlink_to(Path(sys.prefix))
     env = clean_environment()
-    with serving(cwd=tmp_path, env=env) as server:
+    with serving(cwd=tmp_path, env=env, fresh_interpreter=True) as server:
         # Only the port differs from the README (6021 may be taken on a test machine).
         assert "API=http://127.0.0.1:6021\n" in tour
         result = subprocess.run(
@@ -130,7 +131,7 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
 def test_scan_shows_progress_and_prints_the_report(tmp_path: Path) -> None:
     key = "cli-scan-service-key-0123456789abcdef0123456789"
     env = clean_environment(STORAGE_SERVICE_KEYS=key)
-    with serving(cwd=tmp_path, env=env) as server:
+    with serving(cwd=tmp_path, env=env, fresh_interpreter=True) as server:
         for n in range(3):
             made = httpx.post(
                 f"{server.base_url}/v1/vfolders",
