@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 KEY = "bench-service-key-0123456789abcdef0123456789"
+JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
 
 
 @dataclass
@@ -73,25 +74,35 @@ def wait_until_answering(url: str, process: subprocess.Popen[bytes], within: flo
 
 @contextmanager
 def live_server(
-    workdir: Path, *, redis_url: str | None = None, extra_env: dict[str, str] | None = None
+    workdir: Path,
+    *,
+    redis_url: str | None = None,
+    database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[LiveServer]:
-    """Started on the embedded SQLite in ``workdir`` (and Redis when given), with one vfolder
-    owned by "bench"."""
+    """Started on the embedded SQLite in ``workdir`` (or on ``database_url``, migrated first),
+    and Redis when given, with one vfolder owned by "bench"."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STORAGE_")}
     env.update(STORAGE_SERVICE_KEYS=KEY, STORAGE_LOG_LEVEL="WARNING", **(extra_env or {}))
     if redis_url:
         env.update(STORAGE_REDIS_URL=redis_url, STORAGE_REDIS_KEY_PREFIX=f"bench-{port}:")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    if database_url:
+        # Not the embedded database: prod rules apply, which want a real JWT secret.
+        env.update(STORAGE_DATABASE_URL=database_url, STORAGE_JWT_SECRET=JWT_SECRET)
+        command.append("--migrate")
+    log = workdir / "server.log"
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_answering(f"{base_url}/health/ready", process)
+        try:
+            wait_until_answering(f"{base_url}/health/ready", process)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; its log:\n{log.read_text()[-3000:]}") from None
         created = httpx.post(
             f"{base_url}/v1/vfolders",
             json={"name": "bench", "volume": "local", "owner_id": "bench"},

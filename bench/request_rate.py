@@ -21,9 +21,10 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,15 +62,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_wrk(url: str, *, pid: int, seconds: int, connections: int, script: Path | None) -> Rate:
+def run_wrk(
+    url: str,
+    *,
+    pid: int | None = None,
+    cpu: Callable[[], float] | None = None,
+    seconds: int,
+    connections: int,
+    script: Path | None,
+) -> Rate:
+    """``wrk`` for ``seconds``; the server's CPU comes from ``pid`` or from ``cpu`` (seconds
+    used so far by every process of the server)."""
+    if cpu is None:
+        assert pid is not None
+        cpu = partial(cpu_seconds, pid)
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]
     if script is not None:
         command[1:1] = ["-s", str(script)]
-    before = cpu_seconds(pid)
+    before = cpu()
     started = time.monotonic()
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     elapsed = time.monotonic() - started
-    used = cpu_seconds(pid) - before
+    used = cpu() - before
     done = re.search(r"(\d+) requests in", output)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if done is None:

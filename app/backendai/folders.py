@@ -5,6 +5,7 @@ as "finished")."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -37,10 +38,11 @@ from app.tasks.service import owner_of, submit, wake_after_commit
 from app.tasks.upkeep import EVERY_VOLUME, PURGE_TRASH
 from app.vfolders.clone import CLONE_VFOLDER, start_clone
 from app.vfolders.models import VFolderStatus
+from app.vfolders.purge import purge_deleted
 from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import VFolder, VFolderCreate
 from app.vfolders.service import VFolderService
-from drivers.base import VolumeDriver
+from drivers.base import TrashEntry, VolumeDriver
 from drivers.errors import NotADirectory, SymlinkNotFollowed
 from drivers.paths import parse_relative_path
 from drivers.types import EntryType
@@ -85,9 +87,9 @@ class BackendAIFolders:
             await self._vfolders(session).create(MANAGER_PRINCIPAL, _create_request(volume, vfid))
 
     async def delete(self, volume: str, vfid: VFolderId) -> None:
-        """Moves the folder to the trash, then waits until the purge has removed it. A vfid
-        naming no folder here is already deleted; one naming a folder of another volume or
-        scope is refused (nothing of it is touched)."""
+        """Moves the folder to the trash, then removes it from there once the delete has
+        committed. A vfid naming no folder here is already deleted; one naming a folder of
+        another volume or scope is refused (nothing of it is touched)."""
         driver = self._volumes.get(volume)
         async with transaction(self._runtime.sessions) as session:
             try:
@@ -96,9 +98,34 @@ class BackendAIFolders:
                 return
             if not belongs(vfolder, volume, vfid):
                 raise _not_here(volume, vfid)
-            await self._vfolders(session).delete(MANAGER_PRINCIPAL, vfolder.id)
-        # A delete repeated while the purge is behind has woken no purger yet: ask at once.
+            trashed = await self._vfolders(session).delete(
+                MANAGER_PRINCIPAL, vfolder.id, purge_later=False
+            )
+        if trashed is not None:
+            await self._purge_now(volume, driver, trashed)
+            return
+        # Deleted before (its purge may be behind; a repeat has woken no purger yet: ask at
+        # once) or it had no directory.
         await self._wait_purged(driver, vfolder.id, ask_now=vfolder.status is VFolderStatus.DELETED)
+
+    async def _purge_now(self, volume: str, driver: VolumeDriver, trashed: TrashEntry) -> None:
+        """The purge, done here rather than by the background pass: the Manager waits for it.
+        It runs on (and is left to the background purge) if it fails, if it outlasts the
+        Manager's wait, or if the Manager hangs up."""
+        purge = asyncio.create_task(purge_deleted(driver, volume, trashed, self._runtime.metrics))
+        _purges_running.add(purge)
+        purge.add_done_callback(_purge_finished)
+        done, _pending = await asyncio.wait(
+            {purge}, timeout=self._runtime.settings.manager_api_sync_wait_seconds
+        )
+        if not done:
+            raise OperationStillRunning(
+                f"vfolder {trashed.vfolder_id} is deleted, but its files are still being purged",
+                vfolder_id=str(trashed.vfolder_id),
+            )
+        if purge.exception() is not None:
+            await self._runtime.scheduler.now(PURGE_TRASH, EVERY_VOLUME)
+            await self._wait_purged(driver, trashed.vfolder_id, ask_now=False)
 
     async def clone(
         self, source_volume: str, source_vfid: VFolderId, target_volume: str, target: VFolderId
@@ -267,6 +294,18 @@ async def _on_disk(driver: VolumeDriver, vfolder_id: uuid.UUID) -> bool:
         entry.vfolder_id == vfolder_id and not entry.holds_files
         for entry in await driver.list_trash()
     )
+
+
+# Purges left running when their request stopped waiting: referenced until done.
+_purges_running: set[asyncio.Task[None]] = set()
+
+
+def _purge_finished(purge: asyncio.Task[None]) -> None:
+    _purges_running.discard(purge)
+    if not purge.cancelled() and (error := purge.exception()) is not None:
+        log.warning(
+            "purging a deleted folder failed; the background purge takes it over: %s", error
+        )
 
 
 def _problem_detail(problem: str | None) -> str:

@@ -45,6 +45,14 @@ def _create_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # One connection: every transaction is BEGIN IMMEDIATE, so SQLite runs them one at a time
+    # anyway. With more connections, the waiting ones sit in SQLite's busy handler, which polls
+    # with sleeps of up to 100 ms (16 concurrent mkdirs: 26/s, requests over 2 s). Waiting for
+    # the single pooled connection is an asyncio queue instead: first come, first served,
+    # woken the moment the connection is back.
+    kwargs.setdefault("pool_size", 1)
+    kwargs.setdefault("max_overflow", 0)
+    kwargs.setdefault("pool_timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
     engine = create_async_engine(url, **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -29,6 +29,18 @@ log = get_logger(__name__)
 RESTORE_GRACE_SECONDS = 600.0
 
 
+async def purge_deleted(
+    driver: VolumeDriver, volume: str, entry: TrashEntry, metrics: Metrics
+) -> None:
+    """Removes the trashed directory of a vfolder whose deletion has committed."""
+    await driver.purge(entry)
+    metrics.trash_purged.labels(volume=volume).inc()
+    log.info(
+        "purged deleted vfolder",
+        extra={"vfolder_id": str(entry.vfolder_id), "volume": volume, "trash_entry": entry.name},
+    )
+
+
 class TrashPurger:
     """Run by the ``purge-trash`` task (``app.tasks.upkeep``), once per cluster per period."""
 
@@ -75,9 +87,7 @@ class TrashPurger:
         extra = {"vfolder_id": str(entry.vfolder_id), "volume": volume, "trash_entry": entry.name}
         try:
             if status == VFolderStatus.DELETED.value:
-                await driver.purge(entry)
-                self._metrics.trash_purged.labels(volume=volume).inc()
-                log.info("purged deleted vfolder", extra=extra)
+                await purge_deleted(driver, volume, entry, self._metrics)
                 return 1
             if status is None:
                 log.warning("trash entry without a metadata row left in place", extra=extra)

@@ -48,6 +48,7 @@ from app.vfolders.schemas import (
     VFolderView,
 )
 from app.volumes.registry import VolumeRegistry
+from drivers.base import TrashEntry
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 from drivers.types import VFolderOwner
 
@@ -234,15 +235,19 @@ class VFolderService:
             log.info("group mode changed", extra={"group_mode": row.group_mode, "audit": True})
         return _view(VFolder.model_validate(row), access)
 
-    async def delete(self, principal: Principal, vfolder_id: uuid.UUID) -> None:
+    async def delete(
+        self, principal: Principal, vfolder_id: uuid.UUID, *, purge_later: bool = True
+    ) -> TrashEntry | None:
         """Marks the vfolder deleted and moves its directory to the volume's trash in one
-        step; the purge of its files happens in the background. Deleting twice is a no-op."""
+        step; the purge of its files happens in the background, or (``purge_later`` False)
+        is the caller's to do once this transaction commits. Deleting twice is a no-op.
+        Returns the trashed directory, None when nothing was moved."""
         bind_log_fields(vfolder_id=vfolder_id, operation="delete")
         row, _access = await self._gate.authorize_locked(
             self._session, principal, vfolder_id, VFolderOperation.DELETE
         )
         if row.status == VFolderStatus.DELETED.value:
-            return
+            return None
         driver = self._volumes.get(row.volume)
         bind_log_fields(backend=driver.backend)
         row.status = VFolderStatus.DELETED.value
@@ -253,8 +258,9 @@ class VFolderService:
         await self._reader.guard_access_change(vfolder_id, self._after_commit)
         # The directory moves before the commit. Should the commit fail afterwards, the trash
         # purger finds a live row for the trashed directory and puts it back.
+        entry = None
         try:
-            await driver.move_to_trash(vfolder_id)
+            entry = await driver.move_to_trash(vfolder_id)
         except VFolderDirectoryMissing:
             log.warning("deleted vfolder had no directory on its volume")
         except BackendUnavailable as exc:
@@ -263,8 +269,10 @@ class VFolderService:
         async def wake_purger() -> None:
             await self._on_trashed()
 
-        self._after_commit(wake_purger)
+        if purge_later:
+            self._after_commit(wake_purger)
         log.info("vfolder deleted")
+        return entry
 
     async def mount_info(self, principal: Principal, vfolder_id: uuid.UUID) -> VFolderMount:
         target = await self._gate.target(principal, vfolder_id, VFolderOperation.MOUNT)
