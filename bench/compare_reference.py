@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,7 +279,7 @@ def main() -> None:
             parts = split(source, 64 * MIB)
         with hello_server(workdir) as (hello_url, hello_pid):
             run_wrk(hello_url, pid=hello_pid, seconds=1, connections=32, script=None)
-            for run in range(args.runs):
+            for _ in range(args.runs):
                 hello.append(
                     run_wrk(
                         hello_url, pid=hello_pid, seconds=args.seconds, connections=32, script=None
@@ -338,11 +338,9 @@ def report(
             rate = medians[name]
             per_op = rate.requests_per_second / workload.ops_per_request
             cpu = rate.cpu_ms_per_request * workload.ops_per_request
-            ratio = (
-                f"{per_op / (medians[reference].requests_per_second / workload.ops_per_request):6.2f}"
-                if reference
-                else ""
-            )
+            ratio = ""
+            if reference:
+                ratio = f"{rate.requests_per_second / medians[reference].requests_per_second:6.2f}"
             bound = "  client-bound" if rate.server_cores < 0.8 else ""
             extra = ""
             if workload.name.startswith("GET"):

@@ -4,6 +4,7 @@ server's memory figures."""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 
 KEY = "bench-service-key-0123456789abcdef0123456789"
-JWT_SECRET = "bench-jwt-secret-0123456789abcdef0123456789"
+JWT_SECRET = secrets.token_urlsafe(32)
 
 
 @dataclass
