@@ -1,7 +1,9 @@
 """Request bodies to staging files: the network fills one batch of chunks while a worker thread
 writes the previous one with one ``writev``, so receiving and writing overlap, nothing
 blocks the event loop, the chunks the server received are written without being copied again,
-and memory stays at a few batches per transfer whatever the size."""
+and memory stays at a few batches per transfer whatever the size. The batches of all the
+bodies being written at once share one budget, so that 64 concurrent uploads do not hold
+64 x 3 MiB: each batch shrinks as writers join (down to a floor that keeps writes large)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,17 @@ import anyio
 from drivers.base import Staged
 
 BATCH_BYTES = 1024 * 1024
+MIN_BATCH_BYTES = 128 * 1024
+# What the batches of every body being written may hold between them (three each at most).
+BATCHES_BUDGET_BYTES = 48 * 1024 * 1024
+
+_writers = 0  # bodies being written by this process now
+
+
+def batch_bytes(writers: int) -> int:
+    """The batch size of each of ``writers`` bodies written at once."""
+    share = BATCHES_BUDGET_BYTES // (3 * max(1, writers))
+    return max(MIN_BATCH_BYTES, min(BATCH_BYTES, share))
 
 
 async def write_body(
@@ -71,7 +84,7 @@ async def write_body(
                     hasher.update(chunk)
                 batch.append(chunk)
                 batched += len(chunk)
-                if batched >= BATCH_BYTES:
+                if batched >= batch_bytes(_writers):
                     if on_batch is not None:
                         await on_batch(written)
                     await batch_send.send(batch)
@@ -81,6 +94,8 @@ async def write_body(
                     await on_batch(written)
                 await batch_send.send(batch)
 
+    global _writers
+    _writers += 1
     try:
         async with anyio.create_task_group() as transfer:
             transfer.start_soon(write_all)
@@ -88,6 +103,8 @@ async def write_body(
     except BaseExceptionGroup as group:
         # One side failed (the body, or the disk); the other was cancelled.
         raise group.exceptions[0] from None
+    finally:
+        _writers -= 1
     if broken is not None:
         raise broken
     return written
