@@ -176,6 +176,10 @@ class VFolderFiles(Protocol):
 
     async def free_name(self, vfolder_id: UUID, path: RelativePath) -> RelativePath: ...
 
+    async def missing_entries(self, vfolder_id: UUID, path: RelativePath) -> int:
+        """How many of ``path`` and its parents do not exist (what a ``mkdir -p`` adds)."""
+        ...
+
     async def mkdir(
         self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool
     ) -> Usage: ...
@@ -415,8 +419,23 @@ CAPABILITY_PROTOCOLS: dict[str, tuple[str, type]] = {
 def capabilities_of(driver: object) -> list[str]:
     """The capability names a driver really has: those whose strategy is present and
     implements the capability's protocol."""
-    return sorted(
-        name
-        for name, (attribute, proto) in CAPABILITY_PROTOCOLS.items()
-        if isinstance(getattr(driver, attribute, None), proto)
-    )
+    strategies = [
+        getattr(driver, attribute, None) for attribute, _ in CAPABILITY_PROTOCOLS.values()
+    ]
+    # A protocol check walks the protocol's members on every call (15 % of a GET /volumes):
+    # the answer is remembered for each combination of strategy classes.
+    key = tuple(type(strategy) for strategy in strategies)
+    known = _CAPABILITIES_BY_STRATEGY_TYPES.get(key)
+    if known is None:
+        known = sorted(
+            name
+            for (name, (_, proto)), strategy in zip(
+                CAPABILITY_PROTOCOLS.items(), strategies, strict=True
+            )
+            if isinstance(strategy, proto)
+        )
+        _CAPABILITIES_BY_STRATEGY_TYPES[key] = known
+    return list(known)
+
+
+_CAPABILITIES_BY_STRATEGY_TYPES: dict[tuple[type, ...], list[str]] = {}

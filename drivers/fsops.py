@@ -794,6 +794,17 @@ class PosixFileOpsSync:
                 return candidate
         raise PathExists(f"{path} and its numbered alternatives all exist")
 
+    def missing_entries(self, vfolder_id: UUID, path: RelativePath) -> int:
+        missing = 0
+        for depth in range(len(path.parts), 0, -1):
+            try:
+                self.stat(vfolder_id, RelativePath(path.parts[:depth]))
+            except PathNotFound:
+                missing += 1
+                continue
+            break
+        return missing
+
     def mkdir(
         self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool
     ) -> Usage:
@@ -1120,6 +1131,9 @@ class PosixFileOps:
 
     async def free_name(self, vfolder_id: UUID, path: RelativePath) -> RelativePath:
         return await to_thread.run_sync(self.sync.free_name, vfolder_id, path)
+
+    async def missing_entries(self, vfolder_id: UUID, path: RelativePath) -> int:
+        return await to_thread.run_sync(self.sync.missing_entries, vfolder_id, path)
 
     async def mkdir(
         self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool

@@ -11,19 +11,6 @@ from drivers.paths import RelativePath
 from drivers.types import EntryType, Usage
 
 
-async def missing_entries(files: VFolderFiles, vfolder_id: uuid.UUID, rel: RelativePath) -> int:
-    """How many of ``rel`` and its parents do not exist yet (what a ``mkdir -p`` adds)."""
-    missing = 0
-    for depth in range(len(rel.parts), 0, -1):
-        try:
-            await files.stat(vfolder_id, RelativePath(rel.parts[:depth]))
-        except PathNotFound:
-            missing += 1
-            continue
-        break
-    return missing
-
-
 async def foreseen_store(
     files: VFolderFiles,
     vfolder_id: uuid.UUID,
@@ -38,7 +25,7 @@ async def foreseen_store(
     try:
         existing = await files.stat(vfolder_id, rel)
     except PathNotFound:
-        made = await missing_entries(files, vfolder_id, rel.parent) if parents else 0
+        made = await files.missing_entries(vfolder_id, rel.parent) if parents else 0
         return Usage(size, 1 + made)
     if replace and existing.type is EntryType.FILE:
         return Usage(size - existing.size, 0)

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from app.auth.principal import Principal
 from app.auth.transfer import TransferMinter, TransferOperation
 from app.content.body_writer import write_body
-from app.content.foresight import foreseen_store, missing_entries
+from app.content.foresight import foreseen_store
 from app.content.store import ContentStore
 from app.errors import (
     InsufficientStorage,
@@ -323,7 +323,7 @@ class FilesService:
         rel = parse_relative_path(path)
         files = target.driver.files
         async with self._quotas.change(vfolder_id) as change:
-            foreseen = Usage(0, await missing_entries(files, vfolder_id, rel))
+            foreseen = Usage(0, await files.missing_entries(vfolder_id, rel))
             await change.settle(foreseen)
             created = await files.mkdir(vfolder_id, rel, parents=parents, exist_ok=exist_ok)
             await change.correct(created - foreseen)

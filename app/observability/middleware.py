@@ -39,6 +39,9 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # The two metric children of each label set seen: ``labels()`` takes a lock and
+        # builds its key on every call. As bounded as the label sets themselves.
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,16 +91,24 @@ class RequestContextMiddleware:
     def _observe(self, scope: Scope, status_code: int, elapsed: float) -> None:
         state = scope.get("state", {})
         endpoint, domain, operation = _route_labels(scope)
-        labels = {
-            "method": scope["method"],
-            "endpoint": endpoint,
-            "domain": domain,
-            "operation": operation,
-            "error_detail": state.get("problem_type", ""),
-            "status_code": str(status_code),
-        }
-        self.metrics.request_count.labels(**labels).inc()
-        self.metrics.request_duration.labels(**labels).observe(elapsed)
+        key = (
+            scope["method"],
+            endpoint,
+            domain,
+            operation,
+            state.get("problem_type", ""),
+            str(status_code),
+        )
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.metrics.request_count.labels(*key),
+                self.metrics.request_duration.labels(*key),
+            )
+            self._children[key] = children
+        count, duration = children
+        count.inc()
+        duration.observe(elapsed)
         log.info(
             "%s %s %s",
             scope["method"],
