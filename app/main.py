@@ -19,6 +19,7 @@ from app.backendai.client_router import router as backendai_client_router
 from app.backendai.listeners import ListenerDispatch
 from app.cache import build_cache
 from app.config import Settings
+from app.core.fastapi_options import without_native_telemetry
 from app.core.runtime import Runtime
 from app.core.services import tus_service
 from app.cors import ProblemCORSMiddleware
@@ -208,6 +209,7 @@ def create_app(settings: Settings | None = None, *, setup_logging: bool = False)
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        **without_native_telemetry(),
     )
     app.state.manager_app = manager_app
     install_problem_handlers(app)

@@ -12,6 +12,7 @@ from app.backendai.folder_router import router as folder_router
 from app.backendai.quota_router import router as quota_router
 from app.backendai.status_router import router as status_router
 from app.backendai.volume_router import router as volume_router
+from app.core.fastapi_options import without_native_telemetry
 from app.observability.body_limit import BodySizeLimitMiddleware
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestContextMiddleware
@@ -25,6 +26,7 @@ def create_manager_app(metrics: Metrics) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        **without_native_telemetry(),
     )
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware)

@@ -322,8 +322,11 @@ class FilesService:
         target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         rel = parse_relative_path(path)
         files = target.driver.files
+        # Foreseen before the row lock, so that the lock is held for one file operation
+        # only: a concurrent mkdir of the same path makes it an overestimate, which can only
+        # refuse at the very edge of a limit, and which ``correct`` takes back.
+        foreseen = Usage(0, await files.missing_entries(vfolder_id, rel))
         async with self._quotas.change(vfolder_id) as change:
-            foreseen = Usage(0, await files.missing_entries(vfolder_id, rel))
             await change.settle(foreseen)
             created = await files.mkdir(vfolder_id, rel, parents=parents, exist_ok=exist_ok)
             await change.correct(created - foreseen)

@@ -320,7 +320,14 @@ class QuotaLedger:
     async def _check_room(
         self, quotas: QuotaRepository, vfolder: VFolderRow, growth: Growth
     ) -> None:
-        limits = await quotas.limits_for_update(scopes_of(vfolder))
+        limits = [
+            (scope, limit)
+            for scope, limit in await quotas.limits_for_update(scopes_of(vfolder))
+            # Only a limit on a measure that grows can refuse (or move its threshold): the
+            # others need no usage figures, the costliest statement of a write.
+            if (growth.bytes and limit.limit_bytes is not None)
+            or (growth.files and limit.limit_files is not None)
+        ]
         if not limits:
             return
         usages = await quotas.usages([scope for scope, _ in limits])
