@@ -10,7 +10,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.backendai.auth import MANAGER_AUTH_HEADER, manager_principal
 from app.backendai.client_tokens import ClientTokens
 from app.backendai.files import BackendAIFiles
 from app.backendai.folders import BackendAIFolders
@@ -34,9 +33,13 @@ from app.vfolders.usage import UsageReader
 from app.volumes.service import VolumeService
 
 
-async def get_runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -179,33 +182,26 @@ HealthServiceDep = Annotated[HealthService, Depends(get_health_service)]
 
 
 # -- the Backend.AI layer ---------------------------------------------------------------------
+# The Manager's calls are the cheapest and most frequent: each service comes straight from the
+# request rather than through ``RuntimeDep``, one dependency to solve instead of two.
 
 
-async def get_manager(request: Request, runtime: RuntimeDep) -> Principal:
-    """The Manager, if the request carries its shared secret (else 403)."""
-    return manager_principal(
-        request.headers.get(MANAGER_AUTH_HEADER), runtime.settings.manager_api_secret
-    )
-
-
-ManagerDep = Annotated[Principal, Depends(get_manager)]
-
-
-async def get_backendai_volumes(runtime: RuntimeDep) -> BackendAIVolumes:
-    return BackendAIVolumes(runtime.volumes)
+async def get_backendai_volumes(request: Request) -> BackendAIVolumes:
+    return BackendAIVolumes(runtime_of(request).volumes)
 
 
 BackendAIVolumesDep = Annotated[BackendAIVolumes, Depends(get_backendai_volumes)]
 
 
-async def get_backendai_folders(runtime: RuntimeDep) -> BackendAIFolders:
-    return BackendAIFolders(runtime)
+async def get_backendai_folders(request: Request) -> BackendAIFolders:
+    return BackendAIFolders(runtime_of(request))
 
 
 BackendAIFoldersDep = Annotated[BackendAIFolders, Depends(get_backendai_folders)]
 
 
-async def get_backendai_files(runtime: RuntimeDep) -> BackendAIFiles:
+async def get_backendai_files(request: Request) -> BackendAIFiles:
+    runtime = runtime_of(request)
     return BackendAIFiles(
         sessions=runtime.sessions,
         reader=runtime.vfolder_reader,

@@ -36,7 +36,7 @@ wrk.body = string.rep("x", {size})
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format(nil, "{prefix}/" .. n .. ".bin")
+  return wrk.format(nil, "{prefix}-" .. n .. ".bin")
 end
 """
 
@@ -70,7 +70,7 @@ def bare_files_per_second(directory: Path, threads: int, size: int, seconds: flo
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.rename(staging, directory / f"bare-{index}-{done[index]}.bin")
+            os.rename(staging, directory / f"bare-{index}-{done[index]}.bin")  # noqa: PTH104
             dir_fd = os.open(directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)

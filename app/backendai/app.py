@@ -9,6 +9,7 @@ from app import __version__
 from app.backendai.error_bodies import ManagerErrorBodies
 from app.backendai.file_router import router as file_router
 from app.backendai.folder_router import router as folder_router
+from app.backendai.manager_auth import ManagerAuthMiddleware
 from app.backendai.quota_router import router as quota_router
 from app.backendai.status_router import router as status_router
 from app.backendai.volume_router import router as volume_router
@@ -29,6 +30,7 @@ def create_manager_app(metrics: Metrics) -> FastAPI:
         **without_native_telemetry(),
     )
     install_problem_handlers(app)
+    app.add_middleware(ManagerAuthMiddleware)
     app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Outermost: it also rewrites the last-resort 500 the request context renders.

@@ -10,7 +10,7 @@ from pydantic import Field
 from starlette.responses import StreamingResponse
 
 from app.backendai.schemas import FolderRequest
-from app.deps import BackendAIFilesDep, ManagerDep
+from app.deps import BackendAIFilesDep
 from app.files.download import FileStream
 from app.files.http_conditions import ByteRange
 from app.problems import problem_response
@@ -58,9 +58,7 @@ def _about(request: Request, *paths: str) -> None:
 
 
 @router.post("/mkdir", operation_id="bai_file_mkdir", status_code=status.HTTP_204_NO_CONTENT)
-async def mkdir(
-    _manager: ManagerDep, service: BackendAIFilesDep, body: FileMkdirRequest, request: Request
-) -> Response:
+async def mkdir(service: BackendAIFilesDep, body: FileMkdirRequest, request: Request) -> Response:
     _about(request, body.relpath)
     await service.mkdir(
         body.volume, body.vfid, body.relpath, parents=body.parents, exist_ok=body.exist_ok
@@ -70,7 +68,7 @@ async def mkdir(
 
 @router.post("/list", operation_id="bai_file_list")
 async def list_files(
-    _manager: ManagerDep, service: BackendAIFilesDep, body: FileRequest, request: Request
+    service: BackendAIFilesDep, body: FileRequest, request: Request
 ) -> StreamingResponse:
     _about(request, body.relpath)
     chunks = await service.list_dir(body.volume, body.vfid, body.relpath)
@@ -78,18 +76,14 @@ async def list_files(
 
 
 @router.post("/rename", operation_id="bai_file_rename", status_code=status.HTTP_204_NO_CONTENT)
-async def rename(
-    _manager: ManagerDep, service: BackendAIFilesDep, body: FileRenameRequest, request: Request
-) -> Response:
+async def rename(service: BackendAIFilesDep, body: FileRenameRequest, request: Request) -> Response:
     _about(request, body.relpath)
     await service.rename(body.volume, body.vfid, body.relpath, body.new_name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/move", operation_id="bai_file_move", status_code=status.HTTP_204_NO_CONTENT)
-async def move(
-    _manager: ManagerDep, service: BackendAIFilesDep, body: FileMoveRequest, request: Request
-) -> Response:
+async def move(service: BackendAIFilesDep, body: FileMoveRequest, request: Request) -> Response:
     _about(request, body.src_relpath, body.dst_relpath)
     await service.move(body.volume, body.vfid, body.src_relpath, body.dst_relpath)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -97,7 +91,7 @@ async def move(
 
 @router.post("/delete", operation_id="bai_file_delete", response_model=None)
 async def delete(
-    _manager: ManagerDep, service: BackendAIFilesDep, body: FileDeleteRequest, request: Request
+    service: BackendAIFilesDep, body: FileDeleteRequest, request: Request
 ) -> dict[str, str] | Response:
     failed = await service.delete(body.volume, body.vfid, body.relpaths, recursive=body.recursive)
     if failed is None:
@@ -115,9 +109,7 @@ async def delete(
 
 
 @router.post("/fetch", operation_id="bai_file_fetch", response_class=Response)
-async def fetch(
-    _manager: ManagerDep, service: BackendAIFilesDep, body: FileRequest, request: Request
-) -> Response:
+async def fetch(service: BackendAIFilesDep, body: FileRequest, request: Request) -> Response:
     _about(request, body.relpath)
     handle = await service.fetch(body.volume, body.vfid, body.relpath)
     size = handle.version.size
@@ -132,7 +124,7 @@ async def fetch(
 
 @router.post("/upload", operation_id="bai_file_upload")
 async def upload(
-    _manager: ManagerDep, service: BackendAIFilesDep, body: FileUploadRequest, request: Request
+    service: BackendAIFilesDep, body: FileUploadRequest, request: Request
 ) -> dict[str, str]:
     _about(request, body.relpath)
     return {"token": await service.upload_token(body.volume, body.vfid, body.relpath, body.size)}
@@ -140,7 +132,7 @@ async def upload(
 
 @router.post("/download", operation_id="bai_file_download")
 async def download(
-    _manager: ManagerDep, service: BackendAIFilesDep, body: FileDownloadRequest, request: Request
+    service: BackendAIFilesDep, body: FileDownloadRequest, request: Request
 ) -> dict[str, str]:
     _about(request, body.relpath)
     token = await service.download_token(

@@ -12,25 +12,21 @@ from app.backendai.schemas import (
     QuotaScopeUpdateRequest,
     VolumeQuotaUpdateRequest,
 )
-from app.deps import BackendAIFoldersDep, ManagerDep
+from app.deps import BackendAIFoldersDep
 from app.errors import InvalidRequest
 
 router = APIRouter(tags=["backendai"])
 
 
 @router.get("/quota-scope", operation_id="bai_quota_scope_get")
-async def get_scope(
-    _manager: ManagerDep, folders: BackendAIFoldersDep, body: QuotaScopeRequest
-) -> dict[str, int | None]:
+async def get_scope(folders: BackendAIFoldersDep, body: QuotaScopeRequest) -> dict[str, int | None]:
     return await folders.scope_usage(body.volume, QuotaScopeId.parse(body.qsid))
 
 
 @router.patch(
     "/quota-scope", operation_id="bai_quota_scope_update", status_code=204, response_class=Response
 )
-async def update_scope(
-    _manager: ManagerDep, folders: BackendAIFoldersDep, body: QuotaScopeUpdateRequest
-) -> Response:
+async def update_scope(folders: BackendAIFoldersDep, body: QuotaScopeUpdateRequest) -> Response:
     if body.options is None or body.options.limit_bytes is None:
         raise InvalidRequest("options.limit_bytes is required")
     await folders.set_scope_limit(
@@ -45,17 +41,13 @@ async def update_scope(
     status_code=204,
     response_class=Response,
 )
-async def unset_scope(
-    _manager: ManagerDep, folders: BackendAIFoldersDep, body: QuotaScopeRequest
-) -> Response:
+async def unset_scope(folders: BackendAIFoldersDep, body: QuotaScopeRequest) -> Response:
     await folders.set_scope_limit(body.volume, QuotaScopeId.parse(body.qsid), None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/volume/quota", operation_id="bai_volume_quota_get")
-async def get_vfolder_quota(
-    _manager: ManagerDep, folders: BackendAIFoldersDep, body: FolderRequest
-) -> int | None:
+async def get_vfolder_quota(folders: BackendAIFoldersDep, body: FolderRequest) -> int | None:
     """The vfolder's byte limit as a bare JSON number (null: none), as 22.09 proxies
     answered (``json_response(volume.get_quota(vfid))``)."""
     return await folders.vfolder_limit(body.volume, VFolderId.parse(body.vfid))
@@ -68,7 +60,7 @@ async def get_vfolder_quota(
     response_class=Response,
 )
 async def update_vfolder_quota(
-    _manager: ManagerDep, folders: BackendAIFoldersDep, body: VolumeQuotaUpdateRequest
+    folders: BackendAIFoldersDep, body: VolumeQuotaUpdateRequest
 ) -> Response:
     await folders.set_vfolder_limit(body.volume, VFolderId.parse(body.vfid), body.size_bytes)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

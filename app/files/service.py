@@ -60,6 +60,10 @@ LISTING_BATCH = 1000
 MAX_CURSOR_DEPTH = MAX_PATH_BYTES // 2
 
 
+# A body of a known length up to this is not reserved for before it is staged.
+UNRESERVED_WRITE_BYTES = 1024 * 1024
+
+
 class FilesService:
     def __init__(
         self,
@@ -279,20 +283,27 @@ class FilesService:
             raise NotADirectory("the vfolder root is a directory, not a file")
         holder = write_holder()
         cover = ReservationCover(self._quotas, vfolder_id, holder)
+        reserving = True
         if content_length is not None:
-            # Known up front: reserved at once (only the growth over a file it replaces), so
-            # concurrent writers are refused before any byte is written, not half-way.
-            foreseen = await foreseen_store(
-                files, vfolder_id, rel, content_length, replace=replace, parents=parents
-            )
-            await self._quotas.reserve(
-                vfolder_id,
-                holder=holder,
-                bytes=foreseen.bytes,
-                files=foreseen.entries,
-                fresh=True,
-            )
             cover.covered = content_length
+            if content_length <= UNRESERVED_WRITE_BYTES:
+                # Checked at its commit only, which weighs its whole growth under the
+                # vfolder's lock: staging it costs less than a reservation's transaction,
+                # and nothing of a refused one remains.
+                reserving = False
+            else:
+                # Known up front: reserved at once (only the growth over a file it replaces),
+                # so concurrent writers are refused before any byte is written, not half-way.
+                foreseen = await foreseen_store(
+                    files, vfolder_id, rel, content_length, replace=replace, parents=parents
+                )
+                await self._quotas.reserve(
+                    vfolder_id,
+                    holder=holder,
+                    bytes=foreseen.bytes,
+                    files=foreseen.entries,
+                    fresh=True,
+                )
 
         async def fill(staged: Staged) -> None:
             await write_body(staged, body, on_batch=cover)
@@ -305,7 +316,7 @@ class FilesService:
             replace=replace,
             parents=parents,
             if_match=if_match,
-            holder=holder,
+            holder=holder if reserving else None,
         )
         log.info("file stored", extra={"path": str(rel), "size": committed.added.bytes})
         return committed

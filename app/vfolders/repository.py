@@ -56,6 +56,9 @@ _ADD_USAGE = (
         used_bytes=VFolderRow.used_bytes + bindparam("bytes_delta"),
         file_count=VFolderRow.file_count + bindparam("count_delta"),
     )
+    # The ORM would otherwise evaluate the WHERE clause against every object in the session
+    # to update them too (10 % of a small PUT); the rows it loaded are not read after this.
+    .execution_options(synchronize_session=False)
 )
 
 
