@@ -567,6 +567,17 @@ class PosixFileOpsSync:
         staged.try_lock()
         return staged
 
+    def stage(self, vfolder_id: UUID, chunks: list[bytes]) -> StagedFile:
+        """A new staging file holding ``chunks``, synced."""
+        staged = self.create_staged(vfolder_id)
+        try:
+            staged.write_chunks(chunks)
+            staged.sync()
+        except BaseException:
+            staged.discard()
+            raise
+        return staged
+
     def staging_candidates(self, *, older_than: float) -> list[str]:
         """The keys of upload staging files (PUT, form, tus) last written before
         ``older_than`` (a ``time.time()``): what a staging sweep may look at. A key is the
@@ -1062,6 +1073,9 @@ class PosixFileOps:
         """A new staged file for an upload to ``vfolder_id``, where the driver's staging
         placement puts it: the final rename stays inside the vfolder's quota boundary."""
         return PosixStaged(await to_thread.run_sync(self.sync.create_staged, vfolder_id))
+
+    async def stage(self, vfolder_id: UUID, chunks: list[bytes]) -> PosixStaged:
+        return PosixStaged(await to_thread.run_sync(self.sync.stage, vfolder_id, chunks))
 
     async def open_staged(self, vfolder_id: UUID, name: str, *, create: bool) -> PosixStaged:
         return PosixStaged(

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 
+from app.errors import InvalidRequest
 from drivers.base import Staged
 
 BATCH_BYTES = 1024 * 1024
@@ -108,3 +109,16 @@ async def write_body(
     if broken is not None:
         raise broken
     return written
+
+
+async def received_whole(body: AsyncIterator[bytes], *, limit: int) -> list[bytes]:
+    """The chunks of a small body, all of them; one longer than ``limit`` (its declared
+    length) is refused."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in body:
+        size += len(chunk)
+        if size > limit:
+            raise InvalidRequest(f"the body is longer than its declared {limit} bytes")
+        chunks.append(chunk)
+    return chunks

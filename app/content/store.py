@@ -64,24 +64,28 @@ class ContentStore:
         files: VFolderFiles,
         vfolder_id: uuid.UUID,
         rel: RelativePath,
-        fill: Callable[[Staged], Awaitable[object]],
+        content: Callable[[Staged], Awaitable[object]] | list[bytes],
         *,
         replace: bool,
         parents: bool,
         if_match: FileVersion | None = None,
         holder: str | None = None,
     ) -> Committed:
-        """A new staged file, filled by ``fill``, synced, then committed. On any failure (the
-        client going away included) the staged file is removed and ``holder``'s reservation
-        released: nothing of a failed write remains."""
+        """A new staged file, filled by ``content`` (or holding it: a small body received
+        whole), synced, then committed. On any failure (the client going away included) the
+        staged file is removed and ``holder``'s reservation released: nothing of a failed
+        write remains."""
         staged: Staged | None = None
         committed: Committed | None = None
         try:
-            staged = await files.create_staged(vfolder_id)
-            await fill(staged)
             # On disk before the vfolder's row lock is taken: writers to one vfolder then
             # queue behind each other's rename, not behind each other's fsync.
-            await staged.sync()
+            if isinstance(content, list):
+                staged = await files.stage(vfolder_id, content)
+            else:
+                staged = await files.create_staged(vfolder_id)
+                await content(staged)
+                await staged.sync()
             committed = await self.commit(
                 files,
                 vfolder_id,

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from app.auth.principal import Principal
 from app.auth.transfer import TransferMinter, TransferOperation
-from app.content.body_writer import write_body
+from app.content.body_writer import BATCH_BYTES, received_whole, write_body
 from app.content.foresight import foreseen_store
 from app.content.store import ContentStore
 from app.errors import (
@@ -42,7 +42,7 @@ from app.pagination import CursorSealer, Listing, principal_key, refused_cursor
 from app.permissions.access import AccessGate, Target
 from app.permissions.policy import NEEDED_MODE, VFolderOperation
 from app.quotas.ledger import QuotaLedger, ReservationCover, write_holder
-from drivers.base import Readable, Staged
+from drivers.base import Readable, Staged, VFolderFiles
 from drivers.errors import DriverError, NotADirectory, PathExists, UnsafePath
 from drivers.paths import (
     MAX_PATH_BYTES,
@@ -60,8 +60,9 @@ LISTING_BATCH = 1000
 MAX_CURSOR_DEPTH = MAX_PATH_BYTES // 2
 
 
-# A body of a known length up to this is not reserved for before it is staged.
-UNRESERVED_WRITE_BYTES = 1024 * 1024
+# A body of a known length up to this (one write batch) is received whole and is not reserved
+# for before it is staged.
+UNRESERVED_WRITE_BYTES = BATCH_BYTES
 
 
 class FilesService:
@@ -281,34 +282,67 @@ class FilesService:
         vfolder_id = target.vfolder.id
         if rel.is_root:
             raise NotADirectory("the vfolder root is a directory, not a file")
+        if content_length is not None and content_length <= UNRESERVED_WRITE_BYTES:
+            # At most one write batch: received whole, then staged and synced in one step,
+            # and checked at its commit only, which weighs its whole growth under the
+            # vfolder's lock. No reservation's transaction first; nothing of a refused one
+            # remains.
+            committed = await self._content.store(
+                files,
+                vfolder_id,
+                rel,
+                await received_whole(body, limit=content_length),
+                replace=replace,
+                parents=parents,
+                if_match=if_match,
+            )
+        else:
+            committed = await self._store_streamed(
+                files,
+                vfolder_id,
+                rel,
+                body,
+                replace=replace,
+                if_match=if_match,
+                parents=parents,
+                content_length=content_length,
+            )
+        log.info("file stored", extra={"path": str(rel), "size": committed.added.bytes})
+        return committed
+
+    async def _store_streamed(
+        self,
+        files: VFolderFiles,
+        vfolder_id: uuid.UUID,
+        rel: RelativePath,
+        body: AsyncIterator[bytes],
+        *,
+        replace: bool,
+        if_match: FileVersion | None,
+        parents: bool,
+        content_length: int | None,
+    ) -> Committed:
         holder = write_holder()
         cover = ReservationCover(self._quotas, vfolder_id, holder)
-        reserving = True
         if content_length is not None:
+            # Known up front: reserved at once (only the growth over a file it replaces), so
+            # concurrent writers are refused before any byte is written, not half-way.
+            foreseen = await foreseen_store(
+                files, vfolder_id, rel, content_length, replace=replace, parents=parents
+            )
+            await self._quotas.reserve(
+                vfolder_id,
+                holder=holder,
+                bytes=foreseen.bytes,
+                files=foreseen.entries,
+                fresh=True,
+            )
             cover.covered = content_length
-            if content_length <= UNRESERVED_WRITE_BYTES:
-                # Checked at its commit only, which weighs its whole growth under the
-                # vfolder's lock: staging it costs less than a reservation's transaction,
-                # and nothing of a refused one remains.
-                reserving = False
-            else:
-                # Known up front: reserved at once (only the growth over a file it replaces),
-                # so concurrent writers are refused before any byte is written, not half-way.
-                foreseen = await foreseen_store(
-                    files, vfolder_id, rel, content_length, replace=replace, parents=parents
-                )
-                await self._quotas.reserve(
-                    vfolder_id,
-                    holder=holder,
-                    bytes=foreseen.bytes,
-                    files=foreseen.entries,
-                    fresh=True,
-                )
 
         async def fill(staged: Staged) -> None:
             await write_body(staged, body, on_batch=cover)
 
-        committed = await self._content.store(
+        return await self._content.store(
             files,
             vfolder_id,
             rel,
@@ -316,10 +350,8 @@ class FilesService:
             replace=replace,
             parents=parents,
             if_match=if_match,
-            holder=holder if reserving else None,
+            holder=holder,
         )
-        log.info("file stored", extra={"path": str(rel), "size": committed.added.bytes})
-        return committed
 
     async def mkdir(
         self,
