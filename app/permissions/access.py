@@ -83,7 +83,8 @@ class AccessGate:
         row = await VFolderRepository(session).get_for_update(vfolder_id)
         if row is None:
             raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
-        rules = await load_rules(session, vfolder_id)
+        # The row is loaded already: only its grants are read.
+        rules = await load_rules(session, vfolder_id, vfolder=VFolder.model_validate(row))
         access = authorize(principal, vfolder_id=vfolder_id, rules=rules, operation=operation)
         return row, access
 

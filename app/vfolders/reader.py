@@ -108,9 +108,14 @@ class VFolderReader:
 
 
 async def load_rules(
-    session: AsyncSession, vfolder_id: uuid.UUID, *, vfolder: VFolder | None = None
+    session: AsyncSession,
+    vfolder_id: uuid.UUID,
+    *,
+    vfolder: VFolder | None = None,
+    created_now: bool = False,
 ) -> AccessRules:
-    """Straight from the database (the write paths use this, under their row lock)."""
+    """Straight from the database (the write paths use this, under their row lock).
+    ``created_now``: the vfolder was created in this transaction, so it has no grants yet."""
     if vfolder is None:
         row = await VFolderRepository(session).get(vfolder_id)
         if row is None:
@@ -120,7 +125,7 @@ async def load_rules(
     else:
         owner = Owner(type=vfolder.owner_type.value, id=vfolder.owner_id)
         group_mode = vfolder.group_mode
-    grants = await GrantRepository(session).for_vfolder(vfolder_id)
+    grants = [] if created_now else await GrantRepository(session).for_vfolder(vfolder_id)
     return AccessRules(
         owner=owner,
         group_mode=group_mode,

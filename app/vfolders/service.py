@@ -124,7 +124,7 @@ class VFolderService:
         except BackendUnavailable as exc:
             raise StorageUnavailable(str(exc), volume=data.volume) from exc
         log.info("vfolder created", extra={"vfolder_name": data.name, "volume": data.volume})
-        return await self._as_seen_by(principal, row), True
+        return await as_seen_by(self._session, principal, row, created_now=True), True
 
     async def _replay(
         self, principal: Principal, existing: VFolderRow, data: VFolderCreate, owner: Owner
@@ -327,13 +327,17 @@ def _resume_point(position: dict[str, object]) -> tuple[str, uuid.UUID]:
         raise refused_cursor("a resume point that is not a name and an id") from None
 
 
-async def as_seen_by(session: AsyncSession, principal: Principal, row: VFolderRow) -> VFolderView:
+async def as_seen_by(
+    session: AsyncSession, principal: Principal, row: VFolderRow, *, created_now: bool = False
+) -> VFolderView:
     """The vfolder with the caller's real mode (a group's member gets the group mode, a
     service key acting for a user that user's mode), as a later GET would answer."""
-    access = access_of(principal, await load_rules(session, row.id))
+    vfolder = VFolder.model_validate(row)
+    rules = await load_rules(session, row.id, vfolder=vfolder, created_now=created_now)
+    access = access_of(principal, rules)
     if access.mode is None:
         raise VFolderNotFound(f"vfolder {row.id} not found", vfolder_id=str(row.id))
-    return _view(VFolder.model_validate(row), access)
+    return _view(vfolder, access)
 
 
 def _view(vfolder: VFolder, access: Access) -> VFolderView:
