@@ -2,12 +2,12 @@
 over the protocol both speak: the Manager-facing API (``/folder/...``, ``/volumes``) and the
 client-facing ``/upload`` (tus) and ``/download``.
 
-    ../shared/reference/backendai-23.09/start.sh      # the reference, on loopback
     .venv/bin/python bench/compare_reference.py [--runs 3] [--seconds 5] [--transfer-mib 512]
         [--ours sqlite,postgresql] [--no-reference]
 
 Ours runs on the embedded SQLite and on PostgreSQL + Redis (each a fresh database), both
-started here; the reference is the one ``start.sh`` runs (one worker, WARNING logs). Every
+started here; the reference must already run on loopback (Manager API on 16022, client API on
+16021, its pid file under ``REF_DIR``; one worker, WARNING logs). Every
 server is up for the whole run and the order turns each run, so that no server always goes
 first on a cold page cache.
 
