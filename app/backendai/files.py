@@ -107,7 +107,7 @@ class BackendAIFiles:
         self, volume: str, vfid: str, relpath: str, *, parents: bool, exist_ok: bool
     ) -> None:
         vfolder = await self.folder(volume, vfid)
-        await self._files.mkdir(
+        await self._files.make_directory(
             MANAGER_PRINCIPAL, vfolder.id, relpath, parents=parents, exist_ok=exist_ok
         )
 
