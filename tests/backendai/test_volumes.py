@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from types import SimpleNamespace
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
+from app.backendai.app import create_manager_app
 from app.backendai.volumes import backend_name
+from app.observability.metrics import Metrics
 from tests.backendai.conftest import AUTH_HEADER, Target
 
 
@@ -46,6 +51,31 @@ def test_calls_without_the_secret_are_refused(target: Target, secret: str | None
     headers = {} if secret is None else {AUTH_HEADER: secret}
     reply = httpx.get(target.manager_url + "/volumes", headers=headers)
     assert reply.status_code == 403
+
+
+@pytest.mark.ours_only("walks the routes of our Manager-facing app")
+def test_every_call_but_the_status_ones_needs_the_secret(target: Target) -> None:
+    """One middleware guards the whole Manager-facing app, so a call added later is covered
+    too; a path that is no call stays a 404."""
+    wrong = {AUTH_HEADER: "wrong-secret"}
+    routes = list(_api_routes(create_manager_app(Metrics()).routes))
+    assert len(routes) > 20
+    for route in routes:
+        for method in route.methods or ():
+            reply = httpx.request(method, target.manager_url + route.path, headers=wrong)
+            expected = 200 if route.path in ("/", "/status") else 403
+            assert reply.status_code == expected, (method, route.path, reply.text)
+    assert httpx.get(target.manager_url + "/no/such/call", headers=wrong).status_code == 404
+
+
+def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """The app's routes, those of included routers too (recent FastAPI keeps them apart)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        else:
+            included = getattr(getattr(route, "original_router", None), "routes", [])
+            yield from _api_routes(included)
 
 
 @pytest.mark.ours_better("the reference answers 403 text/plain: the Manager shows a bare status")
