@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -50,13 +51,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from backendai_transfer import (
     AUTH_HEADER,
+    Figure,
     Proxy,
     backendai_download,
     backendai_upload,
     reference_proxy,
 )
 from live_server import free_port, live_server
-from request_rate import Rate, hello_server, run_wrk
+from request_rate import Rate, hello_server, median_rate, run_wrk
 from tus_upload import MIB, dd_mib_s, split
 from vfolder_ops import database, postgres_problem
 
@@ -103,19 +105,6 @@ class Workload:
 
     def add(self, target: str, rate: Rate) -> None:
         self.figures.setdefault(target, []).append(rate)
-
-
-@dataclass
-class Transfer:
-    """MiB/s and server CPU seconds per GiB, per target."""
-
-    name: str
-    mib_s: dict[str, list[float]] = field(default_factory=dict)
-    cpu_s_per_gib: dict[str, list[float]] = field(default_factory=dict)
-
-    def add(self, target: str, mib: float, elapsed: float, cpu: float) -> None:
-        self.mib_s.setdefault(target, []).append(mib / elapsed)
-        self.cpu_s_per_gib.setdefault(target, []).append(cpu / (mib / 1024))
 
 
 def lua_script(workdir: Path, name: str, body: str, proxy: Proxy, **values: str) -> Path:
@@ -179,17 +168,16 @@ def list_seconds(proxy: Proxy) -> tuple[float, int, float]:
     return elapsed, len(reply.json()["items"]), proxy.cpu_seconds() - cpu
 
 
-def transfer(
-    proxy: Proxy, parts: list[Path], size_mib: int, run: int, upload: Transfer, download: Transfer
-) -> None:
+# Per transfer (upload, download): each target's figures.
+Transfers = dict[str, dict[str, Figure]]
+
+
+def transfer(proxy: Proxy, parts: list[Path], size_mib: int, run: int, figures: Transfers) -> None:
     name = f"transfer-{run}.bin"
-    os.sync()
-    cpu, began = proxy.cpu_seconds(), time.perf_counter()
-    backendai_upload(proxy, parts, name)
-    upload.add(proxy.name, size_mib, time.perf_counter() - began, proxy.cpu_seconds() - cpu)
-    cpu, began = proxy.cpu_seconds(), time.perf_counter()
-    backendai_download(proxy, name)
-    download.add(proxy.name, size_mib, time.perf_counter() - began, proxy.cpu_seconds() - cpu)
+    upload = figures["upload"].setdefault(proxy.name, Figure([], []))
+    upload.add(proxy, size_mib, partial(backendai_upload, proxy, parts, name))
+    download = figures["download"].setdefault(proxy.name, Figure([], []))
+    download.add(proxy, size_mib, partial(backendai_download, proxy, name))
     (folder_path(proxy) / name).unlink()
 
 
@@ -254,8 +242,7 @@ def main() -> None:
         "volumes": Workload("GET /volumes, 32 connections", "req/s", 1),
     }
     hello: list[Rate] = []
-    upload = Transfer(f"upload {args.transfer_mib} MiB, 64 MiB PATCHes")
-    download = Transfer(f"download {args.transfer_mib} MiB")
+    transfers: Transfers = {"upload": {}, "download": {}}
     listing: dict[str, list[tuple[float, int, float]]] = {}
     dd: list[float] = []
     with (
@@ -291,7 +278,7 @@ def main() -> None:
                 request_workloads(proxy, workdir, args.seconds, run, workloads)
                 listing.setdefault(proxy.name, []).append(list_seconds(proxy))
                 if parts:
-                    transfer(proxy, parts, args.transfer_mib, run, upload, download)
+                    transfer(proxy, parts, args.transfer_mib, run, transfers)
             if parts:
                 os.sync()
                 dd.append(
@@ -300,15 +287,7 @@ def main() -> None:
                     )
                 )
             print(f"run {run + 1} of {args.runs} done", flush=True)
-        report(args, [p.name for p in proxies], workloads, hello, upload, download, listing, dd)
-
-
-def _median_rate(rates: list[Rate]) -> Rate:
-    return Rate(
-        statistics.median(r.requests_per_second for r in rates),
-        statistics.median(r.cpu_ms_per_request for r in rates),
-        statistics.median(r.server_cores for r in rates),
-    )
+        report(args, [p.name for p in proxies], workloads, hello, transfers, listing, dd)
 
 
 def report(
@@ -316,13 +295,12 @@ def report(
     names: list[str],
     workloads: dict[str, Workload],
     hello: list[Rate],
-    upload: Transfer,
-    download: Transfer,
+    transfers: Transfers,
     listing: dict[str, list[tuple[float, int, float]]],
     dd: list[float],
 ) -> None:
     reference = next((n for n in names if n.startswith("reference")), None)
-    hello_rate = _median_rate(hello)
+    hello_rate = median_rate(hello)
     print(f"\n== medians of {args.runs} runs, wrk {args.seconds} s per workload")
     print(
         f"{'workload':38s} {'server':28s} {'rate':>14s} {'÷ ref':>6s} {'CPU/op':>10s} {'cores':>6s}"
@@ -333,7 +311,7 @@ def report(
         f"{hello_rate.cpu_ms_per_request:7.3f} ms {hello_rate.server_cores:6.2f}"
     )
     for workload in workloads.values():
-        medians = {n: _median_rate(r) for n, r in workload.figures.items()}
+        medians = {n: median_rate(r) for n, r in workload.figures.items()}
         for name in names:
             rate = medians[name]
             per_op = rate.requests_per_second / workload.ops_per_request
@@ -360,14 +338,19 @@ def report(
         )
     if dd:
         print(f"{'dd conv=fsync (baseline)':38s} {'':28s} {statistics.median(dd):>8,.0f} MiB/s")
-        for figure in (upload, download):
-            ref = statistics.median(figure.mib_s[reference]) if reference else None
+        titles = {
+            "upload": f"upload {args.transfer_mib} MiB, 64 MiB PATCHes",
+            "download": f"download {args.transfer_mib} MiB",
+        }
+        for kind, title in titles.items():
+            figures = transfers[kind]
+            ref = statistics.median(figures[reference].mib_s) if reference else None
             for name in names:
-                mib_s = statistics.median(figure.mib_s[name])
+                mib_s = statistics.median(figures[name].mib_s)
                 ratio = f"{mib_s / ref:6.2f}" if ref else ""
                 print(
-                    f"{figure.name:38s} {name:28s} {mib_s:>8,.0f} MiB/s {ratio:>6s} "
-                    f"{statistics.median(figure.cpu_s_per_gib[name]):7.2f} s/GiB"
+                    f"{title:38s} {name:28s} {mib_s:>8,.0f} MiB/s {ratio:>6s} "
+                    f"{statistics.median(figures[name].cpu_s_per_gib):7.2f} s/GiB"
                 )
 
 

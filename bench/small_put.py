@@ -26,7 +26,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from live_server import AUTH, KEY, LiveServer, live_server
-from request_rate import Rate, run_wrk
+from request_rate import Rate, median_rate, run_wrk
 
 PUT_LUA = """
 wrk.method = "PUT"
@@ -125,9 +125,8 @@ def main() -> None:
                 f"PUT {ours[-1].requests_per_second:.0f} files/s",
                 flush=True,
             )
-        put = statistics.median(r.requests_per_second for r in ours)
-        cpu = statistics.median(r.cpu_ms_per_request for r in ours)
-        cores = statistics.median(r.server_cores for r in ours)
+        rate = median_rate(ours)
+        put, cpu, cores = rate.requests_per_second, rate.cpu_ms_per_request, rate.server_cores
         baseline = statistics.median(bare)
         print(
             f"\n== PUT of {args.size_kib} KiB files, {args.clients} clients, quotas on, "
