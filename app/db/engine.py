@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.db.availability import guard_connections
+from app.db.one_hop_sqlite import one_hop_connector
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -42,7 +43,8 @@ def create_engine(url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngin
 
 
 def _create_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    database = make_url(url).database
+    parsed = make_url(url)
+    database = parsed.database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # One connection: every transaction is BEGIN IMMEDIATE, so SQLite runs them one at a time
@@ -53,7 +55,12 @@ def _create_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 1)
     kwargs.setdefault("max_overflow", 0)
     kwargs.setdefault("pool_timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
-    engine = create_async_engine(url, **kwargs)
+    # What the URL asks of sqlite3 (path, uri=, timeout=…), read as SQLAlchemy's dialect does.
+    (database_arg,), url_options = parsed.get_dialect()().create_connect_args(parsed)
+    options = {**url_options, **kwargs.pop("connect_args", {})}
+    engine = create_async_engine(
+        url, async_creator=one_hop_connector(database_arg, options), **kwargs
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
