@@ -161,7 +161,16 @@ class VFolderFiles(Protocol):
         replace: bool,
         parents: bool,
         if_match: FileVersion | None = None,
-    ) -> Committed: ...
+        durable: bool = True,
+    ) -> Committed:
+        """``staged`` placed at ``path`` atomically. With ``durable`` false the placement is
+        visible at once but may not survive a crash until ``sync_entry(path)``: the caller
+        syncs after releasing its locks, so writers do not queue behind each other's fsync."""
+        ...
+
+    async def sync_entry(self, vfolder_id: UUID, path: RelativePath) -> None:
+        """The directory entry at ``path`` made durable."""
+        ...
 
     @property
     def reserved_names(self) -> frozenset[str]:

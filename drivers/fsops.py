@@ -752,8 +752,10 @@ class PosixFileOpsSync:
         replace: bool,
         parents: bool,
         if_match: FileVersion | None = None,
+        durable: bool = True,
     ) -> Committed:
-        """Make the staged file durable and move it to ``path`` in one atomic step.
+        """Make the staged file durable and move it to ``path`` in one atomic step; with
+        ``durable`` false, the new directory entry is left to ``sync_entry``.
 
         Raises ``PathExists`` when ``replace`` is
         false and something is there, ``PreconditionMismatch`` when ``if_match`` is given
@@ -790,9 +792,15 @@ class PosixFileOpsSync:
                 os.unlink(staged.name, dir_fd=staged.staging_fd)
                 version = copied
             replaced = _usage_of_stat(current) if replace and current is not None else Usage()
-            os.fsync(parent_fd)
+            if durable:
+                os.fsync(parent_fd)
         staged.discard()  # closes the fds; the name is gone already
         return Committed(added=Usage(staged.size, 1 + made), replaced=replaced, version=version)
+
+    def sync_entry(self, vfolder_id: UUID, path: RelativePath) -> None:
+        """The directory entry of ``path`` made durable (an fsync of its parent)."""
+        with self._parent(vfolder_id, path) as parent_fd:
+            os.fsync(parent_fd)
 
     def free_name(self, vfolder_id: UUID, path: RelativePath) -> RelativePath:
         """The first of ``name``, ``name (1).ext``, ``name (2).ext``… that nothing holds now.
@@ -1131,6 +1139,7 @@ class PosixFileOps:
         replace: bool,
         parents: bool,
         if_match: FileVersion | None = None,
+        durable: bool = True,
     ) -> Committed:
         return await to_thread.run_sync(
             lambda: self.sync.commit_staged(
@@ -1140,8 +1149,12 @@ class PosixFileOps:
                 replace=replace,
                 parents=parents,
                 if_match=if_match,
+                durable=durable,
             )
         )
+
+    async def sync_entry(self, vfolder_id: UUID, path: RelativePath) -> None:
+        await to_thread.run_sync(self.sync.sync_entry, vfolder_id, path)
 
     async def free_name(self, vfolder_id: UUID, path: RelativePath) -> RelativePath:
         return await to_thread.run_sync(self.sync.free_name, vfolder_id, path)

@@ -52,11 +52,22 @@ class ContentStore:
             )
             await change.settle(foreseen, holder=holder)
             committed = await files.commit_staged(
-                staged, vfolder_id, rel, replace=replace, parents=parents, if_match=if_match
+                staged,
+                vfolder_id,
+                rel,
+                replace=replace,
+                parents=parents,
+                if_match=if_match,
+                durable=False,
             )
             await change.correct(committed.added - committed.replaced - foreseen)
             if also is not None:
                 await also(change.session, committed)
+        # Out of the vfolder's lock (and SQLite's one writer): concurrent writers' directory
+        # fsyncs overlap, and the filesystem folds them into one journal commit. Acknowledged
+        # only once durable; a crash before this leaves the ledger counting a file that may be
+        # gone, which the usage reconcile takes back, never the other way round.
+        await files.sync_entry(vfolder_id, rel)
         return committed
 
     async def store(

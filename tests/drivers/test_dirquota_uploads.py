@@ -57,6 +57,7 @@ def counting(commits: list[Commit]) -> Backend:
             replace: bool,
             parents: bool,
             if_match: FileVersion | None = None,
+            durable: bool = True,
         ) -> Committed:
             file = staged_file(staged)
 
@@ -66,7 +67,13 @@ def counting(commits: list[Commit]) -> Backend:
 
             staging_dir, inode = await anyio.to_thread.run_sync(before)
             committed = await real(
-                staged, vfolder_id, path, replace=replace, parents=parents, if_match=if_match
+                staged,
+                vfolder_id,
+                path,
+                replace=replace,
+                parents=parents,
+                if_match=if_match,
+                durable=durable,
             )
             commits.append(Commit(staging_dir, inode, committed))
             return committed
