@@ -37,7 +37,7 @@ from app.tasks.repository import TaskRepository
 from app.tasks.service import owner_of, submit, wake_after_commit
 from app.tasks.upkeep import EVERY_VOLUME, PURGE_TRASH
 from app.vfolders.clone import CLONE_VFOLDER, start_clone
-from app.vfolders.models import VFolderStatus
+from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.purge import purge_deleted
 from app.vfolders.repository import VFolderRepository
 from app.vfolders.schemas import VFolder, VFolderCreate
@@ -91,22 +91,30 @@ class BackendAIFolders:
         committed. A vfid naming no folder here is already deleted; one naming a folder of
         another volume or scope is refused (nothing of it is touched)."""
         driver = self._volumes.get(volume)
+        deleted_before = elsewhere = False
+
+        def here(row: VFolderRow) -> None:
+            nonlocal deleted_before, elsewhere
+            if not belongs(VFolder.model_validate(row), volume, vfid):
+                elsewhere = True
+                raise _not_here(volume, vfid)
+            deleted_before = row.status == VFolderStatus.DELETED.value
+
         async with transaction(self._runtime.sessions) as session:
             try:
-                vfolder, _rules = await self._reader.load(session, vfid.folder_id)
+                trashed = await self._vfolders(session).delete(
+                    MANAGER_PRINCIPAL, vfid.folder_id, purge_later=False, precondition=here
+                )
             except VFolderNotFound:
-                return
-            if not belongs(vfolder, volume, vfid):
-                raise _not_here(volume, vfid)
-            trashed = await self._vfolders(session).delete(
-                MANAGER_PRINCIPAL, vfolder.id, purge_later=False
-            )
+                if elsewhere:
+                    raise
+                return  # no such folder: deleted already
         if trashed is not None:
             await self._purge_now(volume, driver, trashed)
             return
         # Deleted before (its purge may be behind; a repeat has woken no purger yet: ask at
         # once) or it had no directory.
-        await self._wait_purged(driver, vfolder.id, ask_now=vfolder.status is VFolderStatus.DELETED)
+        await self._wait_purged(driver, vfid.folder_id, ask_now=deleted_before)
 
     async def _purge_now(self, volume: str, driver: VolumeDriver, trashed: TrashEntry) -> None:
         """The purge, done here rather than by the background pass: the Manager waits for it.

@@ -96,9 +96,13 @@ def _applies(principal: Principal, grantee_type: str, grantee_id: str) -> bool:
     return grantee_id in principal.groups
 
 
+# Service keys and admins: every mode on every vfolder, whatever its owner and grants.
+ADMIN_ACCESS = Access(Mode.RWD, manager=True)
+
+
 def access_of(principal: Principal, rules: AccessRules) -> Access:
     if principal.is_admin:
-        return Access(Mode.RWD, manager=True)
+        return ADMIN_ACCESS
     modes: list[Mode] = []
     manager = False
     if _applies(principal, rules.owner.type, rules.owner.id):

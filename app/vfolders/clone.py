@@ -85,7 +85,7 @@ async def start_clone(
         status=VFolderStatus.CLONING.value,
         cloned_from=source.id,
     )
-    await _add_clone_target(repository, target, owner)
+    target = await _add_clone_target(repository, target, owner)
     await ledger.reserve_in(
         session,
         target,
@@ -104,13 +104,13 @@ async def start_clone(
 
 async def _add_clone_target(
     repository: VFolderRepository, target: VFolderRow, owner: Owner
-) -> None:
+) -> VFolderRow:
     """Insert the new vfolder; a taken id or live name is a 409, as for a create. (A clone is
     not replayed like a create: an id already used, even by this very clone, is a conflict.)"""
     if await repository.get(target.id) is not None:
         raise _id_conflict(target.id)
     try:
-        await repository.add(target)
+        return await repository.add(target)
     except DuplicateVFolder:
         # Lost a race with a concurrent create or clone of that id or name.
         if await repository.get(target.id) is not None:

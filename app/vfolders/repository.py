@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, bindparam, false, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,11 +44,16 @@ _GET_FOR_UPDATE = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
-_LIVE_BY_NAME = select(VFolderRow).where(
+_LIVE_NAME = and_(
     VFolderRow.owner_type == bindparam("owner_type"),
     VFolderRow.owner_id == bindparam("owner_id"),
     VFolderRow.name == bindparam("name"),
     VFolderRow.status != VFolderStatus.DELETED.value,
+)
+_LIVE_BY_NAME = select(VFolderRow).where(_LIVE_NAME)
+# A create's two questions in one statement: is this id taken, is this live name taken.
+_BY_ID_OR_LIVE_NAME = select(VFolderRow).where(
+    or_(VFolderRow.id == bindparam("vfolder_id"), _LIVE_NAME)
 )
 # In SQL (``x = x + d``), so concurrent writers never lose one.
 _ADD_USAGE = (
@@ -84,15 +91,40 @@ class VFolderRepository:
         )
         return found.scalar_one_or_none()
 
-    async def add(self, row: VFolderRow) -> None:
-        """Raises ``DuplicateVFolder`` when the id or the live name is taken."""
-        try:
-            # A savepoint keeps the outer transaction usable after a unique violation.
-            async with self._session.begin_nested():
-                self._session.add(row)
-                await self._session.flush()
-        except IntegrityError as exc:
-            raise DuplicateVFolder(str(exc.orig)) from exc
+    async def by_id_or_live_name(
+        self, vfolder_id: uuid.UUID, *, owner_type: OwnerType, owner_id: str, name: str
+    ) -> Sequence[VFolderRow]:
+        """The vfolder with this id, and the live one of this owner with this name (one row
+        when they are the same, none when both are free)."""
+        found = await self._session.execute(
+            _BY_ID_OR_LIVE_NAME,
+            {
+                "vfolder_id": vfolder_id,
+                "owner_type": owner_type.value,
+                "owner_id": owner_id,
+                "name": name,
+            },
+        )
+        return found.scalars().all()
+
+    async def add(self, row: VFolderRow) -> VFolderRow:
+        """``row`` inserted, as the session now holds it (with its defaults); raises
+        ``DuplicateVFolder`` when the id or the live name is taken. ``ON CONFLICT DO NOTHING``
+        rather than a savepoint around a failing insert: one statement instead of three."""
+        values = {
+            column.key: getattr(row, column.key)
+            for column in VFolderRow.__table__.columns
+            if getattr(row, column.key) is not None
+        }
+        dialect = self._session.get_bind().dialect.name
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        inserted = await self._session.scalars(
+            insert(VFolderRow).values(values).on_conflict_do_nothing().returning(VFolderRow)
+        )
+        added = inserted.one_or_none()
+        if added is None:
+            raise DuplicateVFolder(f"vfolder id {row.id} or live name {row.name!r} is taken")
+        return added
 
     async def save(self, row: VFolderRow) -> None:
         """Flush changes to ``row``; raises ``DuplicateVFolder`` on a name collision."""

@@ -89,29 +89,26 @@ class VFolderService:
         vfolder_id = data.id or uuid.uuid4()
         bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation="create")
 
-        if data.id is not None:
-            existing = await self._repo.get(data.id)
-            if existing is not None:
-                return await self._replay(principal, existing, data, owner), False
-        taken = await self._repo.get_live_by_name(
-            owner_type=OwnerType(owner.type), owner_id=owner.id, name=data.name
+        found = await self._repo.by_id_or_live_name(
+            vfolder_id, owner_type=OwnerType(owner.type), owner_id=owner.id, name=data.name
         )
-        if taken is not None:
-            if taken.id == vfolder_id:
-                # A concurrent create of this very id committed between the two reads.
-                return await self._replay(principal, taken, data, owner), False
+        for existing in found:
+            if existing.id == vfolder_id:  # a chosen id: this create, repeated
+                return await self._replay(principal, existing, data, owner), False
+        if found:
             raise self._name_conflict(owner, data.name)
 
-        row = VFolderRow(
-            id=vfolder_id,
-            name=data.name,
-            volume=data.volume,
-            owner_type=owner.type,
-            owner_id=owner.id,
-            status=VFolderStatus.READY.value,
-        )
         try:
-            await self._repo.add(row)
+            row = await self._repo.add(
+                VFolderRow(
+                    id=vfolder_id,
+                    name=data.name,
+                    volume=data.volume,
+                    owner_type=owner.type,
+                    owner_id=owner.id,
+                    status=VFolderStatus.READY.value,
+                )
+            )
         except DuplicateVFolder:
             # Lost a race with a concurrent create: same id (maybe the same request retried)
             # or the same name.
@@ -236,16 +233,24 @@ class VFolderService:
         return _view(VFolder.model_validate(row), access)
 
     async def delete(
-        self, principal: Principal, vfolder_id: uuid.UUID, *, purge_later: bool = True
+        self,
+        principal: Principal,
+        vfolder_id: uuid.UUID,
+        *,
+        purge_later: bool = True,
+        precondition: Callable[[VFolderRow], None] | None = None,
     ) -> TrashEntry | None:
         """Marks the vfolder deleted and moves its directory to the volume's trash in one
         step; the purge of its files happens in the background, or (``purge_later`` False)
         is the caller's to do once this transaction commits. Deleting twice is a no-op.
+        ``precondition`` may refuse the locked row (by raising) before anything changes.
         Returns the trashed directory, None when nothing was moved."""
         bind_log_fields(vfolder_id=vfolder_id, operation="delete")
         row, _access = await self._gate.authorize_locked(
             self._session, principal, vfolder_id, VFolderOperation.DELETE
         )
+        if precondition is not None:
+            precondition(row)
         if row.status == VFolderStatus.DELETED.value:
             return None
         driver = self._volumes.get(row.volume)
