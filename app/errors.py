@@ -308,6 +308,7 @@ DRIVER_PROBLEMS: dict[type[driver_errors.DriverError], tuple[str, str, int]] = {
         502,
     ),
     driver_errors.BackendQuotaExceeded: (QuotaExceeded.problem_type, QuotaExceeded.title, 413),
+    driver_errors.StorageFull: (InsufficientStorage.problem_type, InsufficientStorage.title, 507),
     driver_errors.VFolderDirectoryMissing: (
         "/problems/vfolder-directory-missing",
         "The vfolder's directory is missing on its volume",

@@ -50,6 +50,10 @@ class BackendQuotaExceeded(DriverError):
     """The storage system refused a write or a limit because a quota would be exceeded."""
 
 
+class StorageFull(DriverError):
+    """The volume has no room left for a write (``ENOSPC``)."""
+
+
 class VFolderDirectoryMissing(DriverError):
     """The vfolder's directory does not exist on the volume."""
 

@@ -34,6 +34,7 @@ from anyio import to_thread
 from drivers.base import Readable, Staged
 from drivers.clone import copy_file_data, copy_tree, remove_tree
 from drivers.errors import (
+    BackendQuotaExceeded,
     BackendUnavailable,
     DirectoryNotEmpty,
     FileChanged,
@@ -43,6 +44,7 @@ from drivers.errors import (
     PathExists,
     PathNotFound,
     PreconditionMismatch,
+    StorageFull,
     SymlinkNotFollowed,
     UnsafePath,
     VFolderDirectoryMissing,
@@ -110,7 +112,8 @@ class StagedFile:
         pending = [memoryview(chunk) for chunk in chunks if chunk]
         start = self.size
         while pending:
-            done = os.writev(self.fd, pending[:IOV_MAX])
+            with _out_of_space_refused():
+                done = os.writev(self.fd, pending[:IOV_MAX])
             self.size += done
             while pending and done >= len(pending[0]):
                 done -= len(pending.pop(0))
@@ -128,7 +131,8 @@ class StagedFile:
         self.size = length
 
     def sync(self) -> None:
-        os.fsync(self.fd)
+        with _out_of_space_refused():  # delayed allocation: the fsync may be what finds out
+            os.fsync(self.fd)
 
     def try_lock(self) -> bool:
         """An exclusive lock on the staging file, held until closed: one writer at a time,
@@ -206,6 +210,21 @@ def _place_by_reflink(
             os.unlink(temporary, dir_fd=parent_fd)
         raise
     return version
+
+
+@contextlib.contextmanager
+def _out_of_space_refused() -> Iterator[None]:
+    """A full volume, or a backend quota, as the refusal it is rather than an OS error."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StorageFull(f"no space left on the volume: {exc.strerror}") from exc
+        if exc.errno == errno.EDQUOT:
+            raise BackendQuotaExceeded(
+                f"the storage's quota refused the write: {exc.strerror}"
+            ) from exc
+        raise
 
 
 def _classify(exc: OSError, what: RelativePath) -> Exception:

@@ -102,8 +102,10 @@ async def write_body(
             transfer.start_soon(write_all)
             await receive_all()
     except BaseExceptionGroup as group:
-        # One side failed (the body, or the disk); the other was cancelled.
-        raise group.exceptions[0] from None
+        # One side failed (the body, or the disk); the other was cancelled, or found the
+        # stream between them broken by that failure, which is not the cause.
+        causes = [e for e in group.exceptions if not isinstance(e, anyio.BrokenResourceError)]
+        raise (causes or list(group.exceptions))[0] from None
     finally:
         _writers -= 1
     if broken is not None:
