@@ -362,10 +362,9 @@ class FilesService:
         parents: bool,
         exist_ok: bool,
     ) -> FileInfo:
-        target = await self.make_directory(
+        target, rel = await self.make_directory(
             principal, vfolder_id, path, parents=parents, exist_ok=exist_ok
         )
-        rel = parse_relative_path(path)
         return FileInfo.of(await target.driver.files.stat(vfolder_id, rel))
 
     async def make_directory(
@@ -376,8 +375,9 @@ class FilesService:
         *,
         parents: bool,
         exist_ok: bool,
-    ) -> Target:
-        """``mkdir`` without describing the result (the Manager's call answers 204)."""
+    ) -> tuple[Target, RelativePath]:
+        """``mkdir`` without describing the result (the Manager's call answers 204): the
+        vfolder it was made in and the directory's parsed path."""
         target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         rel = parse_relative_path(path)
         files = target.driver.files
@@ -389,7 +389,7 @@ class FilesService:
             await change.settle(foreseen)
             created = await files.mkdir(vfolder_id, rel, parents=parents, exist_ok=exist_ok)
             await change.correct(created - foreseen)
-        return target
+        return target, rel
 
     async def move(
         self,

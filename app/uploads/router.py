@@ -105,7 +105,7 @@ async def options(vfolder_id: UUID, service: TusServiceDep) -> Response:
             "description": "Created; `Location` names the upload",
             "headers": DESTINATION_HEADER_DOC,
         },
-        **problem_responses(400, 412, 413, 415, 423, *VFOLDER_ACCESS),
+        **problem_responses(400, 412, 413, 415, 423, 507, *VFOLDER_ACCESS),
     },
     openapi_extra=_offset_octets_body(required=False),
 )
@@ -181,7 +181,7 @@ async def head(
     response_class=Response,
     responses={
         204: {"description": "Appended", "headers": DESTINATION_HEADER_DOC},
-        **problem_responses(400, 412, 413, 415, 423, 460, 503, *VFOLDER_ACCESS),
+        **problem_responses(400, 412, 413, 415, 423, 460, 503, 507, *VFOLDER_ACCESS),
     },
     openapi_extra=_offset_octets_body(required=True),
 )
