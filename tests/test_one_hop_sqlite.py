@@ -1,15 +1,17 @@
-"""The embedded database's connection: one trip to its thread per statement, with everything
-SQLAlchemy reads of a cursor (rows, row counts, inserted ids, errors) still right."""
+"""The embedded database's connection: one trip to its thread per statement (a transaction's
+BEGIN included in its first), with everything SQLAlchemy reads of a cursor (rows, row counts,
+inserted ids, errors) still right."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.engine import create_engine
@@ -81,3 +83,66 @@ async def test_a_failed_statement_raises_and_its_transaction_rolls_back(
     async with engine.connect() as conn:
         names = (await conn.execute(text("SELECT name FROM t"))).scalars().all()
     assert names == ["x"]
+
+
+def _write_lock_is_free(database: Path) -> bool:
+    other = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return False
+    other.execute("ROLLBACK")
+    other.close()
+    return True
+
+
+async def test_begin_rides_with_the_first_statement_and_takes_the_write_lock(
+    engine: AsyncEngine, trips: list[str], tmp_path: Path
+) -> None:
+    database = tmp_path / "hops.sqlite3"
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))  # checked out and warm
+    trips.clear()
+    async with engine.begin() as conn:
+        assert trips == []  # nothing sent yet: the lock is not taken for nothing
+        assert _write_lock_is_free(database)
+        await conn.execute(text("SELECT count(*) FROM t"))
+        assert len(trips) == 1  # BEGIN IMMEDIATE and the read, together
+        assert not _write_lock_is_free(database)  # a read in a write transaction holds it
+    assert _write_lock_is_free(database)
+    assert len(trips) == 2  # and the commit
+
+
+async def test_a_transaction_without_statements_costs_no_trip(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+    trips.clear()
+    async with engine.begin():
+        pass
+    with pytest.raises(RuntimeError):
+        async with engine.begin():
+            raise RuntimeError("nothing was sent to undo")
+    assert trips == []
+
+
+async def test_a_begin_that_cannot_get_the_lock_fails_at_the_first_statement(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("PRAGMA busy_timeout=50"))  # the pool's one connection
+    holder = sqlite3.connect(tmp_path / "hops.sqlite3", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t (name) VALUES ('blocked')"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    async with engine.begin() as conn:  # the connection is fine, and nothing half-done
+        await conn.execute(text("INSERT INTO t (name) VALUES ('after')"))
+    async with engine.connect() as conn:
+        names = (await conn.execute(text("SELECT name FROM t"))).scalars().all()
+    assert names == ["after"]

@@ -77,7 +77,8 @@ def _create_sqlite_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Sent with the transaction's first statement, in the same thread hop.
+        connection.connection.driver_connection.begin_with_next_statement("BEGIN IMMEDIATE")
 
     return engine
 

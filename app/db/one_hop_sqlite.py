@@ -5,7 +5,9 @@ SQLAlchemy's aiosqlite adapter awaits ``cursor()``, ``execute()``, ``fetchall()`
 loop and resuming the whole request's stack of coroutines on the way back. A cursor here
 runs the statement, reads every row and closes the sqlite3 cursor in one trip; the rest are
 answered from what that trip brought back. The pool's rollback of a connection that holds no
-transaction (every check-in after a commit) makes no trip at all.
+transaction (every check-in after a commit) makes no trip at all. A transaction's
+``BEGIN IMMEDIATE`` rides with its first statement (``begin_with_next_statement``), and one
+that ran no statement commits or rolls back without a trip.
 
 Rows are read whole, as SQLAlchemy's adapter already did for every non-streaming cursor: the
 proxy streams no query results."""
@@ -48,7 +50,11 @@ class OneHopCursor:
         await self._run(lambda cursor: cursor.executemany(sql, parameters))
 
     async def _run(self, statement: Callable[[sqlite3.Cursor], object]) -> None:
+        begin = self._connection.take_pending_begin()
+
         def in_thread() -> tuple[_Description, int, int | None, list[Any]]:
+            if begin is not None:
+                self._connection.raw.execute(begin)
             cursor = self._connection.raw.cursor()
             try:
                 statement(cursor)
@@ -89,6 +95,22 @@ class OneHopCursor:
 class OneHopConnection(aiosqlite.Connection):
     """aiosqlite's connection (its thread, queue and lifecycle) with ``OneHopCursor``s."""
 
+    _pending_begin: str | None = None
+
+    def begin_with_next_statement(self, begin: str) -> None:
+        """Open the transaction with ``begin`` in the same trip as the next statement: a
+        ``BEGIN IMMEDIATE`` that waits for the write lock waits there, and fails there
+        (``database is locked``) if it must."""
+        self._pending_begin = begin
+
+    def take_pending_begin(self) -> str | None:
+        begin, self._pending_begin = self._pending_begin, None
+        return begin
+
+    async def commit(self) -> None:
+        if self.take_pending_begin() is None or self._conn.in_transaction:
+            await self.in_thread(self._conn.commit)
+
     @property
     def raw(self) -> sqlite3.Connection:
         """The sqlite3 connection; touched only from the connection's thread."""
@@ -102,7 +124,9 @@ class OneHopConnection(aiosqlite.Connection):
 
     async def rollback(self) -> None:
         # sqlite3 reads this flag without touching the database: no hop, and nothing to undo
-        # when no transaction is open (the pool's reset after every commit).
+        # when no transaction is open (the pool's reset after every commit, or a transaction
+        # whose BEGIN never left).
+        self.take_pending_begin()
         if self._conn.in_transaction:
             await self.in_thread(self._conn.rollback)
 
