@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.backendai.auth import MANAGER_PRINCIPAL
 from app.backendai.client_tokens import ClientTokens
 from app.backendai.identity import VFolderId
-from app.backendai.lookup import find_vfolder
+from app.backendai.lookup import read_vfolder
 from app.errors import InvalidRequest, Problem, driver_problem
 from app.files.schemas import DeleteResult
 from app.files.service import FilesService
@@ -98,8 +98,7 @@ class BackendAIFiles:
 
     async def folder(self, volume: str, vfid: str) -> VFolder:
         parsed = VFolderId.parse(vfid)
-        async with self._sessions() as session:
-            vfolder = await find_vfolder(session, self._reader, volume, parsed)
+        vfolder = await read_vfolder(self._sessions, self._reader, volume, parsed)
         bind_log_fields(volume=volume, vfid=vfid)
         return vfolder
 

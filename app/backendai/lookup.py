@@ -4,6 +4,8 @@ reaches a folder)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.backendai.identity import VFolderId
@@ -28,6 +30,18 @@ async def find_vfolder(
     """The live or cloning vfolder; ``VFolderNotFound`` when the vfid names none here (a
     deleted one included: to the Manager it is gone)."""
     vfolder, _rules = await reader.load(session, vfid.folder_id)
+    return _here(vfolder, volume, vfid)
+
+
+async def read_vfolder(
+    sessions: Callable[[], AsyncSession], reader: VFolderReader, volume: str, vfid: VFolderId
+) -> VFolder:
+    """``find_vfolder`` outside any transaction: no session unless the cache misses."""
+    vfolder, _rules = await reader.read(sessions, vfid.folder_id)
+    return _here(vfolder, volume, vfid)
+
+
+def _here(vfolder: VFolder, volume: str, vfid: VFolderId) -> VFolder:
     if vfolder.status == VFolderStatus.DELETED or not belongs(vfolder, volume, vfid):
         raise VFolderNotFound(
             f"vfolder {vfid} not found on volume {volume!r}", vfid=str(vfid), volume=volume

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.backendai.client_tokens import ClientGrant, ClientTokenOp, ClientTokens
-from app.backendai.lookup import find_vfolder
+from app.backendai.lookup import read_vfolder
 from app.files.service import FilesService
 from app.observability.context import bind_log_fields
 from app.uploads.service import TusService, UploadState
@@ -36,8 +36,7 @@ class ClientTransfers:
 
     async def _resolve(self, token: str | None, op: ClientTokenOp) -> tuple[ClientGrant, uuid.UUID]:
         grant = self._tokens.verify(token, op)
-        async with self._sessions() as session:
-            vfolder = await find_vfolder(session, self._reader, grant.volume, grant.vfid)
+        vfolder = await read_vfolder(self._sessions, self._reader, grant.volume, grant.vfid)
         bind_log_fields(volume=grant.volume, vfid=str(grant.vfid), jti=grant.jti)
         return grant, vfolder.id
 

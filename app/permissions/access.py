@@ -17,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.principal import Principal
 from app.errors import VFolderDeleted, VFolderNotFound, VFolderNotReady
 from app.observability.context import bind_log_fields
-from app.permissions.policy import ADMIN_ACCESS, Access, VFolderOperation, authorize
+from app.permissions.policy import (
+    ADMIN_ACCESS,
+    Access,
+    AccessRules,
+    VFolderOperation,
+    authorize,
+)
 from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.reader import VFolderReader, load_rules
 from app.vfolders.repository import VFolderRepository
@@ -61,14 +67,7 @@ class AccessGate:
         ``VFolderDeleted`` and one being cloned ``VFolderNotReady``. Read in ``session``,
         for a caller that acts on the vfolder's rows in the same transaction."""
         vfolder, rules = await self._reader.load(session, vfolder_id)
-        access = authorize(principal, vfolder_id=vfolder.id, rules=rules, operation=operation)
-        if live and vfolder.status == VFolderStatus.DELETED:
-            raise VFolderDeleted(f"vfolder {vfolder_id} is deleted", vfolder_id=str(vfolder_id))
-        if live and vfolder.status == VFolderStatus.CLONING:
-            raise VFolderNotReady(
-                f"vfolder {vfolder_id} is still being cloned", vfolder_id=str(vfolder_id)
-            )
-        return vfolder, access
+        return vfolder, _judged(principal, vfolder, rules, operation, live=live)
 
     async def authorize_locked(
         self,
@@ -95,8 +94,8 @@ class AccessGate:
     ) -> VFolder:
         """``authorize`` in a short session of its own, for a caller that then works in its
         own transactions (a request's would hold SQLite's write lock against them)."""
-        async with self._sessions() as session:
-            vfolder, _ = await self.authorize(session, principal, vfolder_id, operation)
+        vfolder, rules = await self._reader.read(self._sessions, vfolder_id)
+        _judged(principal, vfolder, rules, operation, live=True)
         return vfolder
 
     async def target(
@@ -104,8 +103,27 @@ class AccessGate:
     ) -> Target:
         """The vfolder and its driver, if ``principal`` may do ``operation`` on it; else
         ``VFolderNotFound``, ``Forbidden``, ``VFolderDeleted`` or ``VFolderNotReady``."""
-        async with self._sessions() as session:
-            vfolder, access = await self.authorize(session, principal, vfolder_id, operation)
+        vfolder, rules = await self._reader.read(self._sessions, vfolder_id)
+        access = _judged(principal, vfolder, rules, operation, live=True)
         driver = self._volumes.get(vfolder.volume)
         bind_log_fields(vfolder_id=vfolder_id, backend=driver.backend, operation=operation.value)
         return Target(vfolder, driver, access)
+
+
+def _judged(
+    principal: Principal,
+    vfolder: VFolder,
+    rules: AccessRules,
+    operation: VFolderOperation,
+    *,
+    live: bool,
+) -> Access:
+    """The caller's access to ``vfolder``, if it allows ``operation``."""
+    access = authorize(principal, vfolder_id=vfolder.id, rules=rules, operation=operation)
+    if live and vfolder.status == VFolderStatus.DELETED:
+        raise VFolderDeleted(f"vfolder {vfolder.id} is deleted", vfolder_id=str(vfolder.id))
+    if live and vfolder.status == VFolderStatus.CLONING:
+        raise VFolderNotReady(
+            f"vfolder {vfolder.id} is still being cloned", vfolder_id=str(vfolder.id)
+        )
+    return access

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +38,16 @@ from app.vfolders.schemas import VFolder
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class _CacheLookup:
+    """What the cache said of a vfolder: its entry, or the generation and key that the entry
+    read from the database goes under (no generation: nothing may be cached now)."""
+
+    found: tuple[VFolder, AccessRules] | None
+    generation: str | None
+    key: str
+
+
 def cache_subject(vfolder_id: uuid.UUID) -> str:
     return f"vfolder:{vfolder_id}"
 
@@ -49,21 +61,42 @@ class VFolderReader:
         self, session: AsyncSession, vfolder_id: uuid.UUID
     ) -> tuple[VFolder, AccessRules]:
         """The vfolder and its access rules; raises ``VFolderNotFound``."""
-        subject = cache_subject(vfolder_id)
-        generation = await self._cache.generation(subject)
-        key = f"{subject}:{generation}"
+        lookup = await self._look_up(vfolder_id)
+        if lookup.found is not None:
+            return lookup.found
+        return await self._load_and_cache(session, vfolder_id, lookup)
+
+    async def read(
+        self, sessions: Callable[[], AsyncSession], vfolder_id: uuid.UUID
+    ) -> tuple[VFolder, AccessRules]:
+        """``load`` for a caller outside any transaction: a session is opened only when the
+        cache cannot answer (building one costs more than the cached read itself)."""
+        lookup = await self._look_up(vfolder_id)
+        if lookup.found is not None:
+            return lookup.found
+        async with sessions() as session:
+            return await self._load_and_cache(session, vfolder_id, lookup)
+
+    async def _look_up(self, vfolder_id: uuid.UUID) -> _CacheLookup:
+        generation = await self._cache.generation(cache_subject(vfolder_id))
+        key = f"{cache_subject(vfolder_id)}:{generation}"
         if generation is not None:
             cached = await self._cache.get(key)
             if cached is not None:
-                return _entry_from_json(cached)
+                return _CacheLookup(_entry_from_json(cached), generation, key)
+        return _CacheLookup(None, generation, key)
+
+    async def _load_and_cache(
+        self, session: AsyncSession, vfolder_id: uuid.UUID, lookup: _CacheLookup
+    ) -> tuple[VFolder, AccessRules]:
         row = await VFolderRepository(session).get(vfolder_id)
         if row is None:
             raise VFolderNotFound(f"vfolder {vfolder_id} not found", vfolder_id=str(vfolder_id))
         vfolder = VFolder.model_validate(row)
         rules = await load_rules(session, vfolder_id, vfolder=vfolder)
         # A clone's target turns ready (or deleted) without an announcement: not cached.
-        if generation is not None and vfolder.status != VFolderStatus.CLONING:
-            await self._cache.set(key, _entry_to_json(vfolder, rules), ttl_seconds=self._ttl)
+        if lookup.generation is not None and vfolder.status != VFolderStatus.CLONING:
+            await self._cache.set(lookup.key, _entry_to_json(vfolder, rules), ttl_seconds=self._ttl)
         return vfolder, rules
 
     async def guard_access_change(
