@@ -35,9 +35,9 @@ def create_manager_app(metrics: Metrics) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Outermost: it also rewrites the last-resort 500 the request context renders.
     app.add_middleware(ManagerErrorBodies)
-    app.include_router(status_router)
-    app.include_router(volume_router)
-    app.include_router(folder_router)
-    app.include_router(file_router)
-    app.include_router(quota_router)
+    # The routes themselves, not the routers: FastAPI matches an included router through a
+    # wrapper that re-derives its routes' version on every request (8 % of GET /volumes).
+    # These routers carry no dependencies or settings of their own for an include to merge.
+    for router in (status_router, volume_router, folder_router, file_router, quota_router):
+        app.router.routes.extend(router.routes)
     return app
