@@ -19,10 +19,12 @@ ROUTERS = (status_router, volume_router, folder_router, file_router, quota_route
 
 def test_every_route_is_served_directly() -> None:
     app = create_manager_app(Metrics())
-    assert all(isinstance(route, APIRoute) for route in app.router.routes)
-    served = {(route.path, frozenset(route.methods)) for route in app.router.routes}
-    defined = {(r.path, frozenset(r.methods)) for router in ROUTERS for r in router.routes}
-    assert served == defined and len(app.router.routes) == len(defined)
+    routes = [route for route in app.router.routes if isinstance(route, APIRoute)]
+    assert len(routes) == len(app.router.routes)
+    defined = [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
+    served = {(route.path, frozenset(route.methods)) for route in routes}
+    assert served == {(r.path, frozenset(r.methods)) for r in defined}
+    assert len(routes) == len(defined)
 
 
 def test_the_routers_have_nothing_an_include_would_merge() -> None:
