@@ -6,8 +6,20 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, false, or_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    false,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -55,17 +67,18 @@ _LIVE_BY_NAME = select(VFolderRow).where(_LIVE_NAME)
 _BY_ID_OR_LIVE_NAME = select(VFolderRow).where(
     or_(VFolderRow.id == bindparam("vfolder_id"), _LIVE_NAME)
 )
-# In SQL (``x = x + d``), so concurrent writers never lose one.
+# In SQL (``x = x + d``), so concurrent writers never lose one. On the table, not the mapped
+# class: the ORM's bulk-update path (which would also evaluate the WHERE clause against every
+# object in the session) cost a third more CPU than the statement; the rows the session
+# loaded are not read after this.
+_VFOLDERS = cast(Table, VFolderRow.__table__)
 _ADD_USAGE = (
-    update(VFolderRow)
-    .where(VFolderRow.id == bindparam("vfolder_id"))
+    update(_VFOLDERS)
+    .where(_VFOLDERS.c.id == bindparam("vfolder_id"))
     .values(
-        used_bytes=VFolderRow.used_bytes + bindparam("bytes_delta"),
-        file_count=VFolderRow.file_count + bindparam("count_delta"),
+        used_bytes=_VFOLDERS.c.used_bytes + bindparam("bytes_delta"),
+        file_count=_VFOLDERS.c.file_count + bindparam("count_delta"),
     )
-    # The ORM would otherwise evaluate the WHERE clause against every object in the session
-    # to update them too (10 % of a small PUT); the rows it loaded are not read after this.
-    .execution_options(synchronize_session=False)
 )
 
 
