@@ -23,9 +23,9 @@ from app.errors import QuotaExceeded, VFolderDeleted, VFolderNotFound
 from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.quotas.models import QuotaRow, ReservationRow
-from app.quotas.repository import QuotaRepository, Scope, ScopeUsage, scopes_of
+from app.quotas.repository import InScopes, QuotaRepository, Scope, ScopeUsage, scopes_of
 from app.vfolders.models import VFolderRow, VFolderStatus
-from app.vfolders.repository import VFolderRepository
+from app.vfolders.repository import LockedVFolder, VFolderRepository
 from drivers.types import Usage
 
 log = get_logger(__name__)
@@ -89,7 +89,7 @@ class ReservationCover:
 class VFolderChange:
     """One change of a vfolder's content, inside the transaction that holds its row lock."""
 
-    def __init__(self, ledger: QuotaLedger, session: AsyncSession, vfolder: VFolderRow) -> None:
+    def __init__(self, ledger: QuotaLedger, session: AsyncSession, vfolder: LockedVFolder) -> None:
         self._ledger = ledger
         self.session = session
         self.vfolder = vfolder
@@ -200,7 +200,7 @@ class QuotaLedger:
     async def change(self, vfolder_id: uuid.UUID) -> AsyncIterator[VFolderChange]:
         """A short transaction holding the vfolder's row lock; commits on success."""
         async with self._sessions() as session, session.begin():
-            vfolder = await VFolderRepository(session).get_for_update(vfolder_id)
+            vfolder = await VFolderRepository(session).lock_for_change(vfolder_id)
             if vfolder is None:
                 raise VFolderNotFound(f"vfolder {vfolder_id} not found")
             if vfolder.status == VFolderStatus.DELETED.value:
@@ -294,7 +294,7 @@ class QuotaLedger:
         return released
 
     async def settle(
-        self, session: AsyncSession, vfolder: VFolderRow, *, holder: str | None, delta: Usage
+        self, session: AsyncSession, vfolder: InScopes, *, holder: str | None, delta: Usage
     ) -> None:
         """Inside the transaction that changed the vfolder (its row locked): the holder's
         reservation becomes ``delta`` of usage. Raises ``QuotaExceeded`` (and the caller's
@@ -317,9 +317,7 @@ class QuotaLedger:
             # Growth was already measured against the thresholds when it was reserved.
             await self.track_alerts(session, scopes_of(vfolder))
 
-    async def _check_room(
-        self, quotas: QuotaRepository, vfolder: VFolderRow, growth: Growth
-    ) -> None:
+    async def _check_room(self, quotas: QuotaRepository, vfolder: InScopes, growth: Growth) -> None:
         limits = [
             (scope, limit)
             for scope, limit in await quotas.limits_for_update(scopes_of(vfolder))

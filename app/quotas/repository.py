@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -50,7 +50,20 @@ class ScopeUsage:
     reserved_files: int = 0
 
 
-def scopes_of(vfolder: VFolderRow) -> list[Scope]:
+class InScopes(Protocol):
+    """What places a vfolder in its quota scopes: a mapped row, or ``LockedVFolder``."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def owner_type(self) -> str: ...
+    @property
+    def owner_id(self) -> str: ...
+    @property
+    def volume(self) -> str: ...
+
+
+def scopes_of(vfolder: InScopes) -> list[Scope]:
     """Every scope a write into ``vfolder`` counts against, in the order their limits are
     locked (always the same order, so concurrent writers cannot deadlock)."""
     owner = Scope(ScopeType(vfolder.owner_type), vfolder.owner_id, vfolder.volume)

@@ -185,9 +185,10 @@ def clone_handler(
         walked_from = datetime.now(UTC)
 
         async def turn_ready(change: VFolderChange) -> None:
-            change.vfolder.status = VFolderStatus.READY.value
             # The ledger starts from a walk of the copy: as true as a scan's.
-            change.vfolder.usage_scanned_at = walked_from
+            await VFolderRepository(change.session).mark_ready(
+                target.id, usage_scanned_at=walked_from
+            )
 
         usage = await ContentStore(ledger).commit_copy(
             target_driver.files, target.id, holder=clone_holder(target.id), also=turn_ready

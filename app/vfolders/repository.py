@@ -82,6 +82,36 @@ _ADD_USAGE = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class LockedVFolder:
+    """What a change under the vfolder's row lock reads of it: where it lives, who owns it,
+    its status and its ledger. Read as plain columns: loading the mapped row was a fifth of a
+    mkdir's CPU, and a change writes through statements, not through the row."""
+
+    id: uuid.UUID
+    owner_type: str
+    owner_id: str
+    volume: str
+    status: str
+    used_bytes: int
+    file_count: int
+
+
+_LOCK_FOR_CHANGE = (
+    select(
+        _VFOLDERS.c.id,
+        _VFOLDERS.c.owner_type,
+        _VFOLDERS.c.owner_id,
+        _VFOLDERS.c.volume,
+        _VFOLDERS.c.status,
+        _VFOLDERS.c.used_bytes,
+        _VFOLDERS.c.file_count,
+    )
+    .where(_VFOLDERS.c.id == bindparam("vfolder_id"))
+    .with_for_update()
+)
+
+
 class VFolderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -95,6 +125,19 @@ class VFolderRepository:
     async def get_for_update(self, vfolder_id: uuid.UUID) -> VFolderRow | None:
         found = await self._session.execute(_GET_FOR_UPDATE, {"vfolder_id": vfolder_id})
         return found.scalar_one_or_none()
+
+    async def lock_for_change(self, vfolder_id: uuid.UUID) -> LockedVFolder | None:
+        """The vfolder's row locked until the transaction ends, as ``LockedVFolder``."""
+        found = (await self._session.execute(_LOCK_FOR_CHANGE, {"vfolder_id": vfolder_id})).first()
+        return None if found is None else LockedVFolder(*found)
+
+    async def mark_ready(self, vfolder_id: uuid.UUID, *, usage_scanned_at: datetime) -> None:
+        """A clone's target, copied and counted: ready, its ledger as true as a scan's."""
+        await self._session.execute(
+            update(_VFOLDERS)
+            .where(_VFOLDERS.c.id == vfolder_id)
+            .values(status=VFolderStatus.READY.value, usage_scanned_at=usage_scanned_at)
+        )
 
     async def get_live_by_name(
         self, *, owner_type: OwnerType, owner_id: str, name: str
