@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.errors import QuotaExceeded, VFolderDeleted, VFolderNotFound
 from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
-from app.quotas.models import QuotaRow, ReservationRow
+from app.quotas.models import ReservationRow
 from app.quotas.repository import InScopes, QuotaRepository, Scope, ScopeUsage, scopes_of
 from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import LockedVFolder, VFolderRepository
@@ -331,7 +332,9 @@ class QuotaLedger:
         usages = await quotas.usages([scope for scope, _ in limits])
         for (scope, limit), usage in zip(limits, usages, strict=True):
             _refuse_beyond(self._metrics, scope, limit, usage, growth)
-            self._note_level(scope, limit, usage.used_bytes + usage.reserved_bytes + growth.bytes)
+            committed = usage.used_bytes + usage.reserved_bytes + growth.bytes
+            if (level := self._note_level(scope, limit, committed)) is not None:
+                await quotas.set_alert_level(scope, level)
 
     async def track_alerts(self, session: AsyncSession, scopes: list[Scope]) -> None:
         """Measures each limited scope against its thresholds (after a limit is set, space
@@ -341,21 +344,24 @@ class QuotaLedger:
             limit = await quotas.get(scope)
             if limit is not None:
                 usage = await quotas.usage(scope)
-                self._note_level(scope, limit, usage.used_bytes + usage.reserved_bytes)
+                committed = usage.used_bytes + usage.reserved_bytes
+                if (level := self._note_level(scope, limit, committed)) is not None:
+                    await quotas.set_alert_level(scope, level)
 
-    def _note_level(self, scope: Scope, limit: QuotaRow, committed_bytes: int) -> None:
+    def _note_level(self, scope: Scope, limit: Limits, committed_bytes: int) -> int | None:
         """Sets the usage gauge (bytes used or reserved by writes under way, over the limit)
-        and tells each threshold crossing, up or down, once, as a structured log event."""
+        and tells each threshold crossing, up or down, once, as a structured log event: the
+        new level to record, or None when no threshold was crossed."""
         if not limit.limit_bytes:
-            return
+            return None
         ratio = committed_bytes / limit.limit_bytes
         self._metrics.quota_usage_ratio.labels(
             scope_type=scope.type.value, scope_id=scope.id, volume=scope.volume
         ).set(ratio)
         level = next((lv for lv in ALERT_LEVELS if ratio * 100 >= lv), 0)
         if level == limit.alert_level:
-            return
-        previous, limit.alert_level = limit.alert_level, level  # flushed with the transaction
+            return None
+        previous = limit.alert_level
         log.warning(
             "quota threshold crossed",
             extra={
@@ -369,10 +375,22 @@ class QuotaLedger:
                 "limit_bytes": limit.limit_bytes,
             },
         )
+        return level
+
+
+class Limits(Protocol):
+    """A scope's limits: a mapped row, or ``ScopeLimit``."""
+
+    @property
+    def limit_bytes(self) -> int | None: ...
+    @property
+    def limit_files(self) -> int | None: ...
+    @property
+    def alert_level(self) -> int: ...
 
 
 def _refuse_beyond(
-    metrics: Metrics, scope: Scope, limit: QuotaRow, usage: ScopeUsage, growth: Growth
+    metrics: Metrics, scope: Scope, limit: Limits, usage: ScopeUsage, growth: Growth
 ) -> None:
     measures = (
         ("bytes", limit.limit_bytes, usage.used_bytes, usage.reserved_bytes, growth.bytes),

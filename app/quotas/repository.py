@@ -7,13 +7,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
     String,
+    Table,
     Uuid,
     and_,
     bindparam,
@@ -120,16 +121,36 @@ def _usages_parameters(scopes: list[Scope]) -> dict[str, object]:
     return parameters
 
 
+@dataclass(frozen=True, slots=True)
+class ScopeLimit:
+    """A scope's limits as a write weighs them. Read as plain columns: loading mapped rows
+    cost more than the statement; a change of ``alert_level`` is written by statement."""
+
+    scope_type: str
+    scope_id: str
+    volume: str
+    limit_bytes: int | None
+    limit_files: int | None
+    alert_level: int
+
+
 # Built once, run by every write: building a statement cost more CPU than running it.
+_QUOTAS = cast(Table, QuotaRow.__table__)
+_SCOPE_KEY = (_QUOTAS.c.scope_type, _QUOTAS.c.scope_id, _QUOTAS.c.volume)
 _LIMITS_FOR_UPDATE = (
-    select(QuotaRow)
-    .where(
-        tuple_(QuotaRow.scope_type, QuotaRow.scope_id, QuotaRow.volume).in_(
-            bindparam("keys", expanding=True)
-        )
-    )
-    .order_by(QuotaRow.scope_type, QuotaRow.scope_id, QuotaRow.volume)
+    select(*_SCOPE_KEY, _QUOTAS.c.limit_bytes, _QUOTAS.c.limit_files, _QUOTAS.c.alert_level)
+    .where(tuple_(*_SCOPE_KEY).in_(bindparam("keys", expanding=True)))
+    .order_by(*_SCOPE_KEY)
     .with_for_update()
+)
+_SET_ALERT_LEVEL = (
+    update(_QUOTAS)
+    .where(
+        _QUOTAS.c.scope_type == bindparam("key_type"),
+        _QUOTAS.c.scope_id == bindparam("key_id"),
+        _QUOTAS.c.volume == bindparam("key_volume"),
+    )
+    .values(alert_level=bindparam("level"))
 )
 _RESERVATION = select(ReservationRow).where(ReservationRow.holder == bindparam("holder"))
 _RESERVATION_FOR_UPDATE = _RESERVATION.with_for_update()
@@ -141,6 +162,17 @@ class QuotaRepository:
 
     # -- limits ----------------------------------------------------------------------------
 
+    async def set_alert_level(self, scope: Scope, level: int) -> None:
+        await self._session.execute(
+            _SET_ALERT_LEVEL,
+            {
+                "key_type": scope.type.value,
+                "key_id": scope.id,
+                "key_volume": scope.volume,
+                "level": level,
+            },
+        )
+
     async def get(self, scope: Scope, *, for_update: bool = False) -> QuotaRow | None:
         stmt = select(QuotaRow).where(
             QuotaRow.scope_type == scope.type.value,
@@ -151,13 +183,13 @@ class QuotaRepository:
             stmt = stmt.with_for_update()
         return (await self._session.execute(stmt)).scalar_one_or_none()
 
-    async def limits_for_update(self, scopes: list[Scope]) -> list[tuple[Scope, QuotaRow]]:
+    async def limits_for_update(self, scopes: list[Scope]) -> list[tuple[Scope, ScopeLimit]]:
         """The limits of these scopes that exist, locked until the transaction ends (in key
         order, so concurrent writers cannot deadlock): reservations against one scope are
         serialised. One statement."""
         keys = [(scope.type.value, scope.id, scope.volume) for scope in scopes]
-        rows = (await self._session.execute(_LIMITS_FOR_UPDATE, {"keys": keys})).scalars().all()
-        by_key = {(row.scope_type, row.scope_id, row.volume): row for row in rows}
+        found = await self._session.execute(_LIMITS_FOR_UPDATE, {"keys": keys})
+        by_key = {(row[0], row[1], row[2]): ScopeLimit(*row) for row in found}
         return [
             (scope, by_key[key]) for scope, key in zip(scopes, keys, strict=True) if key in by_key
         ]
