@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.permissions.models import GranteeType, GrantRow, Mode
 from app.permissions.policy import VisibilityScope
@@ -181,6 +182,19 @@ class VFolderRepository:
         if added is None:
             raise DuplicateVFolder(f"vfolder id {row.id} or live name {row.name!r} is taken")
         return added
+
+    async def mark_deleted(self, row: VFolderRow, *, at: datetime) -> None:
+        """``row`` deleted as of ``at``, by one statement: a deleted vfolder holds no live
+        name, so no collision is possible and no savepoint is needed (taking one flushed the
+        session first: a tenth of a create + delete). ``row`` shows the new state."""
+        await self._session.execute(
+            update(_VFOLDERS)
+            .where(_VFOLDERS.c.id == row.id)
+            .values(status=VFolderStatus.DELETED.value, deleted_at=at, updated_at=at)
+        )
+        set_committed_value(row, "status", VFolderStatus.DELETED.value)
+        set_committed_value(row, "deleted_at", at)
+        set_committed_value(row, "updated_at", at)
 
     async def save(self, row: VFolderRow) -> None:
         """Flush changes to ``row``; raises ``DuplicateVFolder`` on a name collision."""

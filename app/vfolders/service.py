@@ -255,9 +255,7 @@ class VFolderService:
             return None
         driver = self._volumes.get(row.volume)
         bind_log_fields(backend=driver.backend)
-        row.status = VFolderStatus.DELETED.value
-        row.deleted_at = datetime.now(UTC)
-        await self._repo.save(row)
+        await self._repo.mark_deleted(row, at=datetime.now(UTC))
         # Announced before the directory moves: a delete the other nodes cannot hear of is
         # refused while nothing has changed yet.
         await self._reader.guard_access_change(vfolder_id, self._after_commit)
