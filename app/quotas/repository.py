@@ -143,15 +143,19 @@ _LIMITS_FOR_UPDATE = (
     .order_by(*_SCOPE_KEY)
     .with_for_update()
 )
-_SET_ALERT_LEVEL = (
-    update(_QUOTAS)
-    .where(
-        _QUOTAS.c.scope_type == bindparam("key_type"),
-        _QUOTAS.c.scope_id == bindparam("key_id"),
-        _QUOTAS.c.volume == bindparam("key_volume"),
-    )
-    .values(alert_level=bindparam("level"))
+_IS_SCOPE = (
+    _QUOTAS.c.scope_type == bindparam("key_type"),
+    _QUOTAS.c.scope_id == bindparam("key_id"),
+    _QUOTAS.c.volume == bindparam("key_volume"),
 )
+_SET_ALERT_LEVEL = update(_QUOTAS).where(*_IS_SCOPE).values(alert_level=bindparam("level"))
+# Every create in a Backend.AI quota scope reads its limit.
+_LIMIT = select(QuotaRow).where(
+    QuotaRow.scope_type == bindparam("key_type"),
+    QuotaRow.scope_id == bindparam("key_id"),
+    QuotaRow.volume == bindparam("key_volume"),
+)
+_LIMIT_FOR_UPDATE = _LIMIT.with_for_update()
 _RESERVATION = select(ReservationRow).where(ReservationRow.holder == bindparam("holder"))
 _RESERVATION_FOR_UPDATE = _RESERVATION.with_for_update()
 
@@ -174,14 +178,11 @@ class QuotaRepository:
         )
 
     async def get(self, scope: Scope, *, for_update: bool = False) -> QuotaRow | None:
-        stmt = select(QuotaRow).where(
-            QuotaRow.scope_type == scope.type.value,
-            QuotaRow.scope_id == scope.id,
-            QuotaRow.volume == scope.volume,
+        found = await self._session.execute(
+            _LIMIT_FOR_UPDATE if for_update else _LIMIT,
+            {"key_type": scope.type.value, "key_id": scope.id, "key_volume": scope.volume},
         )
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self._session.execute(stmt)).scalar_one_or_none()
+        return found.scalar_one_or_none()
 
     async def limits_for_update(self, scopes: list[Scope]) -> list[tuple[Scope, ScopeLimit]]:
         """The limits of these scopes that exist, locked until the transaction ends (in key
