@@ -24,8 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
-from anyio import to_thread
-
 from drivers.base import (
     Capacity,
     DescribesMounts,
@@ -45,6 +43,7 @@ from drivers.base import (
 from drivers.errors import BackendUnavailable, VFolderDirectoryMissing
 from drivers.fsops import PosixFileOps
 from drivers.layout import LayoutError, VFolderLayout
+from drivers.threads import run_blocking
 from drivers.types import VFolderOwner
 
 DEFAULT_DIR_MODE = 0o755
@@ -57,7 +56,7 @@ class PlainDirectories:
         self.dir_mode = dir_mode
 
     async def create(self, path: Path) -> None:
-        await to_thread.run_sync(self._create_sync, path)
+        await run_blocking(self._create_sync, path)
 
     def _create_sync(self, path: Path) -> None:
         try:
@@ -121,7 +120,7 @@ class Driver:
                 yield part
 
     async def initialize(self) -> None:
-        await to_thread.run_sync(self._initialize_sync)
+        await run_blocking(self._initialize_sync)
         for part in self._parts():
             if isinstance(part, StartsWithVolume):
                 await part.initialize()
@@ -153,22 +152,22 @@ class Driver:
             raise BackendUnavailable(str(exc)) from exc
 
     async def create_vfolder(self, vfolder_id: UUID, *, owner: VFolderOwner | None = None) -> None:
-        path = await to_thread.run_sync(self.place, vfolder_id, owner)
+        path = await run_blocking(self.place, vfolder_id, owner)
         await self.directories.create(path)
         for part in self._parts():
             if isinstance(part, PreparesVFolders):
                 await part.vfolder_created(vfolder_id)
 
     async def vfolder_exists(self, vfolder_id: UUID) -> bool:
-        return await to_thread.run_sync(lambda: self.vfolder_path(vfolder_id).is_dir())
+        return await run_blocking(lambda: self.vfolder_path(vfolder_id).is_dir())
 
     async def vfolder_ids(self) -> list[UUID]:
-        return await to_thread.run_sync(lambda: list(self.layout.vfolder_ids()))
+        return await run_blocking(lambda: list(self.layout.vfolder_ids()))
 
     async def move_to_trash(self, vfolder_id: UUID) -> TrashEntry:
         if self.trash is not None:
             return await self.trash.move_to_trash(vfolder_id)
-        return await to_thread.run_sync(self._move_to_trash_sync, vfolder_id)
+        return await run_blocking(self._move_to_trash_sync, vfolder_id)
 
     def _move_to_trash_sync(self, vfolder_id: UUID) -> TrashEntry:
         name = self.layout.new_trash_name(vfolder_id)
@@ -181,7 +180,7 @@ class Driver:
         return TrashEntry(name=name, vfolder_id=vfolder_id)
 
     async def list_trash(self) -> list[TrashEntry]:
-        entries = await to_thread.run_sync(self._list_trash_sync)
+        entries = await run_blocking(self._list_trash_sync)
         if self.trash is not None:
             entries += await self.trash.list_trash()
         return entries
@@ -209,7 +208,7 @@ class Driver:
         if self.trash is not None and self.trash.holds(entry):
             await self.trash.restore_from_trash(entry)
             return
-        await to_thread.run_sync(self._restore_sync, entry)
+        await run_blocking(self._restore_sync, entry)
 
     def _restore_sync(self, entry: TrashEntry) -> None:
         target = self.layout.restore_path(entry.name, entry.vfolder_id)
@@ -229,7 +228,7 @@ class Driver:
         for part in self._parts():
             if isinstance(part, PreparesPurge):
                 await part.before_purge(self.layout.trash / entry.name)
-        await to_thread.run_sync(self._purge_sync, entry)
+        await run_blocking(self._purge_sync, entry)
 
     def _purge_sync(self, entry: TrashEntry) -> None:
         # A purge cut short leaves the entry under the same name, so the next pass finishes
@@ -254,7 +253,7 @@ class Driver:
             shutil.rmtree(path, onerror=lambda f, p, info: on_error(f, p, info[1]))
 
     async def mount_info(self, vfolder_id: UUID) -> MountInfo:
-        host_path = await to_thread.run_sync(self.vfolder_path, vfolder_id)
+        host_path = await run_blocking(self.vfolder_path, vfolder_id)
         return MountInfo(
             host_path=host_path,
             backend=self.backend,
@@ -263,7 +262,7 @@ class Driver:
         )
 
     async def capacity(self) -> Capacity:
-        return await to_thread.run_sync(self._capacity_sync)
+        return await run_blocking(self._capacity_sync)
 
     def _capacity_sync(self) -> Capacity:
         try:
@@ -277,7 +276,7 @@ class Driver:
         )
 
     async def check_writable(self) -> None:
-        await to_thread.run_sync(self._check_writable_sync)
+        await run_blocking(self._check_writable_sync)
 
     def _check_writable_sync(self) -> None:
         probe = self.layout.staging / f".probe-{secrets.token_hex(8)}"

@@ -29,8 +29,6 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from uuid import UUID
 
-from anyio import to_thread
-
 from drivers.base import Readable, Staged
 from drivers.clone import copy_file_data, copy_tree, remove_tree
 from drivers.errors import (
@@ -52,6 +50,7 @@ from drivers.errors import (
 from drivers.layout import VFolderLayout
 from drivers.paths import O_DIR, RelativePath, require_single_name
 from drivers.staging import StagingPlacement, VolumeStaging
+from drivers.threads import run_blocking
 from drivers.types import (
     CloneProgress,
     Committed,
@@ -956,22 +955,22 @@ class PosixStaged:
         return self.file.size
 
     async def write(self, chunks: list[bytes]) -> None:
-        await to_thread.run_sync(self.file.write_chunks, chunks)
+        await run_blocking(self.file.write_chunks, chunks)
 
     async def sync(self) -> None:
-        await to_thread.run_sync(self.file.sync)
+        await run_blocking(self.file.sync)
 
     async def truncate(self, length: int) -> None:
-        await to_thread.run_sync(self.file.truncate, length)
+        await run_blocking(self.file.truncate, length)
 
     async def try_lock(self) -> bool:
-        return await to_thread.run_sync(self.file.try_lock)
+        return await run_blocking(self.file.try_lock)
 
     async def close(self) -> None:
-        await to_thread.run_sync(self.file.close)
+        await run_blocking(self.file.close)
 
     async def discard(self) -> None:
-        await to_thread.run_sync(self.file.discard)
+        await run_blocking(self.file.discard)
 
 
 class PosixReadable:
@@ -985,7 +984,7 @@ class PosixReadable:
         return self.file.version
 
     async def read(self, offset: int, size: int) -> bytes:
-        return await to_thread.run_sync(self.file.read, offset, size)
+        return await run_blocking(self.file.read, offset, size)
 
     async def close(self) -> None:
         # Closing a descriptor opened read-only does no I/O: no thread needed, and it then
@@ -1034,7 +1033,7 @@ class PosixFileOps:
             finally:
                 os.close(root)
 
-        result = await to_thread.run_sync(walk)
+        result = await run_blocking(walk)
         self._scanned.remember(vfolder_id, result)
         return UsageScan(result.usage, result.directories, result.reused)
 
@@ -1057,10 +1056,10 @@ class PosixFileOps:
         return self.sync.staging.reserved | self.sync.reserved_everywhere
 
     async def stat(self, vfolder_id: UUID, path: RelativePath) -> FileEntry:
-        return await to_thread.run_sync(self.sync.stat, vfolder_id, path)
+        return await run_blocking(self.sync.stat, vfolder_id, path)
 
     async def open_for_read(self, vfolder_id: UUID, path: RelativePath) -> PosixReadable:
-        return PosixReadable(await to_thread.run_sync(self.sync.open_for_read, vfolder_id, path))
+        return PosixReadable(await run_blocking(self.sync.open_for_read, vfolder_id, path))
 
     async def list_page(
         self,
@@ -1081,7 +1080,7 @@ class PosixFileOps:
                 entries.close()
             return taken[:limit], len(taken) > limit
 
-        return await to_thread.run_sync(page)
+        return await run_blocking(page)
 
     async def listing(
         self, vfolder_id: UUID, path: RelativePath, *, recursive: bool, batch: int
@@ -1090,44 +1089,42 @@ class PosixFileOps:
         pool (memory stays bounded by one batch, however big the tree)."""
         entries = self.sync.iter_tree(vfolder_id, path, after=None, recursive=recursive)
         try:
-            while taken := await to_thread.run_sync(lambda: list(itertools.islice(entries, batch))):
+            while taken := await run_blocking(lambda: list(itertools.islice(entries, batch))):
                 yield taken
         finally:
             with contextlib.suppress(Exception):
-                await to_thread.run_sync(entries.close)
+                await run_blocking(entries.close)
 
     async def create_staged(self, vfolder_id: UUID) -> PosixStaged:
         """A new staged file for an upload to ``vfolder_id``, where the driver's staging
         placement puts it: the final rename stays inside the vfolder's quota boundary."""
-        return PosixStaged(await to_thread.run_sync(self.sync.create_staged, vfolder_id))
+        return PosixStaged(await run_blocking(self.sync.create_staged, vfolder_id))
 
     async def stage(self, vfolder_id: UUID, chunks: list[bytes]) -> PosixStaged:
-        return PosixStaged(await to_thread.run_sync(self.sync.stage, vfolder_id, chunks))
+        return PosixStaged(await run_blocking(self.sync.stage, vfolder_id, chunks))
 
     async def open_staged(self, vfolder_id: UUID, name: str, *, create: bool) -> PosixStaged:
         return PosixStaged(
-            await to_thread.run_sync(
+            await run_blocking(
                 lambda: self.sync.open_staged(name, create=create, vfolder_id=vfolder_id)
             )
         )
 
     async def staged_exists(self, vfolder_id: UUID, name: str) -> bool:
-        return await to_thread.run_sync(
-            lambda: self.sync.staged_exists(name, vfolder_id=vfolder_id)
-        )
+        return await run_blocking(lambda: self.sync.staged_exists(name, vfolder_id=vfolder_id))
 
     async def copy_into_staged(self, source: Readable, staged: Staged) -> None:
         """All of ``source`` into the empty ``staged`` (by reflink where the filesystem can)."""
-        await to_thread.run_sync(self.sync.copy_into_staged, open_file(source), staged_file(staged))
+        await run_blocking(self.sync.copy_into_staged, open_file(source), staged_file(staged))
 
     async def remove_staged(self, vfolder_id: UUID, name: str) -> None:
-        await to_thread.run_sync(lambda: self.sync.remove_staged(name, vfolder_id=vfolder_id))
+        await run_blocking(lambda: self.sync.remove_staged(name, vfolder_id=vfolder_id))
 
     async def staging_candidates(self, *, older_than: float) -> list[str]:
-        return await to_thread.run_sync(lambda: self.sync.staging_candidates(older_than=older_than))
+        return await run_blocking(lambda: self.sync.staging_candidates(older_than=older_than))
 
     async def remove_abandoned_staged(self, name: str, *, older_than: float) -> bool:
-        return await to_thread.run_sync(
+        return await run_blocking(
             lambda: self.sync.remove_abandoned_staged(name, older_than=older_than)
         )
 
@@ -1139,15 +1136,15 @@ class PosixFileOps:
         *,
         skip: frozenset[str] = frozenset(),
     ) -> None:
-        await to_thread.run_sync(
+        await run_blocking(
             lambda: self.sync.receive_copy(source_root, vfolder_id, progress, skip=skip)
         )
 
     async def discard_copy(self, vfolder_id: UUID) -> None:
-        await to_thread.run_sync(self.sync.discard_copy, vfolder_id)
+        await run_blocking(self.sync.discard_copy, vfolder_id)
 
     async def concatenate_staged(self, target: Staged, parts: list[str]) -> None:
-        await to_thread.run_sync(self.sync.concatenate_staged, staged_file(target), parts)
+        await run_blocking(self.sync.concatenate_staged, staged_file(target), parts)
 
     async def commit_staged(
         self,
@@ -1160,7 +1157,7 @@ class PosixFileOps:
         if_match: FileVersion | None = None,
         durable: bool = True,
     ) -> Committed:
-        return await to_thread.run_sync(
+        return await run_blocking(
             lambda: self.sync.commit_staged(
                 staged_file(staged),
                 vfolder_id,
@@ -1173,32 +1170,30 @@ class PosixFileOps:
         )
 
     async def sync_entry(self, vfolder_id: UUID, path: RelativePath) -> None:
-        await to_thread.run_sync(self.sync.sync_entry, vfolder_id, path)
+        await run_blocking(self.sync.sync_entry, vfolder_id, path)
 
     async def free_name(self, vfolder_id: UUID, path: RelativePath) -> RelativePath:
-        return await to_thread.run_sync(self.sync.free_name, vfolder_id, path)
+        return await run_blocking(self.sync.free_name, vfolder_id, path)
 
     async def missing_entries(self, vfolder_id: UUID, path: RelativePath) -> int:
-        return await to_thread.run_sync(self.sync.missing_entries, vfolder_id, path)
+        return await run_blocking(self.sync.missing_entries, vfolder_id, path)
 
     async def mkdir(
         self, vfolder_id: UUID, path: RelativePath, *, parents: bool, exist_ok: bool
     ) -> Usage:
-        return await to_thread.run_sync(
+        return await run_blocking(
             lambda: self.sync.mkdir(vfolder_id, path, parents=parents, exist_ok=exist_ok)
         )
 
     async def move(
         self, vfolder_id: UUID, source: RelativePath, target: RelativePath, *, overwrite: bool
     ) -> Usage:
-        return await to_thread.run_sync(
+        return await run_blocking(
             lambda: self.sync.move(vfolder_id, source, target, overwrite=overwrite)
         )
 
     async def delete(self, vfolder_id: UUID, path: RelativePath, *, recursive: bool) -> Usage:
-        return await to_thread.run_sync(
-            lambda: self.sync.delete(vfolder_id, path, recursive=recursive)
-        )
+        return await run_blocking(lambda: self.sync.delete(vfolder_id, path, recursive=recursive))
 
     async def usage(self, vfolder_id: UUID) -> Usage:
-        return await to_thread.run_sync(self.sync.usage, vfolder_id)
+        return await run_blocking(self.sync.usage, vfolder_id)
