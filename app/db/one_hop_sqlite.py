@@ -108,7 +108,8 @@ class OneHopConnection(aiosqlite.Connection):
         return begin
 
     async def commit(self) -> None:
-        if self.take_pending_begin() is None or self._conn.in_transaction:
+        # A BEGIN still pending means no statement ran: there is nothing to commit.
+        if self.take_pending_begin() is None:
             await self.in_thread(self._conn.commit)
 
     @property

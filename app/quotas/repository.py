@@ -150,11 +150,7 @@ _IS_SCOPE = (
 )
 _SET_ALERT_LEVEL = update(_QUOTAS).where(*_IS_SCOPE).values(alert_level=bindparam("level"))
 # Every create in a Backend.AI quota scope reads its limit.
-_LIMIT = select(QuotaRow).where(
-    QuotaRow.scope_type == bindparam("key_type"),
-    QuotaRow.scope_id == bindparam("key_id"),
-    QuotaRow.volume == bindparam("key_volume"),
-)
+_LIMIT = select(QuotaRow).where(*_IS_SCOPE)
 _LIMIT_FOR_UPDATE = _LIMIT.with_for_update()
 _RESERVATION = select(ReservationRow).where(ReservationRow.holder == bindparam("holder"))
 _RESERVATION_FOR_UPDATE = _RESERVATION.with_for_update()
