@@ -333,8 +333,7 @@ class QuotaLedger:
         for (scope, limit), usage in zip(limits, usages, strict=True):
             _refuse_beyond(self._metrics, scope, limit, usage, growth)
             committed = usage.used_bytes + usage.reserved_bytes + growth.bytes
-            if (level := self._note_level(scope, limit, committed)) is not None:
-                await quotas.set_alert_level(scope, level)
+            await self._note_level(quotas, scope, limit, committed)
 
     async def track_alerts(self, session: AsyncSession, scopes: list[Scope]) -> None:
         """Measures each limited scope against its thresholds (after a limit is set, space
@@ -344,23 +343,25 @@ class QuotaLedger:
             limit = await quotas.get(scope)
             if limit is not None:
                 usage = await quotas.usage(scope)
-                committed = usage.used_bytes + usage.reserved_bytes
-                if (level := self._note_level(scope, limit, committed)) is not None:
-                    await quotas.set_alert_level(scope, level)
+                await self._note_level(
+                    quotas, scope, limit, usage.used_bytes + usage.reserved_bytes
+                )
 
-    def _note_level(self, scope: Scope, limit: Limits, committed_bytes: int) -> int | None:
+    async def _note_level(
+        self, quotas: QuotaRepository, scope: Scope, limit: Limits, committed_bytes: int
+    ) -> None:
         """Sets the usage gauge (bytes used or reserved by writes under way, over the limit)
-        and tells each threshold crossing, up or down, once, as a structured log event: the
-        new level to record, or None when no threshold was crossed."""
+        and tells each threshold crossing, up or down, once, as a structured log event; the
+        new level is recorded in the caller's transaction (a refused write undoes it)."""
         if not limit.limit_bytes:
-            return None
+            return
         ratio = committed_bytes / limit.limit_bytes
         self._metrics.quota_usage_ratio.labels(
             scope_type=scope.type.value, scope_id=scope.id, volume=scope.volume
         ).set(ratio)
         level = next((lv for lv in ALERT_LEVELS if ratio * 100 >= lv), 0)
         if level == limit.alert_level:
-            return None
+            return
         previous = limit.alert_level
         log.warning(
             "quota threshold crossed",
@@ -375,7 +376,7 @@ class QuotaLedger:
                 "limit_bytes": limit.limit_bytes,
             },
         )
-        return level
+        await quotas.set_alert_level(scope, level)
 
 
 class Limits(Protocol):
