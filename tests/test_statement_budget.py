@@ -14,19 +14,26 @@ import httpx
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from app.quotas.group_commit import BATCH_TASK_PREFIX
 from tests.files.conftest import ALICE
 from tests.support.app import SERVICE
 
 
 @contextmanager
 def statements() -> Iterator[list[str]]:
-    """The SQL sent on behalf of this task (the in-process client runs the app in it) while
-    the block runs, BEGIN left out: not the node's background work meanwhile."""
+    """The SQL sent on behalf of this task (the in-process client runs the app in it), and by
+    the group commit of its changes, while the block runs, BEGIN left out: not the node's
+    background work meanwhile."""
     sent: list[str] = []
     caller = asyncio.current_task()
 
+    def on_behalf(task: asyncio.Task[Any] | None) -> bool:
+        return task is caller or (
+            task is not None and task.get_name().startswith(BATCH_TASK_PREFIX)
+        )
+
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if asyncio.current_task() is caller and not statement.startswith("BEGIN"):
+        if on_behalf(asyncio.current_task()) and not statement.startswith("BEGIN"):
             sent.append(statement)
 
     event.listen(Engine, "before_cursor_execute", record)

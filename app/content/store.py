@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,30 +46,24 @@ class ContentStore:
     ) -> Committed:
         """``staged`` (synced) at ``rel``, and its usage in the ledger, as one step: either
         both happen or neither (``holder``'s reservation becomes the usage). The staged file
-        stays its owner's on failure."""
-        async with self._quotas.change(vfolder_id) as change:
-            foreseen = await foreseen_store(
-                files, vfolder_id, rel, staged.size, replace=replace, parents=parents
-            )
-            await change.settle(foreseen, holder=holder)
-            committed = await files.commit_staged(
-                staged,
-                vfolder_id,
-                rel,
-                replace=replace,
-                parents=parents,
-                if_match=if_match,
-                durable=False,
-            )
-            await change.correct(committed.added - committed.replaced - foreseen)
-            if also is not None:
-                await also(change.session, committed)
+        stays its owner's on failure. Without a reservation or work of its own in the
+        transaction, it goes in its vfolder's next batch (group commit)."""
+        placing = _StagedPlacement(files, vfolder_id, rel, staged, replace, parents, if_match)
+        if holder is None and also is None:
+            await self._quotas.change_together(vfolder_id, placing)
+        else:
+            async with self._quotas.change(vfolder_id) as change:
+                foreseen = await placing.foresee()
+                await change.settle(foreseen, holder=holder)
+                await change.correct(await placing.make() - foreseen)
+                if also is not None:
+                    await also(change.session, placing.committed)
         # Out of the vfolder's lock (and SQLite's one writer): concurrent writers' directory
         # fsyncs overlap, and the filesystem folds them into one journal commit. Acknowledged
         # only once durable; a crash before this leaves the ledger counting a file that may be
         # gone, which the usage reconcile takes back, never the other way round.
         await files.sync_entry(vfolder_id, rel)
-        return committed
+        return placing.committed
 
     async def store(
         self,
@@ -138,3 +133,45 @@ class ContentStore:
         """A regular file of the vfolder, open for reading (directories and symlinks are
         refused); the caller closes it."""
         return await files.open_for_read(vfolder_id, rel)
+
+
+@dataclass
+class _StagedPlacement:
+    """A staged file put at its path: foreseen from the disk, then committed by the driver."""
+
+    files: VFolderFiles
+    vfolder_id: uuid.UUID
+    rel: RelativePath
+    staged: Staged
+    replace: bool
+    parents: bool
+    if_match: FileVersion | None
+    _committed: Committed | None = None
+
+    async def foresee(self) -> Usage:
+        return await foreseen_store(
+            self.files,
+            self.vfolder_id,
+            self.rel,
+            self.staged.size,
+            replace=self.replace,
+            parents=self.parents,
+        )
+
+    async def make(self) -> Usage:
+        self._committed = await self.files.commit_staged(
+            self.staged,
+            self.vfolder_id,
+            self.rel,
+            replace=self.replace,
+            parents=self.parents,
+            if_match=self.if_match,
+            durable=False,
+        )
+        return self._committed.added - self._committed.replaced
+
+    @property
+    def committed(self) -> Committed:
+        if self._committed is None:
+            raise RuntimeError("the staged file was not committed")
+        return self._committed

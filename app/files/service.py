@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -385,10 +386,9 @@ class FilesService:
         # only: a concurrent mkdir of the same path makes it an overestimate, which can only
         # refuse at the very edge of a limit, and which ``correct`` takes back.
         foreseen = Usage(0, await files.missing_entries(vfolder_id, rel))
-        async with self._quotas.change(vfolder_id) as change:
-            await change.settle(foreseen)
-            created = await files.mkdir(vfolder_id, rel, parents=parents, exist_ok=exist_ok)
-            await change.correct(created - foreseen)
+        await self._quotas.change_together(
+            vfolder_id, _DirectoryMaking(files, vfolder_id, rel, foreseen, parents, exist_ok)
+        )
         return target, rel
 
     async def move(
@@ -455,6 +455,26 @@ class FilesService:
                 problem = Problem(type=problem_type, title=title, status=status, detail=detail)
                 results.append(DeleteResult(path=path, status="failed", problem=problem))
         return DeleteResults(results=results)
+
+
+@dataclass(frozen=True)
+class _DirectoryMaking:
+    """A mkdir, foreseen before its batch (see ``make_directory``)."""
+
+    files: VFolderFiles
+    vfolder_id: uuid.UUID
+    rel: RelativePath
+    foreseen: Usage
+    parents: bool
+    exist_ok: bool
+
+    async def foresee(self) -> Usage:
+        return self.foreseen
+
+    async def make(self) -> Usage:
+        return await self.files.mkdir(
+            self.vfolder_id, self.rel, parents=self.parents, exist_ok=self.exist_ok
+        )
 
 
 async def _part_data(events: AsyncIterator[object]) -> AsyncIterator[bytes]:

@@ -10,10 +10,11 @@ without a limit cost no lock at all."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.errors import QuotaExceeded, VFolderDeleted, VFolderNotFound
 from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
+from app.quotas.group_commit import BatchedChange, ChangeQueue, QueuedChange
 from app.quotas.models import ReservationRow
 from app.quotas.repository import InScopes, QuotaRepository, Scope, ScopeUsage, scopes_of
 from app.vfolders.models import VFolderRow, VFolderStatus
@@ -123,6 +125,7 @@ class QuotaLedger:
         # This node's name: each reservation it makes for a write under way is released as
         # soon as the node is known dead (``app/tasks/nodes.py``).
         self.node = node
+        self._batches = ChangeQueue(self._commit_batch)
 
     async def reserve(
         self,
@@ -207,6 +210,59 @@ class QuotaLedger:
             if vfolder.status == VFolderStatus.DELETED.value:
                 raise VFolderDeleted(f"vfolder {vfolder_id} was deleted meanwhile")
             yield VFolderChange(self, session, vfolder)
+
+    async def change_together(self, vfolder_id: uuid.UUID, change: BatchedChange) -> None:
+        """``change`` made and recorded in the next batch of its vfolder's changes (group
+        commit, ``app/quotas/group_commit.py``), checked against the quotas in arrival order;
+        raises ``QuotaExceeded``, or what stopped it on disk. For changes that hold no
+        reservation: a batch checks each one's whole growth, as ``settle`` does."""
+        await self._batches.submit(vfolder_id, change)
+
+    async def _commit_batch(self, vfolder_id: uuid.UUID, batch: list[QueuedChange]) -> None:
+        """One transaction for the batch: the row lock, each change foreseen, the quota check
+        of them all, the admitted ones made on disk, one usage update. A change that is
+        refused or fails is told at once (it changed nothing); the others once committed."""
+        made: list[QueuedChange] = []
+        async with self.change(vfolder_id) as change:
+            # Side by side: looking is all a foresight does.
+            outlooks = await asyncio.gather(
+                *(queued.run(queued.change.foresee) for queued in batch), return_exceptions=True
+            )
+            foreseen: list[tuple[QueuedChange, Usage]] = []
+            for queued, outlook in zip(batch, outlooks, strict=True):
+                if isinstance(outlook, Usage):
+                    foreseen.append((queued, outlook))
+                elif isinstance(outlook, Exception):
+                    queued.fail(outlook)
+                else:
+                    raise outlook
+            quotas = QuotaRepository(change.session)
+            verdicts = await self._admit(
+                quotas,
+                change.vfolder,
+                [Growth(max(0, usage.bytes), max(0, usage.entries)) for _, usage in foreseen],
+            )
+            total = Usage()
+            freed = False
+            for (queued, usage), refusal in zip(foreseen, verdicts, strict=True):
+                if refusal is not None:
+                    queued.fail(refusal)
+                    continue
+                try:
+                    total += await queued.run(queued.change.make)
+                except Exception as exc:
+                    queued.fail(exc)
+                    continue
+                made.append(queued)
+                freed = freed or usage.bytes < 0
+            await VFolderRepository(change.session).add_usage(
+                vfolder_id, bytes_delta=total.bytes, count_delta=total.entries
+            )
+            if freed:
+                # Growth was measured against the thresholds by ``_admit``.
+                await self.track_alerts(change.session, scopes_of(change.vfolder))
+        for queued in made:
+            queued.succeed()
 
     async def reserved(self, holder: str) -> int:
         async with self._sessions() as session:
@@ -319,21 +375,46 @@ class QuotaLedger:
             await self.track_alerts(session, scopes_of(vfolder))
 
     async def _check_room(self, quotas: QuotaRepository, vfolder: InScopes, growth: Growth) -> None:
+        (refusal,) = await self._admit(quotas, vfolder, [growth])
+        if refusal is not None:
+            raise refusal
+
+    async def _admit(
+        self, quotas: QuotaRepository, vfolder: InScopes, growths: list[Growth]
+    ) -> list[QuotaExceeded | None]:
+        """Each growth in turn against the limits of the vfolder's scopes (locked), the usage
+        and reservations, and the growths admitted before it: ``None`` for one that fits, its
+        refusal for one that does not. The thresholds are moved by what was admitted."""
+        bytes_grow = any(growth.bytes for growth in growths)
+        files_grow = any(growth.files for growth in growths)
         limits = [
             (scope, limit)
             for scope, limit in await quotas.limits_for_update(scopes_of(vfolder))
             # Only a limit on a measure that grows can refuse (or move its threshold): the
             # others need no usage figures, the costliest statement of a write.
-            if (growth.bytes and limit.limit_bytes is not None)
-            or (growth.files and limit.limit_files is not None)
+            if (bytes_grow and limit.limit_bytes is not None)
+            or (files_grow and limit.limit_files is not None)
         ]
         if not limits:
-            return
+            return [None] * len(growths)
         usages = await quotas.usages([scope for scope, _ in limits])
-        for (scope, limit), usage in zip(limits, usages, strict=True):
-            _refuse_beyond(self._metrics, scope, limit, usage, growth)
-            committed = usage.used_bytes + usage.reserved_bytes + growth.bytes
-            await self._note_level(quotas, scope, limit, committed)
+        verdicts: list[QuotaExceeded | None] = []
+        for growth in growths:
+            verdicts.append(_refusal(self._metrics, limits, usages, growth))
+            if verdicts[-1] is None:
+                usages = [
+                    replace(
+                        usage,
+                        used_bytes=usage.used_bytes + growth.bytes,
+                        used_files=usage.used_files + growth.files,
+                    )
+                    for usage in usages
+                ]
+        if any(verdict is None for verdict in verdicts):
+            for (scope, limit), usage in zip(limits, usages, strict=True):
+                committed = usage.used_bytes + usage.reserved_bytes
+                await self._note_level(quotas, scope, limit, committed)
+        return verdicts
 
     async def track_alerts(self, session: AsyncSession, scopes: list[Scope]) -> None:
         """Measures each limited scope against its thresholds (after a limit is set, space
@@ -388,6 +469,21 @@ class Limits(Protocol):
     def limit_files(self) -> int | None: ...
     @property
     def alert_level(self) -> int: ...
+
+
+def _refusal(
+    metrics: Metrics,
+    limits: Sequence[tuple[Scope, Limits]],
+    usages: Sequence[ScopeUsage],
+    growth: Growth,
+) -> QuotaExceeded | None:
+    """The refusal of ``growth`` by the first scope it does not fit in, if any."""
+    try:
+        for (scope, limit), usage in zip(limits, usages, strict=True):
+            _refuse_beyond(metrics, scope, limit, usage, growth)
+    except QuotaExceeded as refusal:
+        return refusal
+    return None
 
 
 def _refuse_beyond(
