@@ -22,7 +22,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -137,12 +136,29 @@ class ScopeLimit:
 # Built once, run by every write: building a statement cost more CPU than running it.
 _QUOTAS = cast(Table, QuotaRow.__table__)
 _SCOPE_KEY = (_QUOTAS.c.scope_type, _QUOTAS.c.scope_id, _QUOTAS.c.volume)
-_LIMITS_FOR_UPDATE = (
-    select(*_SCOPE_KEY, _QUOTAS.c.limit_bytes, _QUOTAS.c.limit_files, _QUOTAS.c.alert_level)
-    .where(tuple_(*_SCOPE_KEY).in_(bindparam("keys", expanding=True)))
-    .order_by(*_SCOPE_KEY)
-    .with_for_update()
-)
+
+
+@functools.cache
+def _limits_for_update(scopes: int) -> Select[Any]:
+    """The limits of ``scopes`` scope keys (bound as ``type<n>``, ``id<n>``, ``volume<n>``),
+    locked in key order. One statement per number of scopes, built once: an expanding ``IN``
+    is re-rendered at every execution, which cost more CPU than running it."""
+    keys = [
+        and_(
+            _QUOTAS.c.scope_type == bindparam(f"type{n}"),
+            _QUOTAS.c.scope_id == bindparam(f"id{n}"),
+            _QUOTAS.c.volume == bindparam(f"volume{n}"),
+        )
+        for n in range(scopes)
+    ]
+    return (
+        select(*_SCOPE_KEY, _QUOTAS.c.limit_bytes, _QUOTAS.c.limit_files, _QUOTAS.c.alert_level)
+        .where(or_(*keys))
+        .order_by(*_SCOPE_KEY)
+        .with_for_update()
+    )
+
+
 _IS_SCOPE = (
     _QUOTAS.c.scope_type == bindparam("key_type"),
     _QUOTAS.c.scope_id == bindparam("key_id"),
@@ -185,7 +201,12 @@ class QuotaRepository:
         order, so concurrent writers cannot deadlock): reservations against one scope are
         serialised. One statement."""
         keys = [(scope.type.value, scope.id, scope.volume) for scope in scopes]
-        found = await self._session.execute(_LIMITS_FOR_UPDATE, {"keys": keys})
+        parameters = {
+            f"{part}{n}": value
+            for n, key in enumerate(keys)
+            for part, value in zip(("type", "id", "volume"), key, strict=True)
+        }
+        found = await self._session.execute(_limits_for_update(len(keys)), parameters)
         by_key = {(row[0], row[1], row[2]): ScopeLimit(*row) for row in found}
         return [
             (scope, by_key[key]) for scope, key in zip(scopes, keys, strict=True) if key in by_key
