@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 
 import pytest
 
@@ -57,3 +58,30 @@ async def test_a_call_cancelled_before_a_thread_took_it_never_runs() -> None:
     await asyncio.gather(*busy)
     await asyncio.sleep(0.05)
     assert ran == []
+
+
+async def test_a_caller_cancelled_after_its_call_returned_is_never_left_waiting() -> None:
+    """The call returns, and the caller is cancelled before the loop has handed it the
+    result: the caller must still end."""
+    returning = threading.Event()
+
+    def quick() -> None:
+        returning.set()
+
+    task = asyncio.create_task(run_blocking(quick))
+    await asyncio.sleep(0)  # the call is submitted
+    # Blocks the loop on purpose: the result is queued to it before the cancellation is.
+    assert returning.wait(10)
+    time.sleep(0.05)  # noqa: ASYNC251 - the loop must not run meanwhile
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    assert done, "the cancelled caller was left waiting"
+
+
+async def test_more_calls_than_threads_all_complete_in_the_pool() -> None:
+    results = await asyncio.gather(*(run_blocking(abs, -n) for n in range(MAX_THREADS * 5)))
+    assert results == list(range(MAX_THREADS * 5))
+    names = await asyncio.gather(
+        *(run_blocking(lambda: threading.current_thread().name) for _ in range(MAX_THREADS))
+    )
+    assert all(name.startswith("storage-io-") for name in names)
