@@ -98,6 +98,15 @@ class LockedVFolder:
     file_count: int
 
 
+_MARK_DELETED = (
+    update(_VFOLDERS)
+    .where(_VFOLDERS.c.id == bindparam("vfolder_id"))
+    .values(
+        status=VFolderStatus.DELETED.value,
+        deleted_at=bindparam("at", type_=_VFOLDERS.c.deleted_at.type),
+        updated_at=bindparam("at", type_=_VFOLDERS.c.updated_at.type),
+    )
+)
 _LOCK_FOR_CHANGE = (
     select(
         _VFOLDERS.c.id,
@@ -187,11 +196,7 @@ class VFolderRepository:
         """``row`` deleted as of ``at``, by one statement: a deleted vfolder holds no live
         name, so no collision is possible and no savepoint is needed (taking one flushed the
         session first: a tenth of a create + delete). ``row`` shows the new state."""
-        await self._session.execute(
-            update(_VFOLDERS)
-            .where(_VFOLDERS.c.id == row.id)
-            .values(status=VFolderStatus.DELETED.value, deleted_at=at, updated_at=at)
-        )
+        await self._session.execute(_MARK_DELETED, {"vfolder_id": row.id, "at": at})
         set_committed_value(row, "status", VFolderStatus.DELETED.value)
         set_committed_value(row, "deleted_at", at)
         set_committed_value(row, "updated_at", at)
