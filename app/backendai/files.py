@@ -5,6 +5,7 @@ quotas, trash and logs as ``/v1``). The upload and download calls mint the clien
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import stat
 import uuid
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.backendai.auth import MANAGER_PRINCIPAL
 from app.backendai.client_tokens import ClientTokens
 from app.backendai.identity import VFolderId
-from app.backendai.lookup import read_vfolder
+from app.backendai.lookup import read_vfolder_entry
 from app.errors import InvalidRequest, Problem, driver_problem
 from app.files.schemas import DeleteResult
 from app.files.service import FilesService
@@ -96,65 +97,69 @@ class BackendAIFiles:
         self._tus = tus
         self._tokens = tokens
 
-    async def folder(self, volume: str, vfid: str) -> VFolder:
+    @contextlib.asynccontextmanager
+    async def folder(self, volume: str, vfid: str) -> AsyncIterator[VFolder]:
+        """The vfolder ``vfid`` names on ``volume``; the file service, checking access on it
+        within the block, reuses what was read here."""
         parsed = VFolderId.parse(vfid)
-        vfolder = await read_vfolder(self._sessions, self._reader, volume, parsed)
+        vfolder, rules = await read_vfolder_entry(self._sessions, self._reader, volume, parsed)
         bind_log_fields(volume=volume, vfid=vfid)
-        return vfolder
+        with self._reader.reusing(vfolder.id, (vfolder, rules)):
+            yield vfolder
 
     async def mkdir(
         self, volume: str, vfid: str, relpath: str, *, parents: bool, exist_ok: bool
     ) -> None:
-        vfolder = await self.folder(volume, vfid)
-        await self._files.make_directory(
-            MANAGER_PRINCIPAL, vfolder.id, relpath, parents=parents, exist_ok=exist_ok
-        )
+        async with self.folder(volume, vfid) as vfolder:
+            await self._files.make_directory(
+                MANAGER_PRINCIPAL, vfolder.id, relpath, parents=parents, exist_ok=exist_ok
+            )
 
     async def list_dir(self, volume: str, vfid: str, relpath: str) -> AsyncIterator[bytes]:
         """The whole directory (no cap), one level; checked before the first byte."""
-        vfolder = await self.folder(volume, vfid)
-        batches = await self._files.open_listing(
-            MANAGER_PRINCIPAL, vfolder.id, relpath, recursive=False
-        )
-        return listing_json(batches)
+        async with self.folder(volume, vfid) as vfolder:
+            batches = await self._files.open_listing(
+                MANAGER_PRINCIPAL, vfolder.id, relpath, recursive=False
+            )
+            return listing_json(batches)
 
     async def fetch(self, volume: str, vfid: str, relpath: str) -> Readable:
-        vfolder = await self.folder(volume, vfid)
-        handle, _name = await self._files.open_download(MANAGER_PRINCIPAL, vfolder.id, relpath)
-        return handle
+        async with self.folder(volume, vfid) as vfolder:
+            handle, _name = await self._files.open_download(MANAGER_PRINCIPAL, vfolder.id, relpath)
+            return handle
 
     async def rename(self, volume: str, vfid: str, relpath: str, new_name: str) -> None:
-        vfolder = await self.folder(volume, vfid)
-        source = parse_relative_path(relpath, existing=True)
-        if source.is_root:
-            raise InvalidRequest("the vfolder root cannot be renamed")
-        destination = RelativePath((*source.parent.parts, require_single_name(new_name)))
-        await self._files.move(
-            MANAGER_PRINCIPAL, vfolder.id, relpath, str(destination), overwrite=False
-        )
+        async with self.folder(volume, vfid) as vfolder:
+            source = parse_relative_path(relpath, existing=True)
+            if source.is_root:
+                raise InvalidRequest("the vfolder root cannot be renamed")
+            destination = RelativePath((*source.parent.parts, require_single_name(new_name)))
+            await self._files.move(
+                MANAGER_PRINCIPAL, vfolder.id, relpath, str(destination), overwrite=False
+            )
 
     async def move(self, volume: str, vfid: str, src_relpath: str, dst_relpath: str) -> None:
-        vfolder = await self.folder(volume, vfid)
-        await self._files.move(
-            MANAGER_PRINCIPAL, vfolder.id, src_relpath, dst_relpath, overwrite=False
-        )
+        async with self.folder(volume, vfid) as vfolder:
+            await self._files.move(
+                MANAGER_PRINCIPAL, vfolder.id, src_relpath, dst_relpath, overwrite=False
+            )
 
     async def delete(
         self, volume: str, vfid: str, relpaths: list[str], *, recursive: bool
     ) -> DeleteResult | None:
         """In order, stopping at the first failure (returned), as Backend.AI's proxy does."""
-        vfolder = await self.folder(volume, vfid)
-        for relpath in relpaths:
-            if not recursive:
-                refusal = await self._directory_refusal(vfolder.id, relpath)
-                if refusal is not None:
-                    return refusal
-            result = await self._files.delete(
-                MANAGER_PRINCIPAL, vfolder.id, [relpath], recursive=recursive
-            )
-            if result.results[0].status != "deleted":
-                return result.results[0]
-        return None
+        async with self.folder(volume, vfid) as vfolder:
+            for relpath in relpaths:
+                if not recursive:
+                    refusal = await self._directory_refusal(vfolder.id, relpath)
+                    if refusal is not None:
+                        return refusal
+                result = await self._files.delete(
+                    MANAGER_PRINCIPAL, vfolder.id, [relpath], recursive=recursive
+                )
+                if result.results[0].status != "deleted":
+                    return result.results[0]
+            return None
 
     async def _directory_refusal(self, vfolder_id: uuid.UUID, relpath: str) -> DeleteResult | None:
         """A directory without ``recursive`` is refused even when empty, as Backend.AI's proxy
@@ -180,19 +185,23 @@ class BackendAIFiles:
     async def upload_token(self, volume: str, vfid: str, relpath: str, size: int) -> str:
         """A tus upload created now (its quota reserved: an oversized file is refused here);
         a size-0 one is placed at once, as the 23.9 client sends no PATCH for it."""
-        vfolder = await self.folder(volume, vfid)
-        destination = parse_relative_path(relpath)  # refused here: it goes into the metadata
-        state = await self._tus.create(
-            MANAGER_PRINCIPAL,
-            vfolder.id,
-            length=size,
-            metadata_header=upload_metadata(str(destination)),
-            body=None,
-            checksum=None,
-        )
-        return self._tokens.mint_upload(
-            volume=volume, vfid=VFolderId.parse(vfid), relpath=relpath, size=size, session=state.id
-        )
+        async with self.folder(volume, vfid) as vfolder:
+            destination = parse_relative_path(relpath)  # refused here: it goes into the metadata
+            state = await self._tus.create(
+                MANAGER_PRINCIPAL,
+                vfolder.id,
+                length=size,
+                metadata_header=upload_metadata(str(destination)),
+                body=None,
+                checksum=None,
+            )
+            return self._tokens.mint_upload(
+                volume=volume,
+                vfid=VFolderId.parse(vfid),
+                relpath=relpath,
+                size=size,
+                session=state.id,
+            )
 
     async def download_token(
         self, volume: str, vfid: str, relpath: str, *, archive: bool, unmanaged_path: str | None
@@ -201,11 +210,11 @@ class BackendAIFiles:
             raise InvalidRequest("archive downloads are not supported by this storage proxy")
         if unmanaged_path:
             raise InvalidRequest("unmanaged_path downloads are not supported by this storage proxy")
-        vfolder = await self.folder(volume, vfid)
-        # Refused now rather than on the client's GET: the Manager shows this message.
-        info = await self._files.stat(MANAGER_PRINCIPAL, vfolder.id, relpath)
-        if info.type is not EntryType.FILE:
-            raise NotARegularFile(f"{info.path or '/'} is not a regular file")
-        return self._tokens.mint_download(
-            volume=volume, vfid=VFolderId.parse(vfid), relpath=relpath
-        )
+        async with self.folder(volume, vfid) as vfolder:
+            # Refused now rather than on the client's GET: the Manager shows this message.
+            info = await self._files.stat(MANAGER_PRINCIPAL, vfolder.id, relpath)
+            if info.type is not EntryType.FILE:
+                raise NotARegularFile(f"{info.path or '/'} is not a regular file")
+            return self._tokens.mint_download(
+                volume=volume, vfid=VFolderId.parse(vfid), relpath=relpath
+            )

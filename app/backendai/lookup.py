@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.backendai.identity import VFolderId
 from app.errors import VFolderNotFound
+from app.permissions.policy import AccessRules
 from app.vfolders.models import VFolderStatus
 from app.vfolders.reader import VFolderReader
 from app.vfolders.schemas import VFolder
@@ -37,8 +38,16 @@ async def read_vfolder(
     sessions: Callable[[], AsyncSession], reader: VFolderReader, volume: str, vfid: VFolderId
 ) -> VFolder:
     """``find_vfolder`` outside any transaction: no session unless the cache misses."""
-    vfolder, _rules = await reader.read(sessions, vfid.folder_id)
-    return _here(vfolder, volume, vfid)
+    vfolder, _rules = await read_vfolder_entry(sessions, reader, volume, vfid)
+    return vfolder
+
+
+async def read_vfolder_entry(
+    sessions: Callable[[], AsyncSession], reader: VFolderReader, volume: str, vfid: VFolderId
+) -> tuple[VFolder, AccessRules]:
+    """``read_vfolder``, with the access rules read along (for ``VFolderReader.reusing``)."""
+    vfolder, rules = await reader.read(sessions, vfid.folder_id)
+    return _here(vfolder, volume, vfid), rules
 
 
 def _here(vfolder: VFolder, volume: str, vfid: VFolderId) -> VFolder:

@@ -17,9 +17,11 @@ Changes nobody's access depends on (a name, a quota) only invalidate, best effor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +50,12 @@ class _CacheLookup:
     key: str
 
 
+# What this task has just read of one vfolder, while a caller lets it be reused (``reusing``).
+_JUST_READ: ContextVar[tuple[uuid.UUID, tuple[VFolder, AccessRules]] | None] = ContextVar(
+    "just_read_vfolder", default=None
+)
+
+
 def cache_subject(vfolder_id: uuid.UUID) -> str:
     return f"vfolder:{vfolder_id}"
 
@@ -71,11 +79,27 @@ class VFolderReader:
     ) -> tuple[VFolder, AccessRules]:
         """``load`` for a caller outside any transaction: a session is opened only when the
         cache cannot answer (building one costs more than the cached read itself)."""
+        just_read = _JUST_READ.get()
+        if just_read is not None and just_read[0] == vfolder_id:
+            return just_read[1]
         lookup = await self._look_up(vfolder_id)
         if lookup.found is not None:
             return lookup.found
         async with sessions() as session:
             return await self._load_and_cache(session, vfolder_id, lookup)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def reusing(vfolder_id: uuid.UUID, entry: tuple[VFolder, AccessRules]) -> Iterator[None]:
+        """Within the block, ``read`` of ``vfolder_id`` in this task answers ``entry``, just
+        read, without asking the cache again (on Redis, two round trips): for a facade that
+        looks a vfolder up and then hands it to a service that checks access on it, with no
+        change of the vfolder between."""
+        token = _JUST_READ.set((vfolder_id, entry))
+        try:
+            yield
+        finally:
+            _JUST_READ.reset(token)
 
     async def _look_up(self, vfolder_id: uuid.UUID) -> _CacheLookup:
         generation = await self._cache.generation(cache_subject(vfolder_id))

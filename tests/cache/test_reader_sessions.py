@@ -90,3 +90,20 @@ async def test_without_a_cache_every_read_goes_to_the_database(
     assert sessions.opened == 2
     with pytest.raises(VFolderNotFound):
         await reader.read(sessions, uuid.uuid4())
+
+
+async def test_an_entry_just_read_is_reused_within_its_block_only(
+    sessions: CountedSessions,
+) -> None:
+    """A facade's lookup, then the service's access check on the same vfolder: one read."""
+    reader = VFolderReader(cache=NoCache(), ttl_seconds=60)  # every read asks the database
+    vid, other = await _new_vfolder(sessions, "v"), await _new_vfolder(sessions, "w")
+    sessions.opened = 0
+    entry = await reader.read(sessions, vid)
+    with reader.reusing(vid, entry):
+        assert await reader.read(sessions, vid) == entry
+        assert sessions.opened == 1
+        await reader.read(sessions, other)  # another vfolder is read as ever
+        assert sessions.opened == 2
+    await reader.read(sessions, vid)  # after the block, read as ever
+    assert sessions.opened == 3
