@@ -145,13 +145,22 @@ class Recorder:
                 queued.succeed()
 
 
-async def test_changes_arriving_during_a_batch_make_the_next_batch_together() -> None:
-    recorder, made = Recorder(), list[str]()
+async def first_batch_held(
+    made: list[str],
+) -> tuple[ChangeQueue, Recorder, asyncio.Task[None], uuid.UUID]:
+    """A queue whose first batch, of the change "first", runs and is held open."""
+    recorder = Recorder()
     queue = ChangeQueue(recorder)
     vfolder_id = uuid.uuid4()
     recorder.release.clear()
     first = asyncio.create_task(queue.submit(vfolder_id, Change("first", made)))
     await recorder.entered.wait()
+    return queue, recorder, first, vfolder_id
+
+
+async def test_changes_arriving_during_a_batch_make_the_next_batch_together() -> None:
+    made = list[str]()
+    queue, recorder, first, vfolder_id = await first_batch_held(made)
     rest = [asyncio.create_task(queue.submit(vfolder_id, Change(f"c{n}", made))) for n in range(10)]
     await asyncio.sleep(0)
     recorder.release.set()
@@ -205,12 +214,8 @@ async def test_a_failed_batch_fails_every_change_in_it() -> None:
 
 
 async def test_a_writer_cancelled_while_queued_withdraws_its_change() -> None:
-    recorder, made = Recorder(), list[str]()
-    queue = ChangeQueue(recorder)
-    vfolder_id = uuid.uuid4()
-    recorder.release.clear()
-    first = asyncio.create_task(queue.submit(vfolder_id, Change("first", made)))
-    await recorder.entered.wait()
+    made = list[str]()
+    queue, recorder, first, vfolder_id = await first_batch_held(made)
     queued = asyncio.create_task(queue.submit(vfolder_id, Change("withdrawn", made)))
     await asyncio.sleep(0)
     queued.cancel()
