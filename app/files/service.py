@@ -381,13 +381,8 @@ class FilesService:
         vfolder it was made in and the directory's parsed path."""
         target = await self._gate.target(principal, vfolder_id, VFolderOperation.WRITE_FILES)
         rel = parse_relative_path(path)
-        files = target.driver.files
-        # Foreseen before the row lock, so that the lock is held for one file operation
-        # only: a concurrent mkdir of the same path makes it an overestimate, which can only
-        # refuse at the very edge of a limit, and which ``correct`` takes back.
-        foreseen = Usage(0, await files.missing_entries(vfolder_id, rel))
         await self._quotas.change_together(
-            vfolder_id, _DirectoryMaking(files, vfolder_id, rel, foreseen, parents, exist_ok)
+            vfolder_id, _DirectoryMaking(target.driver.files, vfolder_id, rel, parents, exist_ok)
         )
         return target, rel
 
@@ -459,17 +454,16 @@ class FilesService:
 
 @dataclass(frozen=True)
 class _DirectoryMaking:
-    """A mkdir, foreseen before its batch (see ``make_directory``)."""
+    """A mkdir: the entries it adds are the components of its path still missing."""
 
     files: VFolderFiles
     vfolder_id: uuid.UUID
     rel: RelativePath
-    foreseen: Usage
     parents: bool
     exist_ok: bool
 
     async def foresee(self) -> Usage:
-        return self.foreseen
+        return Usage(0, await self.files.missing_entries(self.vfolder_id, self.rel))
 
     async def make(self) -> Usage:
         return await self.files.mkdir(

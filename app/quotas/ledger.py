@@ -26,7 +26,14 @@ from app.observability.logging import get_logger
 from app.observability.metrics import Metrics
 from app.quotas.group_commit import BatchedChange, ChangeQueue, QueuedChange
 from app.quotas.models import ReservationRow
-from app.quotas.repository import InScopes, QuotaRepository, Scope, ScopeUsage, scopes_of
+from app.quotas.repository import (
+    InScopes,
+    QuotaRepository,
+    Scope,
+    ScopeLimit,
+    ScopeUsage,
+    scopes_of,
+)
 from app.vfolders.models import VFolderRow, VFolderStatus
 from app.vfolders.repository import LockedVFolder, VFolderRepository
 from drivers.types import Usage
@@ -224,45 +231,58 @@ class QuotaLedger:
         refused or fails is told at once (it changed nothing); the others once committed."""
         made: list[QueuedChange] = []
         async with self.change(vfolder_id) as change:
-            # Side by side: looking is all a foresight does.
-            outlooks = await asyncio.gather(
-                *(queued.run(queued.change.foresee) for queued in batch), return_exceptions=True
-            )
-            foreseen: list[tuple[QueuedChange, Usage]] = []
-            for queued, outlook in zip(batch, outlooks, strict=True):
-                if isinstance(outlook, Usage):
-                    foreseen.append((queued, outlook))
-                elif isinstance(outlook, Exception):
-                    queued.fail(outlook)
-                else:
-                    raise outlook
             quotas = QuotaRepository(change.session)
-            verdicts = await self._admit(
-                quotas,
-                change.vfolder,
-                [Growth(max(0, usage.bytes), max(0, usage.entries)) for _, usage in foreseen],
-            )
+            limits = await quotas.limits_for_update(scopes_of(change.vfolder))
+            # Without a limit nothing can refuse: no change needs foreseeing.
+            admitted = await self._admit_batch(quotas, limits, batch) if limits else batch
             total = Usage()
             freed = False
-            for (queued, usage), refusal in zip(foreseen, verdicts, strict=True):
-                if refusal is not None:
-                    queued.fail(refusal)
-                    continue
+            for queued in admitted:
                 try:
-                    total += await queued.run(queued.change.make)
+                    made_now = await queued.run(queued.change.make)
                 except Exception as exc:
                     queued.fail(exc)
                     continue
                 made.append(queued)
-                freed = freed or usage.bytes < 0
+                total += made_now
+                freed = freed or made_now.bytes < 0
             await VFolderRepository(change.session).add_usage(
                 vfolder_id, bytes_delta=total.bytes, count_delta=total.entries
             )
-            if freed:
-                # Growth was measured against the thresholds by ``_admit``.
+            if freed and limits:
+                # Growth was measured against the thresholds by ``_weigh``.
                 await self.track_alerts(change.session, scopes_of(change.vfolder))
         for queued in made:
             queued.succeed()
+
+    async def _admit_batch(
+        self,
+        quotas: QuotaRepository,
+        limits: list[tuple[Scope, ScopeLimit]],
+        batch: list[QueuedChange],
+    ) -> list[QueuedChange]:
+        """The changes of ``batch`` that fit, in order; the others are told why not."""
+        # Side by side: looking is all a foresight does.
+        outlooks = await asyncio.gather(
+            *(queued.run(queued.change.foresee) for queued in batch), return_exceptions=True
+        )
+        foreseen: list[tuple[QueuedChange, Usage]] = []
+        for queued, outlook in zip(batch, outlooks, strict=True):
+            if isinstance(outlook, Usage):
+                foreseen.append((queued, outlook))
+            elif isinstance(outlook, Exception):
+                queued.fail(outlook)
+            else:
+                raise outlook
+        growths = [Growth(max(0, usage.bytes), max(0, usage.entries)) for _, usage in foreseen]
+        verdicts = await self._weigh(quotas, limits, growths)
+        admitted = []
+        for (queued, _), refusal in zip(foreseen, verdicts, strict=True):
+            if refusal is None:
+                admitted.append(queued)
+            else:
+                queued.fail(refusal)
+        return admitted
 
     async def reserved(self, holder: str) -> int:
         async with self._sessions() as session:
@@ -375,21 +395,26 @@ class QuotaLedger:
             await self.track_alerts(session, scopes_of(vfolder))
 
     async def _check_room(self, quotas: QuotaRepository, vfolder: InScopes, growth: Growth) -> None:
-        (refusal,) = await self._admit(quotas, vfolder, [growth])
+        limits = await quotas.limits_for_update(scopes_of(vfolder))
+        (refusal,) = await self._weigh(quotas, limits, [growth])
         if refusal is not None:
             raise refusal
 
-    async def _admit(
-        self, quotas: QuotaRepository, vfolder: InScopes, growths: list[Growth]
+    async def _weigh(
+        self,
+        quotas: QuotaRepository,
+        all_limits: list[tuple[Scope, ScopeLimit]],
+        growths: list[Growth],
     ) -> list[QuotaExceeded | None]:
-        """Each growth in turn against the limits of the vfolder's scopes (locked), the usage
-        and reservations, and the growths admitted before it: ``None`` for one that fits, its
-        refusal for one that does not. The thresholds are moved by what was admitted."""
+        """Each growth in turn against the limits of the vfolder's scopes (locked by the
+        caller), the usage and reservations, and the growths admitted before it: ``None`` for
+        one that fits, its refusal for one that does not. The thresholds are moved by what
+        was admitted."""
         bytes_grow = any(growth.bytes for growth in growths)
         files_grow = any(growth.files for growth in growths)
         limits = [
             (scope, limit)
-            for scope, limit in await quotas.limits_for_update(scopes_of(vfolder))
+            for scope, limit in all_limits
             # Only a limit on a measure that grows can refuse (or move its threshold): the
             # others need no usage figures, the costliest statement of a write.
             if (bytes_grow and limit.limit_bytes is not None)
